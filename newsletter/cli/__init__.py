@@ -1,0 +1,1 @@
+"""The `newsletter` command: thin click commands over functions the tests call directly."""

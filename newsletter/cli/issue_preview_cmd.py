@@ -1,0 +1,7 @@
+"""(placeholder: commands are added by the module's owner)"""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []

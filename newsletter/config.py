@@ -1,0 +1,304 @@
+"""Settings: one frozen object read from environment variables and an optional TOML file.
+
+Every value is validated here, once, and an invalid one is a one-line `ConfigError` naming the
+variable. Environment variables win over the TOML file (`NEWSLETTER_CONFIG`, default
+`./newsletter.toml` if present), whose keys are the variable names in lower case without the
+`NEWSLETTER_` prefix (`database_url = "..."`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import time
+from email.headerregistry import Address
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from newsletter.errors import ConfigError
+
+PROVIDERS = ("outbox", "sendgrid", "smtp")
+
+
+class Secret:
+    """A string that never prints (starlette's idea): repr and str show a mask."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and secrets.compare_digest(self._value, other._value)
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    provider: str
+    outbox_dir: Path
+    sendgrid_api_key: Secret | None
+    sendgrid_host: str
+    sendgrid_sandbox: bool
+    sendgrid_webhook_public_key: str | None
+    smtp_url: Secret | None
+    base_url: str
+    secret_keys: tuple[Secret, ...]  # first signs; all verify (rotation)
+    from_address: Address
+    reply_to: str | None
+    newsletter_name: str
+    postal_address: str
+    timezone: ZoneInfo
+    send_time: time
+    catchup_deadline: time  # a missed morning send is skipped after this local time
+    max_articles: int
+    min_articles: int
+    utm_params: str  # query string appended to article links, e.g. utm_source=newsletter
+    workers: str  # "inline" | "external"
+    send_batch_size: int
+    send_concurrency: int
+    rate_messages_per_s: float  # 0 = unlimited
+    rate_requests_per_s: float  # 0 = unlimited
+    preview_token: Secret | None
+    log_format: str  # "text" | "json"
+    var_dir: Path = field(default=Path("var"))
+
+    @property
+    def secret_key(self) -> Secret:
+        return self.secret_keys[0]
+
+
+def _str(value: str, name: str) -> str:
+    return value
+
+
+def _nonempty(value: str, name: str) -> str:
+    if not value.strip():
+        raise ConfigError(f"{name}: must not be empty")
+    return value.strip()
+
+
+def _http_url(value: str, name: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name}: expected an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _bool(value: str, name: str) -> bool:
+    low = value.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {value!r}")
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str, str], int]:
+    def parse(value: str, name: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(f"{name}: expected a whole number, got {value!r}") from None
+        if not lo <= number <= hi:
+            raise ConfigError(f"{name}: expected {lo} to {hi}, got {number}")
+        return number
+
+    return parse
+
+
+def _rate(value: str, name: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number per second (0 = unlimited)") from None
+    if number < 0:
+        raise ConfigError(f"{name}: must be 0 (unlimited) or more, got {number}")
+    return number
+
+
+def _choice(*options: str) -> Callable[[str, str], str]:
+    def parse(value: str, name: str) -> str:
+        low = value.strip().lower()
+        if low not in options:
+            raise ConfigError(f"{name}: expected one of {', '.join(options)}, got {value!r}")
+        return low
+
+    return parse
+
+
+def _timezone(value: str, name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{name}: unknown time zone {value!r} (e.g. Asia/Tokyo)") from None
+
+
+def _time(value: str, name: str) -> time:
+    try:
+        hours, minutes = value.strip().split(":")
+        return time(int(hours), int(minutes))
+    except ValueError:
+        raise ConfigError(f"{name}: expected HH:MM (24-hour), got {value!r}") from None
+
+
+def _address(value: str, name: str) -> Address:
+    display, addr = parseaddr(value)
+    if "@" not in addr:
+        raise ConfigError(f"{name}: expected an address like 'AI日報 <news@example.com>'")
+    local, _, domain = addr.rpartition("@")
+    return Address(display_name=display, username=local, domain=domain)
+
+
+def _database_url(value: str, name: str) -> str:
+    if "://" not in value:
+        raise ConfigError(f"{name}: expected a SQLAlchemy URL such as sqlite:///var/newsletter.db")
+    scheme = value.split("://", 1)[0]
+    if not scheme.startswith(("sqlite", "postgresql")):
+        raise ConfigError(f"{name}: only sqlite and postgresql are supported, got {scheme!r}")
+    if scheme.startswith("postgresql") and "+" not in scheme:
+        value = "postgresql+psycopg" + value[len(scheme) :]
+    return value
+
+
+def _secret(value: str, name: str) -> Secret | None:
+    return Secret(value) if value else None
+
+
+# name -> (parser, default). A default of None means "optional, no value".
+_FIELDS: dict[str, tuple[str, Callable[[str, str], Any], str | None]] = {
+    "database_url": ("NEWSLETTER_DATABASE_URL", _database_url, "sqlite:///var/newsletter.db"),
+    "provider": ("NEWSLETTER_PROVIDER", _choice(*PROVIDERS), "outbox"),
+    "outbox_dir": ("NEWSLETTER_OUTBOX_DIR", lambda v, n: Path(v), "var/outbox"),
+    "sendgrid_api_key": ("SENDGRID_API_KEY", _secret, ""),
+    "sendgrid_host": ("NEWSLETTER_SENDGRID_HOST", _http_url, "https://api.sendgrid.com"),
+    "sendgrid_sandbox": ("NEWSLETTER_SENDGRID_SANDBOX", _bool, "false"),
+    "sendgrid_webhook_public_key": ("NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY", _str, None),
+    "smtp_url": ("NEWSLETTER_SMTP_URL", _secret, ""),
+    "base_url": ("NEWSLETTER_BASE_URL", _http_url, "http://localhost:8000"),
+    "from_address": ("NEWSLETTER_FROM", _address, "AI日報 <newsletter@localhost>"),
+    "reply_to": ("NEWSLETTER_REPLY_TO", _str, None),
+    "newsletter_name": ("NEWSLETTER_NAME", _nonempty, "AI日報"),
+    "postal_address": (
+        "NEWSLETTER_POSTAL_ADDRESS",
+        _nonempty,
+        "AI日報編集部, 1-2-3 Example-cho, Chiyoda-ku, Tokyo 100-0000, Japan",
+    ),
+    "timezone": ("NEWSLETTER_TIMEZONE", _timezone, "Asia/Tokyo"),
+    "send_time": ("NEWSLETTER_SEND_TIME", _time, "07:00"),
+    "catchup_deadline": ("NEWSLETTER_CATCHUP_DEADLINE", _time, "11:00"),
+    "max_articles": ("NEWSLETTER_MAX_ARTICLES", _int_range(1, 50), "8"),
+    "min_articles": ("NEWSLETTER_MIN_ARTICLES", _int_range(0, 50), "1"),
+    "utm_params": ("NEWSLETTER_UTM", _str, "utm_source=newsletter&utm_medium=email"),
+    "workers": ("NEWSLETTER_WORKERS", _choice("inline", "external"), "inline"),
+    "send_batch_size": ("NEWSLETTER_SEND_BATCH_SIZE", _int_range(1, 1000), "1000"),
+    "send_concurrency": ("NEWSLETTER_SEND_CONCURRENCY", _int_range(1, 64), "4"),
+    "rate_messages_per_s": ("NEWSLETTER_RATE_MESSAGES", _rate, "0"),
+    "rate_requests_per_s": ("NEWSLETTER_RATE_REQUESTS", _rate, "0"),
+    "preview_token": ("NEWSLETTER_PREVIEW_TOKEN", _secret, ""),
+    "log_format": ("NEWSLETTER_LOG_FORMAT", _choice("text", "json"), "text"),
+}
+
+ENV_NAMES: dict[str, str] = {key: spec[0] for key, spec in _FIELDS.items()}
+SECRET_KEY_ENV = "NEWSLETTER_SECRET_KEY"
+SECRET_KEY_FILE = "secret.key"
+
+
+def _read_toml(env: Mapping[str, str]) -> dict[str, str]:
+    explicit = env.get("NEWSLETTER_CONFIG")
+    path = Path(explicit) if explicit else Path("newsletter.toml")
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"NEWSLETTER_CONFIG: no such file {path}")
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"NEWSLETTER_CONFIG: {path} is not valid TOML: {err}") from None
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        env_name = (
+            key.upper()
+            if key.upper().startswith(("NEWSLETTER_", "SENDGRID_"))
+            else ("NEWSLETTER_" + key.upper())
+        )
+        out[env_name] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+def _secret_keys(raw: str | None, var_dir: Path, create: bool) -> tuple[Secret, ...]:
+    """Comma-separated keys (newest first), else `var/secret.key`, created on first use."""
+    if raw:
+        keys = tuple(Secret(k.strip()) for k in raw.split(",") if k.strip())
+        if not keys:
+            raise ConfigError(f"{SECRET_KEY_ENV}: must not be empty")
+        for key in keys:
+            if len(key.reveal()) < 16:
+                raise ConfigError(f"{SECRET_KEY_ENV}: each key needs at least 16 characters")
+        return keys
+    path = var_dir / SECRET_KEY_FILE
+    if path.exists():
+        return (Secret(path.read_text(encoding="utf-8").strip()),)
+    if not create:
+        raise ConfigError(f"{SECRET_KEY_ENV}: not set and {path} does not exist")
+    var_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    path.write_text(value + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return (Secret(value),)
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, *, create_secret: bool = True, **overrides: Any
+) -> Settings:
+    """Read and validate every setting. `overrides` (field names) win, for tests and scripts."""
+    environ = dict(os.environ if env is None else env)
+    merged = {**_read_toml(environ), **environ}
+    values: dict[str, Any] = {}
+    for key, (name, parse, default) in _FIELDS.items():
+        if key in overrides:
+            continue
+        raw = merged.get(name)
+        if raw is None or raw == "":
+            if default is None:
+                values[key] = None
+                continue
+            raw = default
+        values[key] = parse(raw, name)
+    values.update(overrides)
+    var_dir = Path(merged.get("NEWSLETTER_VAR_DIR", "var"))
+    values.setdefault("var_dir", var_dir)
+    if "secret_keys" not in values:
+        values["secret_keys"] = _secret_keys(merged.get(SECRET_KEY_ENV), var_dir, create_secret)
+    settings = Settings(**values)
+    _check_consistency(settings)
+    return settings
+
+
+def _check_consistency(settings: Settings) -> None:
+    if settings.min_articles > settings.max_articles:
+        raise ConfigError(
+            "NEWSLETTER_MIN_ARTICLES: must not exceed NEWSLETTER_MAX_ARTICLES "
+            f"({settings.min_articles} > {settings.max_articles})"
+        )
+    if settings.provider == "sendgrid" and settings.sendgrid_api_key is None:
+        raise ConfigError("SENDGRID_API_KEY: required when NEWSLETTER_PROVIDER=sendgrid")
+    if settings.provider == "smtp" and settings.smtp_url is None:
+        raise ConfigError("NEWSLETTER_SMTP_URL: required when NEWSLETTER_PROVIDER=smtp")

@@ -1,0 +1,349 @@
+"""The data model. One module so the whole schema reads in one sitting.
+
+Tables, by who writes them:
+- articles, article_contents: ingestion (`newsletter.articles`)
+- lists, subscribers, subscriptions, consent_records, suppressions: `subscribers`
+- issues, issue_articles, issue_overrides, issue_variants: issue assembly and rendering
+- send_batches, deliveries: the send ledger (`newsletter.delivery.ledger`)
+- events: provider webhooks (`newsletter.webhooks`)
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from newsletter.db.types import JSONType, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; BigInteger there would not.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+# --- articles -------------------------------------------------------------------------------
+
+
+class Article(Base):
+    __tablename__ = "articles"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(200), unique=True)  # the format's `id`
+    url: Mapped[str] = mapped_column(String(2048))
+    source_url: Mapped[str | None] = mapped_column(String(2048))
+    source_name: Mapped[str | None] = mapped_column(String(200))
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    importance: Mapped[int] = mapped_column(Integer, default=50)
+    tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    content_hash: Mapped[str] = mapped_column(String(64))  # detects "unchanged" re-imports
+    origin: Mapped[str | None] = mapped_column(String(2048))  # file or feed it came from
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    contents: Mapped[list[ArticleContent]] = relationship(
+        back_populates="article", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    def content(self, language: str) -> ArticleContent | None:
+        return next((c for c in self.contents if c.language == language), None)
+
+
+class ArticleContent(Base):
+    __tablename__ = "article_contents"
+    __table_args__ = (UniqueConstraint("article_id", "language"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
+    language: Mapped[str] = mapped_column(String(8))
+    title: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str] = mapped_column(Text)
+    key_points: Mapped[list[dict[str, str]]] = mapped_column(JSONType, default=list)
+    impact_analysis: Mapped[str | None] = mapped_column(Text)
+    editor_comment: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)
+    related: Mapped[list[dict[str, str]]] = mapped_column(JSONType, default=list)
+
+    article: Mapped[Article] = relationship(back_populates="contents")
+
+
+# --- lists and subscribers ------------------------------------------------------------------
+
+
+class MailingList(Base):
+    """A newsletter list. Each list gets one issue per date, with its own schedule."""
+
+    __tablename__ = "lists"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    timezone: Mapped[str | None] = mapped_column(String(64))  # None: NEWSLETTER_TIMEZONE
+    send_time: Mapped[str | None] = mapped_column(String(5))  # "HH:MM"; None: the setting
+    max_articles: Mapped[int | None] = mapped_column(Integer)
+    min_articles: Mapped[int | None] = mapped_column(Integer)
+    utm_params: Mapped[str | None] = mapped_column(String(500))
+    double_opt_in: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))  # as normalised by email-validator
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)  # lower-cased: uniqueness
+    email_hash: Mapped[str] = mapped_column(String(64), index=True)  # keyed hash: suppression
+    name: Mapped[str | None] = mapped_column(String(200))
+    language: Mapped[str] = mapped_column(String(4), default="ja")  # ja | en | both
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    subscriptions: Mapped[list[Subscription]] = relationship(
+        back_populates="subscriber", cascade="all, delete-orphan"
+    )
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "list_id"),
+        Index("ix_subscriptions_list_status_subscriber", "list_id", "status", "subscriber_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    source: Mapped[str] = mapped_column(String(32), default="admin")  # web | import | admin
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="subscriptions")
+    mailing_list: Mapped[MailingList] = relationship()
+
+
+class ConsentRecord(Base):
+    """Proof of consent, kept as the law asks: when, how, from where, with what wording.
+
+    Append-only. On erasure the personal link is cut (subscriber_id NULL) and the IP dropped.
+    """
+
+    __tablename__ = "consent_records"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
+    )
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(32))  # subscribe | confirm | unsubscribe | ...
+    source: Mapped[str] = mapped_column(String(32))  # web | import | admin | webhook | email
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+    wording_version: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Suppression(Base):
+    """An address that is never mailed again, by any path. Kept as a keyed hash only."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(16))  # SuppressionReason
+    source: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Meta(Base):
+    """Installation-wide values that must outlive configuration changes (e.g. the hash pepper)."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+# --- issues ---------------------------------------------------------------------------------
+
+
+class Issue(Base):
+    __tablename__ = "issues"
+    __table_args__ = (UniqueConstraint("list_id", "issue_date"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    issue_date: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="built")  # IssueStatus
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    cutoff_at: Mapped[datetime] = mapped_column(UTCDateTime)  # selection window end
+    subject_ja: Mapped[str | None] = mapped_column(String(300))
+    subject_en: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    built_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    send_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    note: Mapped[str | None] = mapped_column(Text)  # why skipped, what was trimmed, ...
+
+    mailing_list: Mapped[MailingList] = relationship()
+    articles: Mapped[list[IssueArticle]] = relationship(
+        back_populates="issue",
+        cascade="all, delete-orphan",
+        order_by="IssueArticle.position",
+    )
+
+
+class IssueArticle(Base):
+    __tablename__ = "issue_articles"
+
+    issue_id: Mapped[int] = mapped_column(
+        ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True
+    )
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id"), primary_key=True, index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The article as it was when the issue froze: a later re-import never changes a sent issue.
+    snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+    issue: Mapped[Issue] = relationship(back_populates="articles")
+    article: Mapped[Article] = relationship()
+
+
+class IssueOverride(Base):
+    """An editor's decision for one list and date: pin (with order) or exclude an article."""
+
+    __tablename__ = "issue_overrides"
+    __table_args__ = (UniqueConstraint("list_id", "issue_date", "article_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    issue_date: Mapped[date] = mapped_column(Date)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(16))  # pin | exclude | position
+    position: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class IssueVariant(Base):
+    """A rendered language variant, stored once so every worker sends the same bytes."""
+
+    __tablename__ = "issue_variants"
+    __table_args__ = (UniqueConstraint("issue_id", "variant"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    variant: Mapped[str] = mapped_column(String(4))  # ja | en | both
+    subject: Mapped[str] = mapped_column(String(300))
+    preheader: Mapped[str] = mapped_column(String(300))
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    trimmed: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    rendered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# --- the send ledger ------------------------------------------------------------------------
+
+
+class SendBatch(Base):
+    """A unit of provider work: one variant, up to the provider's batch size of recipients.
+
+    Claimed with a lease (`lease_until`) so many workers can share an issue; see
+    `newsletter.delivery.ledger` for the state machine.
+    """
+
+    __tablename__ = "send_batches"
+    __table_args__ = (Index("ix_send_batches_issue_status", "issue_id", "status"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    variant: Mapped[str] = mapped_column(String(4))
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # BatchStatus
+    size: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)  # retry-after
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Delivery(Base):
+    """One recipient of one issue. The unique constraint is the "never twice" guarantee."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("issue_id", "subscriber_id"),
+        Index("ix_deliveries_batch", "batch_id"),
+        Index("ix_deliveries_issue_status", "issue_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL")
+    )
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("send_batches.id"))
+    variant: Mapped[str] = mapped_column(String(4))
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # DeliveryStatus
+    error: Mapped[str | None] = mapped_column(Text)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Latest provider event (delivered, bounce, open, click, ...), from webhooks.
+    last_event: Mapped[str | None] = mapped_column(String(32))
+    last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Event(Base):
+    """A provider event (webhook), kept verbatim and applied idempotently."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("provider", "event_id"),
+        Index("ix_events_issue_type", "issue_id", "type"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(200))  # provider's id, else a content hash
+    type: Mapped[str] = mapped_column(String(32))
+    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="SET NULL"))
+    batch_id: Mapped[int | None] = mapped_column(BigId)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL")
+    )
+    email_hash: Mapped[str | None] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)

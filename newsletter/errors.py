@@ -1,0 +1,107 @@
+"""The project's exception tree. Every error a user can cause is one of these.
+
+    NewsletterError
+    ├── ConfigError            a setting is missing or invalid (names the variable)
+    ├── DatabaseError          the database is unreachable or its schema is out of date
+    ├── ValidationError        input (article file, CSV row, form) is not what was expected
+    │   └── ArticleError       one article in one file is invalid
+    ├── NotFoundError          an issue, article, list or subscriber does not exist
+    ├── StateError             the operation is not allowed in the object's current state
+    │                          (e.g. rebuilding an issue that was already sent)
+    ├── SuppressedError        the address is suppressed and must never be mailed
+    ├── RenderError            a template failed to render or the output broke a budget
+    ├── ProviderError          a provider failed in a way the sending core must handle
+    │   ├── TransientProviderError   retry later (429, 5xx, timeouts, resets)
+    │   └── PermanentProviderError   do not retry (400, 401, 403, 413 ...)
+    ├── TokenError             a subscriber link token is tampered, unknown or expired
+    └── WebhookError           a webhook request failed verification or parsing
+
+The CLI maps them to exit codes (`EXIT_CODES`) and the web app to HTTP statuses.
+"""
+
+from __future__ import annotations
+
+
+class NewsletterError(Exception):
+    """Base class: the message is written for the person who ran the command."""
+
+    exit_code = 1
+
+
+class ConfigError(NewsletterError):
+    exit_code = 78  # EX_CONFIG
+
+
+class DatabaseError(NewsletterError):
+    exit_code = 69  # EX_UNAVAILABLE
+
+
+class ValidationError(NewsletterError):
+    exit_code = 65  # EX_DATAERR
+
+
+class ArticleError(ValidationError):
+    """One invalid article: where it came from, which one, which field, and what was wrong."""
+
+    def __init__(self, source: str, article: str, field: str, problem: str) -> None:
+        self.source = source
+        self.article = article
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{source}: article {article}: {field}: {problem}")
+
+
+class NotFoundError(NewsletterError):
+    exit_code = 66  # EX_NOINPUT
+
+
+class StateError(NewsletterError):
+    exit_code = 64
+
+
+class SuppressedError(NewsletterError):
+    exit_code = 65
+
+
+class RenderError(NewsletterError):
+    exit_code = 70  # EX_SOFTWARE
+
+
+class ProviderError(NewsletterError):
+    """A provider failure. `status` is the provider's HTTP or SMTP code when there is one."""
+
+    exit_code = 69
+
+    def __init__(self, message: str, *, status: int | None = None, body: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class TransientProviderError(ProviderError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        body: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, body=body)
+        self.retry_after = retry_after
+
+
+class PermanentProviderError(ProviderError):
+    pass
+
+
+class TokenError(NewsletterError):
+    exit_code = 65
+
+
+class WebhookError(NewsletterError):
+    """`status` is the HTTP status the endpoint answers with (403 bad signature, 400 bad body)."""
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status

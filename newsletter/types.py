@@ -1,0 +1,111 @@
+"""Value types shared by every layer: languages, statuses, and the rendered-email contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Language(StrEnum):
+    """A content language of an article."""
+
+    JA = "ja"
+    EN = "en"
+
+
+class Preference(StrEnum):
+    """What a subscriber wants to read: one language or both."""
+
+    JA = "ja"
+    EN = "en"
+    BOTH = "both"
+
+
+CONTENT_LANGUAGES: tuple[str, ...] = ("ja", "en")
+VARIANTS: tuple[str, ...] = ("ja", "en", "both")
+
+
+class SubscriptionStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    EXPIRED = "expired"
+
+
+class IssueStatus(StrEnum):
+    """An issue's life: built (editable), sending (frozen), then a terminal state."""
+
+    BUILT = "built"
+    SENDING = "sending"
+    PAUSED = "paused"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+
+FROZEN_ISSUE_STATUSES = frozenset(
+    {IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT, IssueStatus.CANCELLED}
+)
+
+
+class BatchStatus(StrEnum):
+    """A send batch: queued -> claimed (leased) -> sending (posted) -> accepted | failed.
+
+    A batch found in `sending` after its sender died may or may not have reached the provider:
+    it becomes `in_doubt` and is resolved by reconciliation or by the operator.
+    """
+
+    QUEUED = "queued"
+    CLAIMED = "claimed"
+    SENDING = "sending"
+    ACCEPTED = "accepted"
+    FAILED = "failed"
+    IN_DOUBT = "in_doubt"
+    CANCELLED = "cancelled"
+
+
+class DeliveryStatus(StrEnum):
+    """One recipient of one issue, in the ledger."""
+
+    QUEUED = "queued"
+    ACCEPTED = "accepted"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    IN_DOUBT = "in_doubt"
+    CANCELLED = "cancelled"
+
+
+class SuppressionReason(StrEnum):
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    UNSUBSCRIBED = "unsubscribed"
+    ERASED = "erased"
+    MANUAL = "manual"
+
+
+# Per-recipient slots in a rendered variant. The renderer emits these markers where a
+# recipient's own value goes; providers fill them (SendGrid server-side through
+# `substitutions`, SMTP/outbox with str.replace). The renderer strips any marker that
+# appears in article content, so content can never address a slot.
+SLOT_UNSUBSCRIBE_URL = "-unsubscribe_url-"
+SLOT_PREFERENCES_URL = "-preferences_url-"
+SLOT_NAME = "-subscriber_name-"
+SLOTS: tuple[str, ...] = (SLOT_UNSUBSCRIBE_URL, SLOT_PREFERENCES_URL, SLOT_NAME)
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedVariant:
+    """One language variant of an issue, rendered once and filled per recipient at send time.
+
+    `html`, `text` and `subject` may contain the SLOT_* markers.
+    """
+
+    issue_id: int
+    variant: str  # "ja" | "en" | "both"
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    trimmed: tuple[str, ...] = field(default=())  # what the size budget cut, for the editor

@@ -1,0 +1,1 @@
+"""Subscriber management: lists, consent, import/export, unsubscribe and suppression."""

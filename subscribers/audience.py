@@ -1,0 +1,60 @@
+"""Who may be mailed. Every sending path asks here; nothing else decides it.
+
+An address is mailable for a list when its subscription is `active` and its keyed hash is not
+in the suppression list. The send planner uses `eligible_recipients` when it enqueues an issue,
+and the sender calls `still_eligible` again just before each batch, so an unsubscribe or a
+bounce takes effect for a send that is still running.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import Select, exists, select
+from sqlalchemy.orm import Session
+
+from newsletter.db.models import Subscriber, Subscription, Suppression
+from newsletter.types import SubscriptionStatus
+
+
+def _not_suppressed():  # type: ignore[no-untyped-def]
+    return ~exists().where(Suppression.email_hash == Subscriber.email_hash)
+
+
+def eligible_recipients(list_id: int) -> Select[tuple[int, str, str | None, str]]:
+    """(subscriber_id, email, name, language) of every mailable subscriber, by id."""
+    return (
+        select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.language)
+        .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+        .where(
+            Subscription.list_id == list_id,
+            Subscription.status == SubscriptionStatus.ACTIVE,
+            _not_suppressed(),
+        )
+        .order_by(Subscriber.id)
+    )
+
+
+def still_eligible(session: Session, list_id: int, subscriber_ids: Iterable[int]) -> set[int]:
+    """The subset of `subscriber_ids` that may still be mailed right now."""
+    ids = list(subscriber_ids)
+    if not ids:
+        return set()
+    rows = session.scalars(
+        select(Subscriber.id)
+        .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+        .where(
+            Subscriber.id.in_(ids),
+            Subscription.list_id == list_id,
+            Subscription.status == SubscriptionStatus.ACTIVE,
+            _not_suppressed(),
+        )
+    )
+    return set(rows)
+
+
+def is_mailable_address(session: Session, email_hash: str) -> bool:
+    """For transactional mail (confirmations, test sends): not on the suppression list."""
+    return (
+        session.scalar(select(Suppression.id).where(Suppression.email_hash == email_hash)) is None
+    )

@@ -1,0 +1,51 @@
+"""The keyed hash that identifies an address in the suppression list without storing it.
+
+The key is random per installation, kept in the `meta` table, so it survives a rotation of
+NEWSLETTER_SECRET_KEY (a suppression must never be forgotten because a key changed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from newsletter.db.models import Meta
+
+HASH_KEY_NAME = "email_hash_key"
+
+
+def email_key(email: str) -> str:
+    """The case-insensitive identity of an address (uniqueness and hashing)."""
+    return email.strip().lower()
+
+
+def load_hash_key(session: Session) -> bytes:
+    """The installation's hash key, created on first use (race-safe)."""
+    value = session.scalar(select(Meta.value).where(Meta.key == HASH_KEY_NAME))
+    if value is None:
+        candidate = secrets.token_hex(32)
+        try:
+            with session.begin_nested():
+                session.add(Meta(key=HASH_KEY_NAME, value=candidate))
+            value = candidate
+        except IntegrityError:
+            value = session.scalar(select(Meta.value).where(Meta.key == HASH_KEY_NAME))
+    assert value is not None
+    return bytes.fromhex(value)
+
+
+class EmailHasher:
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    @classmethod
+    def load(cls, session: Session) -> EmailHasher:
+        return cls(load_hash_key(session))
+
+    def __call__(self, email: str) -> str:
+        return hmac.new(self._key, email_key(email).encode("utf-8"), hashlib.sha256).hexdigest()

@@ -1,0 +1,129 @@
+"""Fixtures for the real parts: a database (SQLite, and PostgreSQL when reachable), settings.
+
+PostgreSQL tests read NEWSLETTER_TEST_POSTGRES_URL (default: the local server on 127.0.0.1).
+Where no server answers they skip with the reason; with NEWSLETTER_TEST_REQUIRE_SERVICES=1
+(set by .ci/run) a skip of a needed service is a failure instead.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from newsletter.clock import FixedClock
+from newsletter.config import Secret, Settings, load_settings
+from newsletter.db.migrate import upgrade
+from newsletter.db.session import make_engine, session_factory
+
+pytest_plugins = [
+    "tests.fixtures.articles",
+    "tests.fixtures.render",
+    "tests.fixtures.providers",
+    "tests.fixtures.delivery",
+    "tests.fixtures.subscribers",
+    "tests.fixtures.web",
+    "tests.fixtures.scheduler",
+]
+
+POSTGRES_URL = os.environ.get(
+    "NEWSLETTER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REQUIRE_SERVICES = os.environ.get("NEWSLETTER_TEST_REQUIRE_SERVICES") == "1"
+
+
+def service_unavailable(reason: str) -> None:
+    """Skip on a user's machine; fail in CI, where every service must be exercised."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"required service unavailable: {reason}")
+    pytest.skip(reason)
+
+
+def _postgres_reachable() -> str | None:
+    try:
+        engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as err:  # any failure means "not here"; the reason is shown
+        return f"PostgreSQL not reachable at {POSTGRES_URL}: {str(err).splitlines()[0]}"
+
+
+_PG_PROBLEM: str | None | bool = False  # False: not probed yet
+
+
+def postgres_url_for_schema(schema: str) -> str:
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    return f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def postgres_schema_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL schema for one test, dropped afterwards."""
+    global _PG_PROBLEM
+    if _PG_PROBLEM is False:
+        _PG_PROBLEM = _postgres_reachable()
+    if _PG_PROBLEM:
+        service_unavailable(str(_PG_PROBLEM))
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield postgres_url_for_schema(schema)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Run the test on SQLite and on PostgreSQL (the contract holds on both)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'newsletter.db'}"
+    return request.getfixturevalue("postgres_schema_url")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """For tests about behaviour that does not depend on the database."""
+    return f"sqlite:///{tmp_path / 'newsletter.db'}"
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = make_engine(database_url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return session_factory(engine)
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(datetime(2026, 6, 12, 21, 30, tzinfo=UTC))  # 06:30 JST, June 13
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Settings for a test: the test's database, outbox under tmp_path, a fixed secret."""
+    return load_settings(
+        {},
+        database_url=database_url,
+        outbox_dir=tmp_path / "outbox",
+        var_dir=tmp_path / "var",
+        secret_keys=(Secret("test-secret-key-0123456789abcdef"),),
+        base_url="https://news.example.com",
+    )

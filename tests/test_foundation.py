@@ -1,0 +1,108 @@
+"""The foundation: schema on both databases, settings errors that name the variable."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from newsletter.config import load_settings
+from newsletter.db.migrate import head_revision, is_up_to_date
+from newsletter.db.models import Issue, MailingList, Subscriber
+from newsletter.errors import ConfigError
+
+NOW = datetime(2026, 6, 13, tzinfo=UTC)
+
+
+def test_migrations_bring_the_schema_to_head(engine: Engine) -> None:
+    assert head_revision(engine) is not None
+    assert is_up_to_date(engine)
+
+
+def test_models_match_the_migrations(engine: Engine) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from newsletter.db.models import Base
+
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_one_issue_per_list_and_date(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        lst = MailingList(slug="daily", name="AI日報", created_at=NOW)
+        session.add(lst)
+        session.flush()
+        for _ in range(2):
+            session.add(
+                Issue(
+                    list_id=lst.id,
+                    issue_date=date(2026, 6, 13),
+                    window_start=NOW,
+                    cutoff_at=NOW,
+                    created_at=NOW,
+                    built_at=NOW,
+                )
+            )
+        with pytest.raises(IntegrityError):
+            session.flush()
+
+
+def test_subscriber_email_key_is_unique(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        for email in ("Taro@Example.com", "taro@example.com"):
+            session.add(
+                Subscriber(
+                    email=email,
+                    email_key=email.lower(),
+                    email_hash="h",
+                    created_at=NOW,
+                    updated_at=NOW,
+                )
+            )
+        with pytest.raises(IntegrityError):
+            session.flush()
+
+
+def test_utc_datetimes_come_back_timezone_aware(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        session.add(MailingList(slug="daily", name="AI日報", created_at=NOW))
+        session.commit()
+    with sessions() as session:
+        stored = session.query(MailingList).one().created_at
+    assert stored == NOW and stored.tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("NEWSLETTER_PROVIDER", "pigeon"),
+        ("NEWSLETTER_TIMEZONE", "Mars/Olympus"),
+        ("NEWSLETTER_SEND_TIME", "7am"),
+        ("NEWSLETTER_BASE_URL", "ftp://example.com"),
+        ("NEWSLETTER_DATABASE_URL", "mysql://x"),
+        ("NEWSLETTER_FROM", "not an address"),
+    ],
+)
+def test_an_invalid_setting_names_its_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings({variable: value}, create_secret=False, secret_keys=())
+    assert str(err.value).startswith(variable)
+    assert "\n" not in str(err.value)
+
+
+def test_sendgrid_provider_needs_an_api_key() -> None:
+    with pytest.raises(ConfigError, match="^SENDGRID_API_KEY"):
+        load_settings({"NEWSLETTER_PROVIDER": "sendgrid"}, create_secret=False, secret_keys=())
+
+
+def test_secrets_never_print() -> None:
+    settings = load_settings(
+        {"SENDGRID_API_KEY": "SG.supersecret"}, create_secret=False, secret_keys=()
+    )
+    assert "supersecret" not in repr(settings)
