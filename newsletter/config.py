@@ -79,6 +79,8 @@ class Settings:
     preview_token: Secret | None
     log_format: str  # "text" | "json"
     var_dir: Path = field(default=Path("var"))
+    sendgrid_webhook_tolerance_s: int = 600  # signed timestamp may be this far off now
+    webhook_insecure: bool = False  # dev only: accept unsigned webhooks when no key is set
 
     @property
     def secret_key(self) -> Secret:
@@ -214,6 +216,12 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], Any], str | None]] = {
     "rate_requests_per_s": ("NEWSLETTER_RATE_REQUESTS", _rate, "0"),
     "preview_token": ("NEWSLETTER_PREVIEW_TOKEN", _secret, ""),
     "log_format": ("NEWSLETTER_LOG_FORMAT", _choice("text", "json"), "text"),
+    "sendgrid_webhook_tolerance_s": (
+        "NEWSLETTER_SENDGRID_WEBHOOK_TOLERANCE",
+        _int_range(30, 86400),
+        "600",
+    ),
+    "webhook_insecure": ("NEWSLETTER_WEBHOOK_INSECURE", _bool, "false"),
 }
 
 ENV_NAMES: dict[str, str] = {key: spec[0] for key, spec in _FIELDS.items()}
