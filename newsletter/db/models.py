@@ -347,3 +347,25 @@ class Event(Base):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+# --- scheduling -----------------------------------------------------------------------------
+
+
+class SendClaim(Base):
+    """Which process drives an issue's send: the atomic claim that makes "once a day" hold.
+
+    Two schedulers that both decide to send today's issue race to insert (or take over an
+    expired) row; the database lets exactly one win. The winner renews `lease_until` while it
+    sends, so a crashed owner's claim expires and the next start resumes the send.
+    """
+
+    __tablename__ = "send_claims"
+
+    issue_id: Mapped[int] = mapped_column(
+        ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True
+    )
+    owner: Mapped[str] = mapped_column(String(200))  # host:pid of the scheduler or `run`
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
