@@ -1,0 +1,1 @@
+"""Issue rendering: article views to MJML/HTML and plain text, one variant per language."""

@@ -1,0 +1,70 @@
+"""Rendered variants in the database: rendered once per build, then read by every sender."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsletter.clock import Clock
+from newsletter.config import Settings
+from newsletter.db.models import Issue, IssueVariant
+from newsletter.render.renderer import render_issue_variants
+from newsletter.render.view import load_issue_view
+from newsletter.types import VARIANTS, RenderedVariant
+
+
+def is_current(variant: IssueVariant | None, issue: Issue) -> bool:
+    """A stored variant is current when it was rendered at or after the issue's last build."""
+    return variant is not None and variant.rendered_at >= issue.built_at
+
+
+def ensure_variants(
+    session: Session, issue: Issue, settings: Settings, clock: Clock
+) -> dict[str, IssueVariant]:
+    """The issue's three stored variants, rendered (again) only if missing or stale.
+
+    Idempotent: a second call with nothing changed renders nothing and returns the same rows.
+    The caller commits.
+    """
+    stored = {
+        v.variant: v
+        for v in session.scalars(select(IssueVariant).where(IssueVariant.issue_id == issue.id))
+    }
+    if all(is_current(stored.get(name), issue) for name in VARIANTS):
+        return stored
+    rendered = render_issue_variants(load_issue_view(session, issue.id), settings)
+    now = clock.now()
+    for name in VARIANTS:
+        stored[name] = _save(session, stored.get(name), rendered[name], now)
+    session.flush()
+    return stored
+
+
+def _save(
+    session: Session, row: IssueVariant | None, rendered: RenderedVariant, now: datetime
+) -> IssueVariant:
+    if row is None:
+        row = IssueVariant(issue_id=rendered.issue_id, variant=rendered.variant)
+        session.add(row)
+    row.subject = rendered.subject
+    row.preheader = rendered.preheader
+    row.html = rendered.html
+    row.text = rendered.text
+    row.trimmed = list(rendered.trimmed)
+    row.rendered_at = now
+    return row
+
+
+def as_rendered(row: IssueVariant) -> RenderedVariant:
+    """A stored row back as the value type the providers and the preview take."""
+    return RenderedVariant(
+        issue_id=row.issue_id,
+        variant=row.variant,
+        subject=row.subject,
+        preheader=row.preheader,
+        html=row.html,
+        text=row.text,
+        trimmed=tuple(row.trimmed or ()),
+    )

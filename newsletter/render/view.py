@@ -1,0 +1,226 @@
+"""What the templates see: an issue and its articles, cleaned and normalised once.
+
+The input is the article import format (`/work/shared/article-format.md`): a dict per article,
+taken from `IssueArticle.snapshot` when the issue is frozen, otherwise converted from the live
+`Article` row. Cleaning happens here, before any template runs:
+
+- every text field loses slot markers (content can never address a recipient's slot) and
+  control characters;
+- every URL is kept only if it is an absolute http(s) URL (`links.safe_http_url`);
+- missing optional fields become empty values, so templates test truthiness only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsletter.db.models import Article, Issue, IssueArticle, MailingList
+from newsletter.errors import NotFoundError
+from newsletter.render.links import safe_http_url
+from newsletter.types import CONTENT_LANGUAGES, SLOTS
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_text(value: object) -> str:
+    """Plain text with no slot marker and no control character (newlines and tabs stay)."""
+    if value is None:
+        return ""
+    text = _CONTROL.sub("", str(value)).replace("\r\n", "\n").replace("\r", "\n")
+    previous = None
+    while previous != text:  # removing one marker must not assemble another
+        previous = text
+        for slot in SLOTS:
+            text = text.replace(slot, "")
+    return text.strip()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPoint:
+    heading: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class RelatedLink:
+    title: str
+    summary: str
+    url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ContentView:
+    """One language of one article."""
+
+    language: str
+    title: str
+    summary: str
+    key_points: tuple[KeyPoint, ...] = ()
+    impact_analysis: str = ""
+    editor_comment: str = ""
+    related: tuple[RelatedLink, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ArticleView:
+    key: str  # the format's `id`
+    url: str | None
+    source_url: str | None
+    source_name: str
+    published_at: str
+    contents: Mapping[str, ContentView]
+    shortened: bool = False  # the size budget cut some of its text
+
+    def sections(self, variant: str) -> list[ContentView]:
+        """The languages shown for `variant`: the wanted ones it has, else what it has."""
+        wanted = CONTENT_LANGUAGES if variant == "both" else (variant,)
+        shown = [self.contents[lang] for lang in wanted if lang in self.contents]
+        if shown:
+            return shown
+        return [self.contents[lang] for lang in CONTENT_LANGUAGES if lang in self.contents]
+
+    def missing(self, variant: str) -> list[str]:
+        """Languages `variant` wants that this article lacks (shown as a visible badge)."""
+        wanted = CONTENT_LANGUAGES if variant == "both" else (variant,)
+        return [lang for lang in wanted if lang not in self.contents]
+
+    def title(self, variant: str) -> str:
+        return self.sections(variant)[0].title
+
+
+@dataclass(frozen=True, slots=True)
+class IssueView:
+    issue_id: int
+    issue_date: date
+    articles: tuple[ArticleView, ...]
+    list_slug: str = "daily"
+    list_name: str = ""
+    subject_ja: str | None = None
+    subject_en: str | None = None
+    utm_params: str | None = None  # the list's own; None: the setting
+    trimmed: tuple[str, ...] = field(default=())
+
+    def with_articles(self, articles: Iterable[ArticleView]) -> IssueView:
+        return replace(self, articles=tuple(articles))
+
+
+def _content(language: str, raw: Mapping[str, Any]) -> ContentView | None:
+    title = clean_text(raw.get("title"))
+    summary = clean_text(raw.get("summary"))
+    if not title:
+        return None
+    points = tuple(
+        KeyPoint(clean_text(p.get("heading")), clean_text(p.get("body")))
+        for p in raw.get("key_points") or ()
+        if isinstance(p, Mapping) and (clean_text(p.get("heading")) or clean_text(p.get("body")))
+    )
+    related = tuple(
+        RelatedLink(clean_text(r.get("title")), clean_text(r.get("summary")), _url(r.get("url")))
+        for r in raw.get("related") or ()
+        if isinstance(r, Mapping) and clean_text(r.get("title"))
+    )
+    return ContentView(
+        language=language,
+        title=title,
+        summary=summary,
+        key_points=points,
+        impact_analysis=clean_text(raw.get("impact_analysis")),
+        editor_comment=clean_text(raw.get("editor_comment")),
+        related=related,
+    )
+
+
+def _url(value: object) -> str | None:
+    url = safe_http_url(value)
+    return clean_text(url) or None if url else None
+
+
+def article_view(data: Mapping[str, Any]) -> ArticleView:
+    """One article-format dict as the templates see it."""
+    raw_contents = data.get("content") or {}
+    contents: dict[str, ContentView] = {}
+    for language in CONTENT_LANGUAGES:
+        raw = raw_contents.get(language)
+        if isinstance(raw, Mapping):
+            view = _content(language, raw)
+            if view is not None:
+                contents[language] = view
+    published = data.get("published_at")
+    return ArticleView(
+        key=clean_text(data.get("id")),
+        url=_url(data.get("url")),
+        source_url=_url(data.get("source_url")),
+        source_name=clean_text(data.get("source_name")),
+        published_at=published.isoformat() if isinstance(published, datetime) else str(published),
+        contents=contents,
+    )
+
+
+def issue_view_from_dicts(
+    issue_id: int, issue_date: date, articles: Iterable[Mapping[str, Any]], **fields: Any
+) -> IssueView:
+    """An IssueView from article-format dicts; articles with no usable language are left out."""
+    views = [article_view(a) for a in articles]
+    return IssueView(
+        issue_id=issue_id,
+        issue_date=issue_date,
+        articles=tuple(v for v in views if v.contents),
+        **fields,
+    )
+
+
+def _article_to_dict(article: Article) -> dict[str, Any]:
+    """The live article in the import format (the shape `IssueArticle.snapshot` stores)."""
+    return {
+        "id": article.external_id,
+        "url": article.url,
+        "source_url": article.source_url,
+        "source_name": article.source_name,
+        "published_at": article.published_at.isoformat(),
+        "importance": article.importance,
+        "tags": list(article.tags or []),
+        "content": {
+            c.language: {
+                "title": c.title,
+                "summary": c.summary,
+                "key_points": list(c.key_points or []),
+                "impact_analysis": c.impact_analysis,
+                "editor_comment": c.editor_comment,
+                "body": c.body,
+                "related": list(c.related or []),
+            }
+            for c in article.contents
+        },
+    }
+
+
+def load_issue_view(session: Session, issue_id: int) -> IssueView:
+    """The issue's articles in order, frozen snapshots first, live articles otherwise."""
+    issue = session.get(Issue, issue_id)
+    if issue is None:
+        raise NotFoundError(f"issue {issue_id} does not exist")
+    mailing_list = session.get(MailingList, issue.list_id)
+    rows = session.execute(
+        select(IssueArticle, Article)
+        .join(Article, Article.id == IssueArticle.article_id)
+        .where(IssueArticle.issue_id == issue_id)
+        .order_by(IssueArticle.position)
+    ).all()
+    dicts = [link.snapshot or _article_to_dict(article) for link, article in rows]
+    return issue_view_from_dicts(
+        issue.id,
+        issue.issue_date,
+        dicts,
+        list_slug=mailing_list.slug if mailing_list else "daily",
+        list_name=mailing_list.name if mailing_list else "",
+        subject_ja=issue.subject_ja,
+        subject_en=issue.subject_en,
+        utm_params=mailing_list.utm_params if mailing_list else None,
+    )
