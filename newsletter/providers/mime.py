@@ -1,0 +1,252 @@
+"""Per-recipient MIME messages from a message prepared once per variant.
+
+`MimeTemplate(message)` does the costly work once per variant: it folds and RFC 2047-encodes
+the shared headers with `email.policy.SMTP` and quoted-printable-encodes the UTF-8 text and
+HTML bodies in pieces split around the slot markers. `render(recipient)` then only joins bytes:
+the recipient's encoded values go between the pieces behind QP soft line breaks (`=` CRLF),
+which a reader removes when decoding, so no marker can ever be cut by a line fold.
+
+The output is a complete RFC 5322 `multipart/alternative` message (text first, then HTML) with
+CRLF line ends, 7-bit clean (no 8BITMIME needed), ready for `smtplib` and for `.eml` files.
+
+Headers for bulk mail: `List-Id` (RFC 2919), `List-Unsubscribe` with the recipient's https and
+mailto targets (RFC 2369) and `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058),
+`Precedence: bulk` (what autoresponders honour). Transactional mail (confirmations, test sends)
+carries `Auto-Submitted: auto-generated` instead (RFC 3834). Every message has a unique
+`Message-ID` and `X-Newsletter-Delivery: <delivery id>` so bounces can be matched.
+"""
+
+from __future__ import annotations
+
+import binascii
+import html
+import secrets
+import threading
+import time
+from email.policy import SMTP
+from email.utils import formataddr, formatdate
+from functools import lru_cache
+
+from newsletter.providers.base import PreparedMessage, Recipient
+from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL, SLOTS
+
+CRLF = b"\r\n"
+_SOFT_BREAK = b"=\r\n"
+_FORBIDDEN_IN_ADDRESS = frozenset("\r\n\t <>,;\"'()[]\\")
+
+
+def address_problem(email: str) -> str | None:
+    """Why `email` cannot be put in an envelope or a header as is, or None when it can.
+
+    The audience layer validates addresses; this is the last line against header injection.
+    """
+    local, sep, domain = email.rpartition("@")
+    if not sep or not local or not domain or "." not in domain:
+        return "not an email address (expected local@domain)"
+    if any(ch in _FORBIDDEN_IN_ADDRESS for ch in email):
+        return "the address contains whitespace, a line break or a reserved character"
+    return None
+
+
+def clean_display_name(name: str) -> str:
+    """A display name without line breaks (header injection) or surrounding space."""
+    return " ".join(name.split())
+
+
+def slot_values(recipient: Recipient) -> dict[str, str]:
+    """The raw value of each slot for one recipient."""
+    return {
+        SLOT_UNSUBSCRIBE_URL: recipient.unsubscribe_url,
+        SLOT_PREFERENCES_URL: recipient.preferences_url,
+        SLOT_NAME: clean_display_name(recipient.name),
+    }
+
+
+def fold_header(name: str, value: str) -> str:
+    """`Name: value` CRLF, RFC 2047-encoded where not ASCII and folded by `email.policy.SMTP`."""
+    return SMTP.header_factory(name, clean_display_name(value)).fold(policy=SMTP)
+
+
+def _split_on_slots(content: str) -> list[str | int]:
+    """`"a -x- b"` -> `["a ", <index of -x- in SLOTS>, " b"]` (strings and slot indexes)."""
+    parts: list[str | int] = [content]
+    for index, marker in enumerate(SLOTS):
+        out: list[str | int] = []
+        for part in parts:
+            if isinstance(part, int) or marker not in part:
+                out.append(part)
+                continue
+            pieces = part.split(marker)
+            for n, piece in enumerate(pieces):
+                if n:
+                    out.append(index)
+                out.append(piece)
+        parts = out
+    return [p for p in parts if p != ""]
+
+
+def _qp(data: str) -> bytes:
+    """Quoted-printable (C implementation), CRLF line ends, UTF-8.
+
+    `b2a_qp` takes its line-end style from the input, so it is fed LF and its output converted.
+    """
+    normalised = data.replace("\r\n", "\n").replace("\r", "\n")
+    return binascii.b2a_qp(normalised.encode("utf-8"), istext=True).replace(b"\n", CRLF)
+
+
+class _Body:
+    """One body part, QP-encoded once in pieces; slot values are encoded per recipient."""
+
+    __slots__ = ("_pieces", "_escape")
+
+    def __init__(self, content: str, *, escape_html: bool) -> None:
+        self._escape = escape_html
+        self._pieces: list[bytes | int] = [
+            part if isinstance(part, int) else _qp(part) for part in _split_on_slots(content)
+        ]
+        if not content.endswith("\n"):
+            self._pieces.append(CRLF)
+
+    def fill(self, values: tuple[str, ...]) -> bytes:
+        out: list[bytes] = []
+        for piece in self._pieces:
+            if isinstance(piece, int):
+                value = values[piece]
+                if self._escape:
+                    value = html.escape(value, quote=True)
+                out.append(_SOFT_BREAK)
+                if value:
+                    out.append(_qp(value))
+                    out.append(_SOFT_BREAK)
+            else:
+                out.append(piece)
+        return b"".join(out)
+
+
+def _part_head(boundary: bytes, content_type: bytes) -> bytes:
+    return b"".join(
+        (
+            b"--" + boundary + CRLF,
+            b"Content-Type: " + content_type + b'; charset="utf-8"' + CRLF,
+            b"Content-Transfer-Encoding: quoted-printable" + CRLF,
+            CRLF,
+        )
+    )
+
+
+class _DateCache:
+    """`Date:` values, formatted at most once a second (formatdate is not free)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._second = -1
+        self._value = ""
+
+    def now(self) -> str:
+        second = int(time.time())
+        with self._lock:
+            if second != self._second:
+                self._second = second
+                self._value = formatdate(second, usegmt=True)
+            return self._value
+
+
+_DATES = _DateCache()
+
+
+class MimeTemplate:
+    """A `PreparedMessage` compiled for per-recipient rendering. Thread-safe (immutable)."""
+
+    def __init__(self, message: PreparedMessage) -> None:
+        self.message = message
+        self.domain = message.from_email.rpartition("@")[2] or "localhost"
+        self.boundary = "=_ainippo_" + secrets.token_hex(12)
+        self.subject_has_slots = any(marker in message.subject for marker in SLOTS)
+        self._shared_headers = self._build_shared_headers()
+        self._text = _Body(message.text, escape_html=False)
+        self._html = _Body(message.html, escape_html=True)
+        b = self.boundary.encode("ascii")
+        self._text_open = _part_head(b, b"text/plain")
+        self._html_open = _part_head(b, b"text/html")
+        self._close = b"--" + b + b"--" + CRLF
+
+    def _build_shared_headers(self) -> bytes:
+        message = self.message
+        headers = [
+            ("From", formataddr((clean_display_name(message.from_name), message.from_email)))
+        ]
+        if message.reply_to:
+            headers.append(("Reply-To", message.reply_to))
+        if not self.subject_has_slots:
+            headers.append(("Subject", message.subject))
+        if message.list_id:
+            headers.append(("List-Id", message.list_id))
+        if message.bulk:
+            headers.append(("Precedence", "bulk"))
+        else:
+            headers.append(("Auto-Submitted", "auto-generated"))
+        folded = "".join(fold_header(name, value) for name, value in headers)
+        return (
+            folded
+            + "MIME-Version: 1.0\r\n"
+            + f'Content-Type: multipart/alternative;\r\n boundary="{self.boundary}"\r\n'
+        ).encode("ascii")
+
+    def message_id(self, recipient: Recipient) -> str:
+        return f"<{recipient.delivery_id}.{secrets.token_hex(8)}@{self.domain}>"
+
+    def _recipient_headers(self, recipient: Recipient, values: tuple[str, ...]) -> bytes:
+        name = clean_display_name(recipient.name)
+        lines = [
+            f"To: {formataddr((name, recipient.email), charset='utf-8')}",
+            f"Date: {_DATES.now()}",
+            f"Message-ID: {self.message_id(recipient)}",
+            f"X-Newsletter-Delivery: {recipient.delivery_id}",
+        ]
+        if self.subject_has_slots:
+            subject = self.message.subject
+            for marker, value in zip(SLOTS, values, strict=True):
+                subject = subject.replace(marker, value)
+            lines.append(fold_header("Subject", subject).rstrip("\r\n"))
+        unsubscribe = list_unsubscribe(recipient, fold=True)
+        if self.message.bulk and unsubscribe:
+            lines.append("List-Unsubscribe: " + unsubscribe)
+            if recipient.unsubscribe_url:
+                lines.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
+        return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+    def render(self, recipient: Recipient) -> bytes:
+        """The complete message for one recipient, CRLF line ends."""
+        values = tuple(slot_values(recipient)[marker] for marker in SLOTS)
+        return b"".join(
+            (
+                self._shared_headers,
+                self._recipient_headers(recipient, values),
+                CRLF,
+                self._text_open,
+                self._text.fill(values),
+                self._html_open,
+                self._html.fill(values),
+                self._close,
+            )
+        )
+
+
+def list_unsubscribe(recipient: Recipient, *, fold: bool = False) -> str:
+    """`<https://...>, <mailto:...>` (https first: RFC 8058 one-click), or "" when none.
+
+    `fold` puts the mailto target on a continuation line, as long raw headers should be.
+    """
+    urls = (recipient.unsubscribe_url, recipient.unsubscribe_mailto)
+    return (",\r\n " if fold else ", ").join(f"<{url}>" for url in urls if url)
+
+
+@lru_cache(maxsize=32)
+def template_for(message: PreparedMessage) -> MimeTemplate:
+    """The compiled template of a variant, built once and shared by every batch that sends it."""
+    return MimeTemplate(message)
+
+
+def build_message(message: PreparedMessage, recipient: Recipient) -> bytes:
+    """One recipient's complete message (what the SMTP provider and the outbox send)."""
+    return template_for(message).render(recipient)

@@ -1,0 +1,336 @@
+"""The SendGrid provider: v3 `POST /v3/mail/send`, one personalization per recipient.
+
+Every recipient gets their own personalization (never a shared To list) carrying their slot
+values as `substitutions` (SendGrid fills the markers in subject, text and HTML), their own
+`List-Unsubscribe` headers, and `custom_args` {issue_id, batch_id, delivery_id, subscriber_id}
+that come back in webhook events.
+
+The payload is built as plain dicts and serialised with orjson, and sent over one pooled,
+keep-alive `httpx.Client` with explicit timeouts (the `sendgrid` package opens a connection per
+call and has no default timeout; docs/providers.md has the measurements).
+
+Limits are enforced before sending: at most 1000 recipients (`BatchTooLarge` above), no address
+twice (the later one is reported `failed`), `substitutions`/`custom_args` under 10,000 bytes
+(that recipient `failed`), body under 30 MB (`BatchTooLarge`).
+
+Answers: 200/202 accepted; 429 transient with `retry_after`; 5xx, timeouts, connection errors
+transient; 413 `BatchTooLarge`; 401/403 permanent. A 400 that names personalizations
+(`personalizations.3.to.0.email`) fails those recipients and the provider re-posts the rest
+itself (nothing of a 400 request was sent), up to `MAX_400_ROUNDS` times; a 400 about a
+personalization it cannot pin down is `BatchRejected` (the core splits); any other 400
+(sender, content) is permanent for the whole message.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.utils import parseaddr, parsedate_to_datetime
+from typing import Any
+
+import httpx
+import orjson
+
+from newsletter.config import Secret, Settings
+from newsletter.errors import ConfigError, PermanentProviderError, TransientProviderError
+from newsletter.providers.base import (
+    Batch,
+    BatchRejected,
+    BatchResult,
+    BatchTooLarge,
+    PreparedMessage,
+    Recipient,
+)
+from newsletter.providers.mime import address_problem, clean_display_name, list_unsubscribe
+from newsletter.providers.redact import redact_text
+from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL
+
+MAX_RECIPIENTS = 1000
+MAX_REQUEST_BYTES = 30 * 1024 * 1024
+MAX_FIELD_BYTES = 10_000  # substitutions, custom_args: per personalization
+MAX_400_ROUNDS = 3
+MAX_CATEGORIES = 10
+_PERSONALIZATION_FIELD = re.compile(r"^personalizations\.(\d+)\b")
+_HTML_SPECIAL = str.maketrans("", "", "<>&\"'")
+_UNSAFE_IN_URL = re.compile(r"[\s<>\"']")
+
+
+@dataclass
+class Payload:
+    """A request body and who is in it; recipients refused before sending are in `failed`."""
+
+    body: dict[str, Any]
+    included: list[Recipient]
+    failed: dict[int, str] = field(default_factory=dict)
+
+
+def _substitution_values(recipient: Recipient) -> dict[str, str] | str:
+    """Slot values safe in text AND HTML (SendGrid puts the same value in both), or a problem.
+
+    A name loses the characters HTML would read (`<>&"'`); a link holding them is refused.
+    """
+    for url in (recipient.unsubscribe_url, recipient.preferences_url):
+        if url and _UNSAFE_IN_URL.search(url):
+            return "a personal link contains whitespace, quotes or angle brackets"
+    return {
+        SLOT_UNSUBSCRIBE_URL: recipient.unsubscribe_url,
+        SLOT_PREFERENCES_URL: recipient.preferences_url,
+        SLOT_NAME: clean_display_name(recipient.name).translate(_HTML_SPECIAL),
+    }
+
+
+def _personalization(
+    batch: Batch, recipient: Recipient, substitutions: dict[str, str]
+) -> dict[str, Any]:
+    to: dict[str, str] = {"email": recipient.email}
+    name = clean_display_name(recipient.name)
+    if name:
+        to["name"] = name
+    custom_args = {
+        "batch_id": str(batch.batch_id),
+        "delivery_id": str(recipient.delivery_id),
+        "subscriber_id": str(recipient.subscriber_id),
+    }
+    if batch.message.issue_id is not None:
+        custom_args["issue_id"] = str(batch.message.issue_id)
+    item: dict[str, Any] = {
+        "to": [to],
+        "substitutions": substitutions,
+        "custom_args": custom_args,
+    }
+    unsubscribe = list_unsubscribe(recipient)
+    if batch.message.bulk and unsubscribe:
+        headers = {"List-Unsubscribe": unsubscribe}
+        if recipient.unsubscribe_url:
+            headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        item["headers"] = headers
+    return item
+
+
+def _shared_fields(message: PreparedMessage, sandbox: bool) -> dict[str, Any]:
+    sender: dict[str, str] = {"email": message.from_email}
+    if message.from_name:
+        sender["name"] = clean_display_name(message.from_name)
+    body: dict[str, Any] = {
+        "from": sender,
+        "subject": message.subject,
+        "content": [
+            {"type": "text/plain", "value": message.text},
+            {"type": "text/html", "value": message.html},
+        ],
+    }
+    if message.reply_to:
+        name, address = parseaddr(message.reply_to)
+        body["reply_to"] = {"email": address, **({"name": name} if name else {})}
+    if message.categories:
+        body["categories"] = [c[:255] for c in message.categories[:MAX_CATEGORIES]]
+    headers: dict[str, str] = {}
+    if message.list_id:
+        headers["List-Id"] = message.list_id
+    if message.bulk:
+        headers["Precedence"] = "bulk"
+    else:
+        headers["Auto-Submitted"] = "auto-generated"
+    body["headers"] = headers
+    if sandbox:
+        body["mail_settings"] = {"sandbox_mode": {"enable": True}}
+    return body
+
+
+def build_payload(batch: Batch, recipients: Sequence[Recipient], *, sandbox: bool) -> Payload:
+    """The mail/send body for `recipients` of `batch`, with the limits checked. Pure."""
+    if len(recipients) > MAX_RECIPIENTS:
+        raise BatchTooLarge(
+            f"SendGrid takes at most {MAX_RECIPIENTS} recipients per request, "
+            f"batch {batch.batch_id} has {len(recipients)}"
+        )
+    personalizations: list[dict[str, Any]] = []
+    included: list[Recipient] = []
+    failed: dict[int, str] = {}
+    seen: dict[str, int] = {}
+    for recipient in recipients:
+        problem = address_problem(recipient.email)
+        key = recipient.email.lower()
+        if problem is None and key in seen:
+            problem = f"the same address is already in this batch (delivery {seen[key]})"
+        values = _substitution_values(recipient) if problem is None else problem
+        if isinstance(values, str):
+            failed[recipient.delivery_id] = values
+            continue
+        item = _personalization(batch, recipient, values)
+        for name in ("substitutions", "custom_args"):
+            if len(orjson.dumps(item[name])) >= MAX_FIELD_BYTES:
+                failed[recipient.delivery_id] = f"{name} reach SendGrid's 10,000-byte limit"
+                break
+        else:
+            seen[key] = recipient.delivery_id
+            personalizations.append(item)
+            included.append(recipient)
+    body = _shared_fields(batch.message, sandbox)
+    body["personalizations"] = personalizations
+    return Payload(body=body, included=included, failed=failed)
+
+
+def retry_after_seconds(headers: httpx.Headers, now: float) -> float | None:
+    """Seconds to wait from `Retry-After` (seconds or HTTP date) or `X-RateLimit-Reset` (epoch)."""
+    value = headers.get("retry-after")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+            except (TypeError, ValueError):
+                pass
+    reset = headers.get("x-ratelimit-reset")
+    if reset:
+        try:
+            return max(0.0, float(reset) - now)
+        except ValueError:
+            return None
+    return None
+
+
+def parse_errors(response: httpx.Response) -> list[dict[str, Any]]:
+    """SendGrid's `{"errors": [...]}`, or one error holding the (possibly HTML) body's start."""
+    try:
+        data = orjson.loads(response.content)
+        errors = data.get("errors") if isinstance(data, dict) else None
+        if isinstance(errors, list):
+            return [e for e in errors if isinstance(e, dict)]
+    except orjson.JSONDecodeError:
+        pass
+    return [{"message": response.text[:200], "field": None}]
+
+
+def _describe(errors: list[dict[str, Any]]) -> str:
+    parts = []
+    for error in errors[:5]:
+        where = f"{error.get('field')}: " if error.get("field") else ""
+        parts.append(where + str(error.get("message", "")))
+    return redact_text("; ".join(parts))
+
+
+class SendGridProvider:
+    """Posts batches to SendGrid over a pooled keep-alive connection. Thread-safe."""
+
+    name = "sendgrid"
+    max_batch_size = MAX_RECIPIENTS
+
+    def __init__(
+        self,
+        api_key: Secret,
+        host: str = "https://api.sendgrid.com",
+        *,
+        sandbox: bool = False,
+        timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        max_connections: int = 4,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.sandbox = sandbox
+        self.endpoint = host.rstrip("/") + "/v3/mail/send"
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            headers={
+                "Authorization": f"Bearer {api_key.reveal()}",
+                "Content-Type": "application/json",
+                "User-Agent": "ainippo-newsletter",
+            },
+            transport=transport,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SendGridProvider:
+        if settings.sendgrid_api_key is None:
+            raise ConfigError("SENDGRID_API_KEY: required when NEWSLETTER_PROVIDER=sendgrid")
+        return cls(
+            settings.sendgrid_api_key,
+            settings.sendgrid_host,
+            sandbox=settings.sendgrid_sandbox,
+            max_connections=settings.send_concurrency,
+        )
+
+    def send_batch(self, batch: Batch) -> BatchResult:
+        result = BatchResult(requests=0)
+        remaining: Sequence[Recipient] = batch.recipients
+        for _ in range(MAX_400_ROUNDS):
+            payload = build_payload(batch, remaining, sandbox=self.sandbox)
+            result.failed.update(payload.failed)
+            if not payload.included:
+                return result
+            body = orjson.dumps(payload.body)
+            if len(body) >= MAX_REQUEST_BYTES:
+                raise BatchTooLarge(
+                    f"SendGrid request for batch {batch.batch_id} would be {len(body)} bytes "
+                    "(limit 30 MB)"
+                )
+            response = self._post(body)
+            result.requests += 1
+            if response.status_code in (200, 202):
+                result.accepted.extend(r.delivery_id for r in payload.included)
+                result.provider_message_id = response.headers.get("x-message-id")
+                return result
+            bad = self._rejected_positions(response, len(payload.included))
+            for position, reason in bad.items():
+                result.failed[payload.included[position].delivery_id] = reason
+            remaining = [r for n, r in enumerate(payload.included) if n not in bad]
+        raise BatchRejected(
+            f"SendGrid kept refusing batch {batch.batch_id} after {MAX_400_ROUNDS} corrections",
+            status=400,
+        )
+
+    def _post(self, body: bytes) -> httpx.Response:
+        try:
+            return self._client.post(self.endpoint, content=body)
+        except httpx.TimeoutException as err:
+            raise TransientProviderError(f"SendGrid timed out ({type(err).__name__})") from None
+        except httpx.HTTPError as err:
+            raise TransientProviderError(
+                f"SendGrid unreachable: {type(err).__name__}: {redact_text(str(err))}"
+            ) from None
+
+    def _rejected_positions(self, response: httpx.Response, size: int) -> dict[int, str]:
+        """For a 400 naming personalizations: {position: reason}. Any other answer raises."""
+        status = response.status_code
+        if status == 429:
+            raise TransientProviderError(
+                "SendGrid rate limit (429)",
+                status=429,
+                retry_after=retry_after_seconds(response.headers, time.time()),
+            )
+        if status >= 500:
+            raise TransientProviderError(f"SendGrid server error {status}", status=status)
+        if status == 413:
+            raise BatchTooLarge("SendGrid refused the request as too large (413)", status=413)
+        errors = parse_errors(response)
+        detail = _describe(errors)
+        if status in (401, 403):
+            raise PermanentProviderError(
+                f"SendGrid refused the API key ({status}): {detail}", status=status, body=detail
+            )
+        if status != 400:
+            raise PermanentProviderError(f"SendGrid answered {status}: {detail}", status=status)
+        positions: dict[int, str] = {}
+        about_personalizations = False
+        for error in errors:
+            field_name = str(error.get("field") or "")
+            if field_name.startswith("personalizations"):
+                about_personalizations = True
+            match = _PERSONALIZATION_FIELD.match(field_name)
+            if match and int(match.group(1)) < size:
+                reason = redact_text(f"{field_name}: {error.get('message', '')}")
+                positions.setdefault(int(match.group(1)), reason)
+        if positions:
+            return positions
+        if about_personalizations:
+            raise BatchRejected(f"SendGrid refused the batch (400): {detail}", status=400)
+        raise PermanentProviderError(f"SendGrid refused the message (400): {detail}", status=400)
+
+    def close(self) -> None:
+        self._client.close()

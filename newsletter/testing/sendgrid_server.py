@@ -1,0 +1,447 @@
+"""A local HTTP server that behaves like SendGrid v3 `POST /v3/mail/send`, for tests and benchmarks.
+
+It checks the bearer key and validates each request against SendGrid's documented limits
+(1..1000 personalizations, at most 1000 recipients, body under 30 MB, `substitutions` and
+`custom_args` under 10,000 bytes per personalization, no address twice in one request, the
+required fields), then answers like SendGrid: 202 with `X-Message-Id` (200 in sandbox mode),
+400 with `{"errors": [{"message", "field", "help"}]}`, 401, and 413 with an HTML body.
+
+Faults can be injected: a seeded random `fail_rate` of 429 (with `Retry-After`) / 500 / 503,
+a `script` of statuses for the next requests, `latency` before each answer, and addresses the
+server declares invalid (`reject_addresses`). Across requests it counts unique recipients and
+duplicates by (custom_args.issue_id, address), so a benchmark can prove nobody got mail twice.
+
+`GET /_stats` returns the counters as JSON, `POST /_reset` clears them and the faults.
+
+In-process: `with SendGridServer(api_key="k") as server: server.url, server.stats()`.
+As a process: `python -m newsletter.testing.sendgrid_server --port 0 --fail-rate 0.2` prints
+its URL on the first stdout line (the API key is `--api-key`, default `test-key`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import secrets
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+
+MAX_PERSONALIZATIONS = 1000
+MAX_RECIPIENTS = 1000
+MAX_REQUEST_BYTES = 30 * 1024 * 1024
+MAX_PERSONALIZATION_FIELD_BYTES = 10_000
+_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+_TOO_LARGE_HTML = (
+    b"<html><head><title>413 Request Entity Too Large</title></head><body>"
+    b"<center><h1>413 Request Entity Too Large</h1></center></body></html>"
+)
+
+
+@dataclass
+class Faults:
+    """What the server does wrong, on purpose. Replaced as a whole by `configure`."""
+
+    fail_rate: float = 0.0
+    fail_statuses: tuple[int, ...] = (429, 500, 503)
+    retry_after: float = 1.0
+    latency: float = 0.0
+    script: list[int] = field(default_factory=list)  # statuses for the next requests, in order
+    reject_addresses: frozenset[str] = frozenset()
+    max_request_bytes: int = MAX_REQUEST_BYTES
+    seed: int = 0
+
+
+class _State:
+    """Counters and recorded requests, shared by the handler threads under one lock."""
+
+    def __init__(self, api_key: str, keep_requests: bool) -> None:
+        self.api_key = api_key
+        self.keep_requests = keep_requests
+        self.lock = threading.Lock()
+        self.faults = Faults()
+        self.random = random.Random(0)
+        self.reset()
+
+    def reset(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.statuses: Counter[int] = Counter()
+        self.accepted_requests = 0
+        self.accepted_recipients = 0
+        self.sandbox_recipients = 0
+        self.duplicates = 0
+        self.seen: set[tuple[str, str]] = set()
+        self.connections = 0
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "requests": sum(self.statuses.values()),
+                "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+                "accepted_requests": self.accepted_requests,
+                "accepted_recipients": self.accepted_recipients,
+                "unique_recipients": len(self.seen),
+                "duplicates": self.duplicates,
+                "sandbox_recipients": self.sandbox_recipients,
+                "connections": self.connections,
+            }
+
+
+def _error(message: str, field_name: str | None = None, help_url: str | None = None) -> dict:
+    return {"message": message, "field": field_name, "help": help_url}
+
+
+def validate_mail_send(payload: Any, reject: frozenset[str] = frozenset()) -> list[dict]:
+    """SendGrid's checks on a mail/send body; an empty list means valid."""
+    if not isinstance(payload, dict):
+        return [_error("Bad Request", None)]
+    errors: list[dict] = []
+    personalizations = payload.get("personalizations")
+    if not isinstance(personalizations, list) or not personalizations:
+        return [_error("The personalizations field is required.", "personalizations")]
+    if len(personalizations) > MAX_PERSONALIZATIONS:
+        return [
+            _error("The personalizations field must have at most 1000 items.", "personalizations")
+        ]
+    total = 0
+    seen: set[str] = set()
+    for index, item in enumerate(personalizations):
+        where = f"personalizations.{index}"
+        if not isinstance(item, dict) or not isinstance(item.get("to"), list) or not item["to"]:
+            errors.append(
+                _error("The to array is required for all personalization objects.", where + ".to")
+            )
+            continue
+        for kind in ("to", "cc", "bcc"):
+            for n, person in enumerate(item.get(kind) or ()):
+                total += 1
+                email = person.get("email") if isinstance(person, dict) else None
+                if not isinstance(email, str) or not _EMAIL.match(email) or email.lower() in reject:
+                    errors.append(
+                        _error("Does not contain a valid address.", f"{where}.{kind}.{n}.email")
+                    )
+                    continue
+                if email.lower() in seen:
+                    errors.append(
+                        _error(
+                            "Each email address in the personalization block should be unique "
+                            "between to, cc, and bcc. We found the first duplicate instance of "
+                            f"[{email}] in the {where}.{kind} field.",
+                            f"{where}.{kind}",
+                        )
+                    )
+                seen.add(email.lower())
+        for name in ("substitutions", "custom_args"):
+            value = item.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                errors.append(_error(f"The {name} values must be strings.", f"{where}.{name}"))
+            elif len(orjson.dumps(value)) >= MAX_PERSONALIZATION_FIELD_BYTES:
+                errors.append(
+                    _error(f"The {name} must total less than 10000 bytes.", f"{where}.{name}")
+                )
+    if total > MAX_RECIPIENTS:
+        errors.append(
+            _error("The total number of recipients must be no more than 1000.", "personalizations")
+        )
+    sender = payload.get("from")
+    if not isinstance(sender, dict) or not _EMAIL.match(str(sender.get("email", ""))):
+        errors.append(
+            _error("The from object must be provided for every email send.", "from.email")
+        )
+    if not payload.get("subject") and not all(
+        isinstance(p, dict) and p.get("subject") for p in personalizations
+    ):
+        errors.append(_error("The subject is required.", "subject"))
+    content = payload.get("content")
+    if (
+        not isinstance(content, list)
+        or not content
+        or not all(isinstance(c, dict) and c.get("type") and c.get("value") for c in content)
+    ):
+        errors.append(
+            _error(
+                "The content value must be a string at least one character in length.",
+                "content.0.value",
+            )
+        )
+    elif content[0].get("type") != "text/plain" and any(
+        c.get("type") == "text/plain" for c in content
+    ):
+        errors.append(_error("If present, text/plain must be first.", "content.0.type"))
+    return errors
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Quiet: requests carry addresses."""
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.state.lock:
+            self.server.state.connections += 1
+
+    def _answer(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _errors(self, status: int, errors: list[dict]) -> None:
+        self._answer(status, orjson.dumps({"errors": errors}))
+
+    def do_GET(self) -> None:
+        if self.path == "/_stats":
+            self._answer(200, orjson.dumps(self.server.state.stats()))
+        else:
+            self._errors(404, [_error("Not found")])
+
+    def do_POST(self) -> None:
+        state = self.server.state
+        length = int(self.headers.get("Content-Length") or 0)
+        if self.path == "/_reset":
+            self.rfile.read(length)
+            with state.lock:
+                state.reset()
+                state.faults = Faults()
+            self._answer(200, b"{}")
+            return
+        if self.path != "/v3/mail/send":
+            self.rfile.read(length)
+            self._errors(404, [_error("Not found")])
+            return
+        faults = state.faults
+        body = self.rfile.read(length)
+        if faults.latency:
+            time.sleep(faults.latency)
+        status = self._choose_fault(state, faults)
+        if status is None and self.headers.get("Authorization") != f"Bearer {state.api_key}":
+            status = 401
+        if status is None and length >= faults.max_request_bytes:
+            status = 413
+        if status is not None:
+            self._fault(state, status, faults)
+            return
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            self._count(400)
+            self._errors(400, [_error("Invalid JSON", None)])
+            return
+        errors = validate_mail_send(payload, faults.reject_addresses)
+        if errors:
+            self._count(400)
+            self._errors(400, errors)
+            return
+        sandbox = bool(
+            ((payload.get("mail_settings") or {}).get("sandbox_mode") or {}).get("enable")
+        )
+        self._record(state, payload, sandbox)
+        message_id = secrets.token_urlsafe(16)
+        self._answer(200 if sandbox else 202, b"", headers={"X-Message-Id": message_id})
+
+    def _choose_fault(self, state: _State, faults: Faults) -> int | None:
+        with state.lock:
+            if faults.script:
+                return faults.script.pop(0) or None  # 0 in a script means "answer normally"
+            if faults.fail_rate and state.random.random() < faults.fail_rate:
+                return state.random.choice(faults.fail_statuses)
+        return None
+
+    def _fault(self, state: _State, status: int, faults: Faults) -> None:
+        self._count(status)
+        if status == 413:
+            self._answer(413, _TOO_LARGE_HTML, content_type="text/html")
+        elif status == 401:
+            self._errors(
+                401, [_error("The provided authorization grant is invalid, expired, or revoked")]
+            )
+        elif status == 429:
+            reset = str(int(time.time() + faults.retry_after))
+            self._answer(
+                429,
+                orjson.dumps({"errors": [_error("too many requests")]}),
+                headers={"Retry-After": f"{faults.retry_after:g}", "X-RateLimit-Reset": reset},
+            )
+        else:
+            self._errors(
+                status, [_error("Internal server error" if status < 503 else "Service unavailable")]
+            )
+
+    def _count(self, status: int) -> None:
+        with self.server.state.lock:
+            self.server.state.statuses[status] += 1
+
+    def _record(self, state: _State, payload: dict, sandbox: bool) -> None:
+        with state.lock:
+            state.statuses[200 if sandbox else 202] += 1
+            if state.keep_requests:
+                state.requests.append(payload)
+            count = len(payload["personalizations"])
+            if sandbox:
+                state.sandbox_recipients += count
+                return
+            state.accepted_requests += 1
+            state.accepted_recipients += count
+            for item in payload["personalizations"]:
+                issue = str((item.get("custom_args") or {}).get("issue_id", ""))
+                for person in item["to"]:
+                    key = (issue, person["email"].lower())
+                    if key in state.seen:
+                        state.duplicates += 1
+                    else:
+                        state.seen.add(key)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], state: _State) -> None:
+        self.state = state
+        super().__init__(address, _Handler)
+
+
+class SendGridServer:
+    """The server in a background thread: `.url`, `.stats()`, `.requests`, `.configure(...)`."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "test-key",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        keep_requests: bool = True,
+    ) -> None:
+        self.api_key = api_key
+        self._state = _State(api_key, keep_requests)
+        self._server = _Server((host, port), self._state)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> SendGridServer:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> SendGridServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stats(self) -> dict[str, Any]:
+        return self._state.stats()
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """Every accepted request body, parsed (when `keep_requests`)."""
+        with self._state.lock:
+            return list(self._state.requests)
+
+    def reset(self) -> None:
+        with self._state.lock:
+            self._state.reset()
+            self._state.faults = Faults()
+
+    def configure(
+        self,
+        *,
+        fail_rate: float = 0.0,
+        fail_statuses: Iterable[int] = (429, 500, 503),
+        retry_after: float = 1.0,
+        latency: float = 0.0,
+        script: Iterable[int] = (),
+        reject_addresses: Iterable[str] = (),
+        max_request_bytes: int = MAX_REQUEST_BYTES,
+        seed: int = 0,
+    ) -> None:
+        """Replace the faults. `script` statuses answer the next requests (0 = answer normally)."""
+        faults = Faults(
+            fail_rate=fail_rate,
+            fail_statuses=tuple(fail_statuses),
+            retry_after=retry_after,
+            latency=latency,
+            script=list(script),
+            reject_addresses=frozenset(a.lower() for a in reject_addresses),
+            max_request_bytes=max_request_bytes,
+            seed=seed,
+        )
+        with self._state.lock:
+            self._state.faults = faults
+            self._state.random = random.Random(seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--api-key", default="test-key")
+    parser.add_argument("--fail-rate", type=float, default=0.0)
+    parser.add_argument("--fail-statuses", default="429,500,503", help="comma-separated")
+    parser.add_argument("--retry-after", type=float, default=1.0)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep-requests", action="store_true", help="keep bodies in memory")
+    args = parser.parse_args(argv)
+    server = SendGridServer(
+        api_key=args.api_key, host=args.host, port=args.port, keep_requests=args.keep_requests
+    )
+    server.configure(
+        fail_rate=args.fail_rate,
+        fail_statuses=[int(s) for s in args.fail_statuses.split(",") if s.strip()],
+        retry_after=args.retry_after,
+        latency=args.latency,
+        seed=args.seed,
+    )
+    print(server.url, flush=True)
+    signal.signal(
+        signal.SIGTERM, lambda *_: threading.Thread(target=server._server.shutdown).start()
+    )
+    try:
+        server._server.serve_forever(poll_interval=0.05)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server._server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""A real SMTP server (aiosmtpd) that keeps or counts what it receives, with error injection.
+
+In tests: `with SmtpSink() as sink: ... sink.url, sink.messages, sink.stats()`. Injected faults
+(Mailman's `ConnectionCountingController` idea): `refuse={"addr": "550 5.1.1 no such user"}`
+answers RCPT for that address with the given reply; `data_replies={3: "451 4.3.0 try later"}`
+answers the 3rd DATA with it; `drop_at={5}` cuts the connection when the 5th message's data
+arrives, without a reply. Connections are counted so tests can check reuse.
+
+As a process, for benchmarks: `python -m newsletter.testing.smtp_sink --port 0 --count-only`
+prints its `smtp://127.0.0.1:PORT?starttls=never` URL on the first stdout line and, on
+SIGTERM/SIGINT, one JSON line of stats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+@dataclass(frozen=True)
+class SinkMessage:
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    data: bytes
+    connection: int  # 1-based number of the connection that carried it
+
+
+@dataclass
+class _Faults:
+    refuse: dict[str, str] = field(default_factory=dict)
+    data_replies: dict[int, str] = field(default_factory=dict)
+    drop_at: set[int] = field(default_factory=set)
+
+
+class SinkHandler:
+    """aiosmtpd handler: counts, optionally stores, and answers with the configured faults."""
+
+    def __init__(self, *, store: bool = True) -> None:
+        self.store = store
+        self.faults = _Faults()
+        self._lock = threading.Lock()
+        self.messages: list[SinkMessage] = []
+        self.connections = 0
+        self.data_commands = 0
+        self.accepted_messages = 0
+        self.accepted_recipients = 0
+        self.refused_recipients = 0
+
+    def new_connection(self) -> int:
+        with self._lock:
+            self.connections += 1
+            return self.connections
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        reply = self.faults.refuse.get(address.lower())
+        if reply:
+            with self._lock:
+                self.refused_recipients += 1
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self._lock:
+            self.data_commands += 1
+            number = self.data_commands
+        if number in self.faults.drop_at:
+            if server.transport is not None:
+                server.transport.abort()
+            return "421 4.3.0 connection dropped by the test sink"
+        reply = self.faults.data_replies.get(number)
+        if reply:
+            return reply
+        with self._lock:
+            self.accepted_messages += 1
+            self.accepted_recipients += len(envelope.rcpt_tos)
+            if self.store:
+                self.messages.append(
+                    SinkMessage(
+                        mail_from=str(envelope.mail_from),
+                        rcpt_tos=tuple(envelope.rcpt_tos),
+                        data=bytes(envelope.original_content or b""),
+                        connection=getattr(server, "connection_number", 0),
+                    )
+                )
+        return "250 2.0.0 OK queued"
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "connections": self.connections,
+                "messages": self.accepted_messages,
+                "recipients": self.accepted_recipients,
+                "refused_recipients": self.refused_recipients,
+                "data_commands": self.data_commands,
+            }
+
+    def reset(self) -> None:
+        with self._lock:
+            self.messages.clear()
+            self.faults = _Faults()
+            self.connections = self.data_commands = 0
+            self.accepted_messages = self.accepted_recipients = self.refused_recipients = 0
+
+
+class _CountingController(Controller):
+    """Counts connections (the start-up probe excluded) and supports port 0."""
+
+    def factory(self) -> SMTP:
+        smtp = SMTP(self.handler, **self.SMTP_kwargs)
+        smtp.connection_number = self.handler.new_connection()  # type: ignore[attr-defined]
+        return smtp
+
+    def _trigger_server(self) -> None:
+        if self.port == 0 and self.server is not None:
+            self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
+class SmtpSink:
+    """The sink running in a background thread of this process."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, store: bool = True) -> None:
+        self.handler = SinkHandler(store=store)
+        self.controller = _CountingController(
+            self.handler,
+            hostname=host,
+            port=port,
+            enable_SMTPUTF8=True,
+            data_size_limit=50 * 1024 * 1024,
+        )
+
+    def start(self) -> SmtpSink:
+        self.controller.start()
+        self.handler.reset()  # forget the controller's start-up probe
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def __enter__(self) -> SmtpSink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def host(self) -> str:
+        return str(self.controller.hostname)
+
+    @property
+    def port(self) -> int:
+        return int(self.controller.port)
+
+    @property
+    def url(self) -> str:
+        """An `NEWSLETTER_SMTP_URL` for this sink (plain text: it offers no TLS)."""
+        return f"smtp://{self.host}:{self.port}?starttls=never"
+
+    @property
+    def messages(self) -> list[SinkMessage]:
+        return list(self.handler.messages)
+
+    def stats(self) -> dict[str, int]:
+        return self.handler.stats()
+
+    def reset(self) -> None:
+        self.handler.reset()
+
+    def configure(
+        self,
+        *,
+        refuse: dict[str, str] | None = None,
+        data_replies: dict[int, str] | None = None,
+        drop_at: Iterable[int] = (),
+    ) -> None:
+        """Set the faults (replacing earlier ones); message numbers count from the last reset."""
+        self.handler.faults = _Faults(
+            refuse={k.lower(): v for k, v in (refuse or {}).items()},
+            data_replies=dict(data_replies or {}),
+            drop_at=set(drop_at),
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--count-only", action="store_true", help="count, do not keep messages")
+    args = parser.parse_args(argv)
+    sink = SmtpSink(host=args.host, port=args.port, store=not args.count_only).start()
+    print(sink.url, flush=True)
+    done = threading.Event()
+
+    def stop(*_: Any) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not done.wait(0.2):
+        pass
+    sink.stop()
+    print(json.dumps({"at": time.time(), **sink.stats()}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
