@@ -1,0 +1,38 @@
+"""The circuit breaker: too many failed batches pause a send instead of burning the list."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+
+class CircuitBreaker:
+    """Trips after `consecutive` failed batches in a row, or when more than `ratio` of the
+    last `window` batches failed (once at least `window` batches were seen). Thread-safe.
+    """
+
+    def __init__(self, consecutive: int, window: int, ratio: float) -> None:
+        self.consecutive = consecutive
+        self.window = window
+        self.ratio = ratio
+        self._run = 0
+        self._recent: deque[bool] = deque(maxlen=window)
+        self._lock = threading.Lock()
+        self.reason: str | None = None
+
+    def record(self, ok: bool) -> bool:
+        """Record one batch outcome; True when the breaker is (now) open."""
+        with self._lock:
+            self._recent.append(ok)
+            self._run = 0 if ok else self._run + 1
+            if self.reason is None:
+                failures = self._recent.count(False)
+                if self._run >= self.consecutive:
+                    self.reason = f"{self._run} batches failed in a row"
+                elif len(self._recent) >= self.window and failures / self.window > self.ratio:
+                    self.reason = f"{failures} of the last {self.window} batches failed"
+            return self.reason is not None
+
+    @property
+    def open(self) -> bool:
+        return self.reason is not None

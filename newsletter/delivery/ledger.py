@@ -1,0 +1,767 @@
+"""The send ledger: who gets an issue, in which batch, and what became of each recipient.
+
+State machine of a batch (`send_batches.status`)::
+
+    queued --claim--> claimed --mark_sending (COMMIT)--> sending --record (one COMMIT)--> accepted
+      ^                  |                                  |                            failed
+      |   lease expired  |                                  | transient: back to queued (not_before)
+      +------------------+                                  | splittable: halved, both queued
+                                                            | lease expired: in_doubt
+
+A batch is committed as `sending` before the provider is called and its outcome is committed in
+one transaction after, so the only recipients whose fate is unknown after a crash are those of
+the batches that were in flight: they become `in_doubt`, never silently re-sent. Every write is
+set-based (one UPDATE by batch id); nothing loads the audience into Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Row,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from newsletter.clock import Clock
+from newsletter.db.models import Delivery, Issue, IssueVariant, SendBatch, Subscriber
+from newsletter.db.types import UTCDateTime
+from newsletter.errors import NotFoundError, StateError
+from newsletter.types import BatchStatus, DeliveryStatus, IssueStatus
+from subscribers.audience import eligible_recipients, still_eligible
+
+_DELIVERIES = Delivery.__table__
+_OPEN_BATCH = (BatchStatus.QUEUED, BatchStatus.CLAIMED, BatchStatus.SENDING)
+_UNSETTLED = (DeliveryStatus.QUEUED, DeliveryStatus.IN_DOUBT)
+IN_DOUBT_REASON = "the sender stopped after posting this batch; the provider may have accepted it"
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueReport:
+    issue_id: int
+    added: int  # deliveries planned by this call
+    batches: int  # batches created by this call
+    total: int  # deliveries of the issue in the ledger
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedBatch:
+    id: int
+    issue_id: int
+    variant: str
+    attempts: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """A batch committed as `sending`: the recipients to post and the ones just skipped."""
+
+    batch: ClaimedBatch
+    list_id: int
+    recipients: Sequence[Row[Any]]  # (delivery_id, subscriber_id, email, name)
+    skipped: int
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def get_issue_row(session: Session, issue_id: int, *, lock: bool = False) -> Issue:
+    stmt = select(Issue).where(Issue.id == issue_id)
+    if lock and _is_postgres(session):
+        stmt = stmt.with_for_update()
+    issue = session.scalar(stmt)
+    if issue is None:
+        raise NotFoundError(f"no issue with id {issue_id}")
+    return issue
+
+
+# --- planning -------------------------------------------------------------------------------
+
+
+def plan_deliveries(session: Session, issue: Issue, batch_size: int, clock: Clock) -> EnqueueReport:
+    """Add every eligible subscriber not yet in the ledger and group them into batches.
+
+    Idempotent: (issue_id, subscriber_id) is unique and only new rows are inserted, so running
+    it again adds only subscribers who became eligible since. Runs in the caller's transaction.
+    """
+    if batch_size < 1:
+        raise StateError(f"batch size must be at least 1, got {batch_size}")
+    now = clock.now()
+    get_issue_row(session, issue.id, lock=True)  # serialise concurrent planners (PostgreSQL)
+    eligible = eligible_recipients(issue.list_id).subquery()
+    already = exists().where(Delivery.issue_id == issue.id, Delivery.subscriber_id == eligible.c.id)
+    language = eligible.c.language
+    variant = case((language.in_(("en", "both")), language), else_=literal("ja"))
+    rows = select(
+        literal(issue.id),
+        eligible.c.id,
+        variant,
+        literal(DeliveryStatus.QUEUED.value),
+        literal(now, UTCDateTime()),
+    ).where(~already)
+    added = session.execute(
+        insert(Delivery).from_select(
+            ["issue_id", "subscriber_id", "variant", "status", "updated_at"], rows
+        )
+    ).rowcount
+    batches = _group_into_batches(session, issue.id, batch_size, now)
+    total = session.scalar(select(func.count()).where(Delivery.issue_id == issue.id)) or 0
+    return EnqueueReport(issue.id, max(added or 0, 0), batches, total)
+
+
+def _group_into_batches(session: Session, issue_id: int, batch_size: int, now: datetime) -> int:
+    """Cut the unbatched deliveries of each variant into id ranges of `batch_size`, in SQL."""
+    number = func.row_number().over(partition_by=Delivery.variant, order_by=Delivery.id)
+    unbatched = (
+        select(Delivery.id, Delivery.variant, number.label("rn"))
+        .where(
+            Delivery.issue_id == issue_id,
+            Delivery.batch_id.is_(None),
+            Delivery.status == DeliveryStatus.QUEUED,
+        )
+        .subquery()
+    )
+    group = (unbatched.c.rn - 1) // batch_size
+    ranges = session.execute(
+        select(
+            unbatched.c.variant,
+            func.min(unbatched.c.id).label("lo"),
+            func.max(unbatched.c.id).label("hi"),
+            func.count().label("n"),
+        )
+        .group_by(unbatched.c.variant, group)
+        .order_by(func.min(unbatched.c.id))
+    ).all()
+    if not ranges:
+        return 0
+    batch_rows = [
+        {
+            "issue_id": issue_id,
+            "variant": r.variant,
+            "status": BatchStatus.QUEUED.value,
+            "size": r.n,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for r in ranges
+    ]
+    ids = session.scalars(
+        insert(SendBatch).returning(SendBatch.id, sort_by_parameter_order=True), batch_rows
+    ).all()
+    session.execute(
+        update(_DELIVERIES)
+        .where(
+            _DELIVERIES.c.issue_id == issue_id,
+            _DELIVERIES.c.variant == bindparam("v"),
+            _DELIVERIES.c.id.between(bindparam("lo"), bindparam("hi")),
+            _DELIVERIES.c.batch_id.is_(None),
+        )
+        .values(batch_id=bindparam("b")),
+        [
+            {"v": r.variant, "lo": r.lo, "hi": r.hi, "b": b}
+            for r, b in zip(ranges, ids, strict=True)
+        ],
+    )
+    return len(ids)
+
+
+def has_variants(session: Session, issue_id: int) -> bool:
+    found = session.scalar(select(func.count()).where(IssueVariant.issue_id == issue_id)) or 0
+    return found > 0
+
+
+# --- claiming -------------------------------------------------------------------------------
+
+
+def claim_batch(
+    session: Session,
+    worker: str,
+    clock: Clock,
+    lease_s: float,
+    issue_id: int | None = None,
+) -> ClaimedBatch | None:
+    """Lease one batch of a `sending` issue to `worker` and COMMIT, or None if none is ready.
+
+    Ready: queued and past its `not_before`, or claimed by a worker whose lease expired.
+    PostgreSQL: `FOR UPDATE SKIP LOCKED`, so many workers never wait on or take the same row.
+    SQLite: the single UPDATE is atomic (one writer at a time).
+    """
+    now = clock.now()
+    ready = or_(
+        and_(
+            SendBatch.status == BatchStatus.QUEUED,
+            or_(SendBatch.not_before.is_(None), SendBatch.not_before <= now),
+        ),
+        and_(SendBatch.status == BatchStatus.CLAIMED, SendBatch.lease_until < now),
+    )
+    pick = (
+        select(SendBatch.id)
+        .join(Issue, Issue.id == SendBatch.issue_id)
+        .where(Issue.status == IssueStatus.SENDING, ready)
+        .order_by(SendBatch.id)
+        .limit(1)
+    )
+    if issue_id is not None:
+        pick = pick.where(SendBatch.issue_id == issue_id)
+    if _is_postgres(session):
+        pick = pick.with_for_update(skip_locked=True, of=SendBatch)
+    stmt = (
+        update(SendBatch)
+        .where(SendBatch.id == pick.scalar_subquery())
+        .values(
+            status=BatchStatus.CLAIMED,
+            worker=worker,
+            lease_until=now + timedelta(seconds=lease_s),
+            updated_at=now,
+        )
+        .returning(
+            SendBatch.id, SendBatch.issue_id, SendBatch.variant, SendBatch.attempts, SendBatch.size
+        )
+        .execution_options(synchronize_session=False)
+    )
+    row = session.execute(stmt).one_or_none()
+    session.commit()
+    if row is None:
+        return None
+    return ClaimedBatch(row.id, row.issue_id, row.variant, row.attempts, row.size)
+
+
+def reap_expired(session: Session, clock: Clock, issue_id: int | None = None) -> int:
+    """Batches left in `sending` past their lease become `in_doubt` (with their recipients).
+
+    Their sender died between posting and recording: the provider may have sent them, so they
+    are never re-sent automatically (see `resolve_in_doubt`). Commits; returns how many.
+    """
+    now = clock.now()
+    stmt = select(SendBatch.id).where(
+        SendBatch.status == BatchStatus.SENDING, SendBatch.lease_until < now
+    )
+    if issue_id is not None:
+        stmt = stmt.where(SendBatch.issue_id == issue_id)
+    ids = list(session.scalars(stmt))
+    if ids:
+        session.execute(
+            update(_DELIVERIES)
+            .where(
+                _DELIVERIES.c.batch_id.in_(ids),
+                _DELIVERIES.c.status == DeliveryStatus.QUEUED,
+            )
+            .values(status=DeliveryStatus.IN_DOUBT, updated_at=now)
+        )
+        session.execute(
+            update(SendBatch)
+            .where(SendBatch.id.in_(ids), SendBatch.status == BatchStatus.SENDING)
+            .values(status=BatchStatus.IN_DOUBT, error=IN_DOUBT_REASON, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    session.commit()
+    return len(ids)
+
+
+def open_work(session: Session, issue_id: int | None = None) -> int:
+    """Batches of sending issues not yet settled (queued, claimed or sending)."""
+    stmt = (
+        select(func.count())
+        .select_from(SendBatch)
+        .join(Issue, Issue.id == SendBatch.issue_id)
+        .where(SendBatch.status.in_(_OPEN_BATCH), Issue.status == IssueStatus.SENDING)
+    )
+    if issue_id is not None:
+        stmt = stmt.where(SendBatch.issue_id == issue_id)
+    return session.scalar(stmt) or 0
+
+
+# --- one batch ------------------------------------------------------------------------------
+
+
+def prepare_batch(
+    session: Session, batch: ClaimedBatch, worker: str, clock: Clock, lease_s: float
+) -> PreparedBatch | None:
+    """Skip recipients no longer eligible, then commit the batch as `sending`.
+
+    None when the lease was lost (another worker took the batch): the caller must not send.
+    """
+    now = clock.now()
+    issue = get_issue_row(session, batch.issue_id)
+    rows = session.execute(
+        select(Delivery.id, Delivery.subscriber_id, Subscriber.email, Subscriber.name)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.batch_id == batch.id, Delivery.status == DeliveryStatus.QUEUED)
+        .order_by(Delivery.id)
+    ).all()
+    allowed = still_eligible(session, issue.list_id, (r.subscriber_id for r in rows))
+    keep = [r for r in rows if r.subscriber_id in allowed]
+    skipped = len(rows) - len(keep)
+    if skipped:
+        dropped = [r.id for r in rows if r.subscriber_id not in allowed]
+        for chunk in _chunks(dropped):
+            session.execute(
+                update(_DELIVERIES)
+                .where(_DELIVERIES.c.id.in_(chunk))
+                .values(
+                    status=DeliveryStatus.SKIPPED,
+                    error="no longer subscribed or suppressed",
+                    updated_at=now,
+                )
+            )
+    # Recipients that vanished (subscriber erased: subscriber_id NULL) are skipped too.
+    session.execute(
+        update(_DELIVERIES)
+        .where(
+            _DELIVERIES.c.batch_id == batch.id,
+            _DELIVERIES.c.status == DeliveryStatus.QUEUED,
+            _DELIVERIES.c.subscriber_id.is_(None),
+        )
+        .values(status=DeliveryStatus.SKIPPED, error="subscriber erased", updated_at=now)
+    )
+    marked = session.execute(
+        update(SendBatch)
+        .where(
+            SendBatch.id == batch.id,
+            SendBatch.worker == worker,
+            SendBatch.status == BatchStatus.CLAIMED,
+        )
+        .values(
+            status=BatchStatus.SENDING if keep else BatchStatus.ACCEPTED,
+            attempts=SendBatch.attempts + (1 if keep else 0),
+            lease_until=now + timedelta(seconds=lease_s),
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if marked != 1:
+        session.rollback()
+        return None
+    session.commit()
+    return PreparedBatch(batch, issue.list_id, keep, skipped)
+
+
+def record_accepted(
+    session: Session,
+    batch_id: int,
+    attempted: Sequence[int],
+    accepted: Iterable[int],
+    failed: dict[int, str],
+    *,
+    provider: str,
+    provider_message_id: str | None,
+    clock: Clock,
+) -> list[int]:
+    """Record what the provider said, in the caller's transaction; returns the ids not settled.
+
+    Only ids the provider listed as accepted become `accepted`; ids it listed as failed become
+    `failed`; any other attempted id is returned so the caller can retry it.
+    """
+    now = clock.now()
+    accepted_set = set(accepted) & set(attempted)
+    unsettled = [i for i in attempted if i not in accepted_set and i not in failed]
+    if accepted_set and len(accepted_set) == len(attempted):
+        session.execute(
+            update(_DELIVERIES)
+            .where(_DELIVERIES.c.batch_id == batch_id, _DELIVERIES.c.status.in_(_UNSETTLED))
+            .values(status=DeliveryStatus.ACCEPTED, accepted_at=now, error=None, updated_at=now)
+        )
+    else:
+        for chunk in _chunks(sorted(accepted_set)):
+            session.execute(
+                update(_DELIVERIES)
+                .where(_DELIVERIES.c.id.in_(chunk))
+                .values(status=DeliveryStatus.ACCEPTED, accepted_at=now, updated_at=now)
+            )
+        _fail_deliveries(session, {i: e for i, e in failed.items() if i in set(attempted)}, now)
+    session.execute(
+        update(SendBatch)
+        .where(SendBatch.id == batch_id)
+        .values(
+            status=BatchStatus.ACCEPTED if accepted_set else BatchStatus.FAILED,
+            lease_until=None,
+            provider=provider,
+            provider_message_id=provider_message_id,
+            error=None if accepted_set else "every recipient was refused",
+            size=len(attempted) - len(unsettled),
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return unsettled
+
+
+def _fail_deliveries(session: Session, errors: dict[int, str], now: datetime) -> None:
+    if errors:
+        session.execute(
+            update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("d")),
+            [
+                {"d": i, "status": DeliveryStatus.FAILED.value, "error": e[:500], "updated_at": now}
+                for i, e in errors.items()
+            ],
+        )
+
+
+def requeue(
+    session: Session,
+    batch: ClaimedBatch,
+    delivery_ids: Sequence[int],
+    *,
+    delay_s: float,
+    reason: str,
+    clock: Clock,
+    move: bool,
+) -> int:
+    """Put recipients back in the queue, not before `delay_s` from now.
+
+    `move=False` returns the whole batch to `queued` (a transient failure of the call);
+    `move=True` moves `delivery_ids` into a new batch (recipients the provider deferred).
+    Returns the id of the batch that holds them. Runs in the caller's transaction.
+    """
+    now = clock.now()
+    not_before = now + timedelta(seconds=delay_s)
+    if not move:
+        session.execute(
+            update(_DELIVERIES)
+            .where(
+                _DELIVERIES.c.batch_id == batch.id,
+                _DELIVERIES.c.status == DeliveryStatus.IN_DOUBT,
+            )
+            .values(status=DeliveryStatus.QUEUED, updated_at=now)
+        )
+        session.execute(
+            update(SendBatch)
+            .where(SendBatch.id == batch.id)
+            .values(
+                status=BatchStatus.QUEUED,
+                worker=None,
+                lease_until=None,
+                not_before=not_before,
+                error=reason[:500],
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return batch.id
+    return _new_batch(
+        session,
+        batch,
+        delivery_ids,
+        attempts=batch.attempts + 1,
+        not_before=not_before,
+        error=reason,
+        now=now,
+    )
+
+
+def split(
+    session: Session,
+    batch: ClaimedBatch,
+    first: Sequence[int],
+    second: Sequence[int],
+    *,
+    reason: str,
+    clock: Clock,
+) -> int:
+    """Keep `first` in the batch and move `second` to a new one; both queued. Caller's txn."""
+    now = clock.now()
+    session.execute(
+        update(SendBatch)
+        .where(SendBatch.id == batch.id)
+        .values(
+            status=BatchStatus.QUEUED,
+            worker=None,
+            lease_until=None,
+            not_before=None,
+            attempts=0,
+            size=len(first),
+            error=f"split after: {reason}"[:500],
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return _new_batch(session, batch, second, attempts=0, not_before=None, error=None, now=now)
+
+
+def _new_batch(
+    session: Session,
+    batch: ClaimedBatch,
+    delivery_ids: Sequence[int],
+    *,
+    attempts: int,
+    not_before: datetime | None,
+    error: str | None,
+    now: datetime,
+) -> int:
+    new_id = session.scalar(
+        insert(SendBatch)
+        .values(
+            issue_id=batch.issue_id,
+            variant=batch.variant,
+            status=BatchStatus.QUEUED,
+            size=len(delivery_ids),
+            attempts=attempts,
+            not_before=not_before,
+            error=error[:500] if error else None,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(SendBatch.id)
+    )
+    assert new_id is not None
+    for chunk in _chunks(list(delivery_ids)):
+        session.execute(
+            update(_DELIVERIES)
+            .where(_DELIVERIES.c.id.in_(chunk))
+            .values(batch_id=new_id, status=DeliveryStatus.QUEUED, updated_at=now)
+        )
+    return new_id
+
+
+def fail_batch(session: Session, batch_id: int, reason: str, clock: Clock) -> int:
+    """Every unsettled recipient of the batch failed with `reason`. Caller's transaction."""
+    now = clock.now()
+    failed = session.execute(
+        update(_DELIVERIES)
+        .where(_DELIVERIES.c.batch_id == batch_id, _DELIVERIES.c.status.in_(_UNSETTLED))
+        .values(status=DeliveryStatus.FAILED, error=reason[:500], updated_at=now)
+    ).rowcount
+    session.execute(
+        update(SendBatch)
+        .where(SendBatch.id == batch_id)
+        .values(status=BatchStatus.FAILED, lease_until=None, error=reason[:500], updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return failed or 0
+
+
+def fail_batch_members(
+    session: Session, delivery_ids: Sequence[int], reason: str, clock: Clock
+) -> None:
+    """These recipients of a batch failed with `reason` (e.g. deferred too many times)."""
+    _fail_deliveries(session, dict.fromkeys(delivery_ids, reason), clock.now())
+
+
+def mark_in_doubt(session: Session, batch_id: int, reason: str, clock: Clock) -> None:
+    """The call ended in a way that does not say whether the provider sent it."""
+    now = clock.now()
+    session.execute(
+        update(_DELIVERIES)
+        .where(_DELIVERIES.c.batch_id == batch_id, _DELIVERIES.c.status == DeliveryStatus.QUEUED)
+        .values(status=DeliveryStatus.IN_DOUBT, error=reason[:500], updated_at=now)
+    )
+    session.execute(
+        update(SendBatch)
+        .where(SendBatch.id == batch_id)
+        .values(status=BatchStatus.IN_DOUBT, lease_until=None, error=reason[:500], updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --- the issue ------------------------------------------------------------------------------
+
+
+def finish_if_done(session: Session, issue_id: int, clock: Clock) -> bool:
+    """Mark a `sending` issue `sent` once no batch is open. Commits; True if it is sent now."""
+    if open_work(session, issue_id):
+        return False
+    done = session.execute(
+        update(Issue)
+        .where(Issue.id == issue_id, Issue.status == IssueStatus.SENDING)
+        .values(status=IssueStatus.SENT, sent_at=clock.now())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.commit()
+    return bool(done)
+
+
+def set_issue_status(
+    session: Session,
+    issue_id: int,
+    to: IssueStatus,
+    allowed_from: Iterable[IssueStatus],
+    *,
+    note: str | None = None,
+) -> None:
+    """Move an issue between send states or raise StateError saying why not. Caller's txn."""
+    issue = get_issue_row(session, issue_id, lock=True)
+    allowed = tuple(allowed_from)
+    if issue.status == to:
+        return
+    if issue.status not in allowed:
+        raise StateError(
+            f"issue {issue_id} is {issue.status}; it can become {to} only from "
+            + " or ".join(allowed)
+        )
+    issue.status = to
+    if note:
+        issue.note = f"{issue.note}\n{note}" if issue.note else note
+
+
+def pause_issue(session: Session, issue_id: int, reason: str | None = None) -> None:
+    """Stop claiming new batches; batches in flight finish and are recorded. Caller's txn."""
+    set_issue_status(
+        session,
+        issue_id,
+        IssueStatus.PAUSED,
+        (IssueStatus.SENDING,),
+        note=f"paused: {reason}" if reason else None,
+    )
+
+
+def resume_issue(session: Session, issue_id: int) -> None:
+    set_issue_status(session, issue_id, IssueStatus.SENDING, (IssueStatus.PAUSED,))
+
+
+def cancel_issue(session: Session, issue_id: int, clock: Clock) -> int:
+    """Cancel the rest of a send: queued recipients will never get it. Caller's txn.
+
+    Batches in flight (sending) finish and are recorded; in-doubt ones stay for `resolve`.
+    """
+    set_issue_status(
+        session, issue_id, IssueStatus.CANCELLED, (IssueStatus.SENDING, IssueStatus.PAUSED)
+    )
+    now = clock.now()
+    pending = select(SendBatch.id).where(
+        SendBatch.issue_id == issue_id,
+        SendBatch.status.in_((BatchStatus.QUEUED, BatchStatus.CLAIMED)),
+    )
+    ids = list(session.scalars(pending))
+    cancelled = 0
+    for chunk in _chunks(ids):
+        cancelled += (
+            session.execute(
+                update(_DELIVERIES)
+                .where(
+                    _DELIVERIES.c.batch_id.in_(chunk),
+                    _DELIVERIES.c.status == DeliveryStatus.QUEUED,
+                )
+                .values(status=DeliveryStatus.CANCELLED, updated_at=now)
+            ).rowcount
+            or 0
+        )
+        session.execute(
+            update(SendBatch)
+            .where(SendBatch.id.in_(chunk))
+            .values(status=BatchStatus.CANCELLED, worker=None, lease_until=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return cancelled
+
+
+def reconcile_in_doubt(session: Session, issue_id: int, clock: Clock) -> int:
+    """In-doubt recipients for whom the provider reported an event were sent: accept them.
+
+    A batch whose every recipient is thus settled becomes `accepted`. Caller's transaction.
+    """
+    now = clock.now()
+    settled = (
+        session.execute(
+            update(_DELIVERIES)
+            .where(
+                _DELIVERIES.c.issue_id == issue_id,
+                _DELIVERIES.c.status == DeliveryStatus.IN_DOUBT,
+                _DELIVERIES.c.last_event.is_not(None),
+            )
+            .values(
+                status=DeliveryStatus.ACCEPTED,
+                accepted_at=_DELIVERIES.c.last_event_at,
+                error=None,
+                updated_at=now,
+            )
+        ).rowcount
+        or 0
+    )
+    still = exists().where(
+        Delivery.batch_id == SendBatch.id, Delivery.status == DeliveryStatus.IN_DOUBT
+    )
+    session.execute(
+        update(SendBatch)
+        .where(SendBatch.issue_id == issue_id, SendBatch.status == BatchStatus.IN_DOUBT, ~still)
+        .values(status=BatchStatus.ACCEPTED, error=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return settled
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveReport:
+    issue_id: int
+    reconciled: int  # accepted thanks to provider events
+    requeued: int  # recipients queued to be sent again
+    skipped: int  # recipients the operator chose not to resend
+
+
+def resolve_in_doubt(
+    session: Session, issue_id: int, *, resend: bool, clock: Clock
+) -> ResolveReport:
+    """The operator's decision on in-doubt recipients, after reconciling provider events.
+
+    `resend`: queue them again (some may get the issue twice); otherwise mark them `skipped`
+    (some may never get it). A sent issue with recipients to resend goes back to `sending`.
+    Caller's transaction.
+    """
+    get_issue_row(session, issue_id, lock=True)
+    reconciled = reconcile_in_doubt(session, issue_id, clock)
+    now = clock.now()
+    batch_ids = list(
+        session.scalars(
+            select(SendBatch.id).where(
+                SendBatch.issue_id == issue_id, SendBatch.status == BatchStatus.IN_DOUBT
+            )
+        )
+    )
+    count = 0
+    for chunk in _chunks(batch_ids):
+        count += (
+            session.execute(
+                update(_DELIVERIES)
+                .where(
+                    _DELIVERIES.c.batch_id.in_(chunk),
+                    _DELIVERIES.c.status == DeliveryStatus.IN_DOUBT,
+                )
+                .values(
+                    status=DeliveryStatus.QUEUED if resend else DeliveryStatus.SKIPPED,
+                    error=None if resend else "in doubt; the operator chose not to resend",
+                    updated_at=now,
+                )
+            ).rowcount
+            or 0
+        )
+        session.execute(
+            update(SendBatch)
+            .where(SendBatch.id.in_(chunk))
+            .values(
+                status=BatchStatus.QUEUED if resend else BatchStatus.CANCELLED,
+                worker=None,
+                lease_until=None,
+                not_before=None,
+                error="in doubt: resent by the operator" if resend else "in doubt: not resent",
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    if resend and count:
+        session.execute(
+            update(Issue)
+            .where(Issue.id == issue_id, Issue.status == IssueStatus.SENT)
+            .values(status=IssueStatus.SENDING, sent_at=None)
+            .execution_options(synchronize_session=False)
+        )
+    return ResolveReport(issue_id, reconciled, count if resend else 0, 0 if resend else count)
+
+
+def _chunks(ids: list[int], size: int = 900) -> Iterable[list[int]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]

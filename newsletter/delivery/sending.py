@@ -1,0 +1,523 @@
+"""The sending loop: claim a batch, post it, record the outcome; many batches in flight.
+
+`send_issue` plans an issue into the ledger and sends it in this process; `Sender.run` is the
+loop that `newsletter worker` processes share through the ledger's leases. Messages are prepared
+once per variant; each batch loads only its own recipients (memory stays flat in the audience
+size); per-recipient values are only the signed links and the name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from newsletter.clock import Clock
+from newsletter.config import Settings
+from newsletter.db.models import Issue, IssueVariant, MailingList
+from newsletter.db.session import transaction
+from newsletter.delivery import ledger
+from newsletter.delivery.breaker import CircuitBreaker
+from newsletter.delivery.ledger import ClaimedBatch, EnqueueReport, PreparedBatch
+from newsletter.delivery.policy import Action, decide, describe, halves
+from newsletter.delivery.ratelimit import RateLimiter
+from newsletter.delivery.sendconfig import SendConfig
+from newsletter.delivery.status import SendStatus, send_status
+from newsletter.errors import ProviderError, RenderError, StateError
+from newsletter.issues.assembly import freeze_issue
+from newsletter.providers.base import Batch, PreparedMessage, Provider, Recipient
+from newsletter.render.store import ensure_variants
+from newsletter.types import VARIANTS, IssueStatus
+from subscribers.tokens import LinkSigner
+
+log = logging.getLogger(__name__)
+
+
+def default_worker_id() -> str:
+    """host:pid, so `issue status` says which process holds which batch."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Progress:
+    """Counters of one run, passed to the progress callback after every batch."""
+
+    total: int = 0  # recipients of the issue(s) in the ledger when the run started
+    done_before: int = 0  # already settled when the run started
+    accepted: int = 0
+    failed: int = 0
+    skipped: int = 0
+    retried: int = 0  # recipients whose batch was queued again
+    in_doubt: int = 0
+    batches: int = 0
+    requests: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def settled(self) -> int:
+        return self.accepted + self.failed + self.skipped + self.in_doubt
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.settled / elapsed if elapsed > 0 else 0.0
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SendReport:
+    issue_id: int | None
+    accepted: int
+    failed: int
+    skipped: int
+    retried: int
+    in_doubt: int
+    batches: int
+    requests: int
+    seconds: float
+    paused_reason: str | None
+    status: SendStatus | None  # the ledger after the run (None for a worker over all issues)
+
+
+class Sender:
+    """Runs the claim-send-record loop on `config.concurrency` threads until told to stop.
+
+    One Sender per process (or per `send_issue` call); it owns the rate limiter and the
+    circuit breaker, so the limits hold for the whole process.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        provider: Provider,
+        clock: Clock,
+        config: SendConfig,
+        *,
+        worker_id: str,
+        stop: threading.Event | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.provider = provider
+        self.clock = clock
+        self.config = config.for_provider(provider.max_batch_size)
+        self.worker_id = worker_id
+        self.stop = stop or threading.Event()
+        self.progress_callback = progress
+        self.progress = Progress()
+        self.limiter = RateLimiter(config.rate_messages_per_s, config.rate_requests_per_s)
+        self.breaker = CircuitBreaker(
+            config.breaker_consecutive, config.breaker_window, config.breaker_ratio
+        )
+        self.signer = LinkSigner(settings)
+        self._messages: dict[tuple[int, str], PreparedMessage] = {}
+        self._lock = threading.Lock()
+        self._errors: list[BaseException] = []
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self, issue_id: int | None = None, *, until_idle: bool = True) -> Progress:
+        """Send until no work is left (`until_idle`) or the stop event is set.
+
+        With `issue_id`, only that issue's batches; otherwise every issue that is `sending`.
+        """
+        threads = [
+            threading.Thread(
+                target=self._thread_main, args=(issue_id, until_idle), name=f"send-{n}", daemon=True
+            )
+            for n in range(self.config.concurrency)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if self._errors:
+            raise self._errors[0]
+        return self.progress
+
+    def _thread_main(self, issue_id: int | None, until_idle: bool) -> None:
+        try:
+            self._loop(issue_id, until_idle)
+        except BaseException as err:  # surfaced by run() in the calling thread
+            log.exception("sender thread failed")
+            self._errors.append(err)
+            self.stop.set()
+
+    def _loop(self, issue_id: int | None, until_idle: bool) -> None:
+        session = self.sessions()
+        try:
+            while not self.stop.is_set() and not self.breaker.open:
+                claimed = ledger.claim_batch(
+                    session, self.worker_id, self.clock, self.config.lease_s, issue_id
+                )
+                if claimed is not None:
+                    self._process(session, claimed)
+                    continue
+                ledger.reap_expired(session, self.clock, issue_id)
+                remaining = ledger.open_work(session, issue_id)
+                session.commit()
+                if issue_id is not None and remaining == 0:
+                    ledger.finish_if_done(session, issue_id, self.clock)
+                    return
+                if remaining == 0 and until_idle:
+                    return
+                self.stop.wait(self.config.poll_s)
+        finally:
+            session.close()
+
+    # -- one batch -------------------------------------------------------------------------
+
+    def _process(self, session: Session, claimed: ClaimedBatch) -> None:
+        message = self._message(session, claimed.issue_id, claimed.variant)
+        prepared = ledger.prepare_batch(
+            session, claimed, self.worker_id, self.clock, self.config.lease_s
+        )
+        if prepared is None:
+            return  # the lease was lost: another worker owns this batch now
+        self._count(skipped=prepared.skipped)
+        if not prepared.recipients:
+            return
+        recipients = self._recipients(prepared)
+        self.limiter.acquire(len(recipients), self.stop)
+        try:
+            result = self.provider.send_batch(Batch(claimed.id, message, recipients))
+        except ProviderError as err:
+            self._on_error(session, prepared, err)
+            return
+        except Exception as err:  # a provider bug: we cannot know what was sent
+            log.exception("provider %s raised outside its contract", self.provider.name)
+            with _unit(session):
+                ledger.mark_in_doubt(session, claimed.id, f"provider error: {err!r}", self.clock)
+            self._count(in_doubt=len(recipients))
+            self._outcome(session, claimed.issue_id, ok=False)
+            return
+        attempted = [r.delivery_id for r in recipients]
+        failed = dict(result.failed)
+        gave_up: list[int] = []
+        with _unit(session):
+            unsettled = ledger.record_accepted(
+                session,
+                claimed.id,
+                attempted,
+                result.accepted,
+                failed,
+                provider=self.provider.name,
+                provider_message_id=result.provider_message_id,
+                clock=self.clock,
+            )
+            if unsettled:
+                delay = decide(
+                    _deferred_error(result.deferred),
+                    attempts=claimed.attempts + 1,
+                    size=len(unsettled),
+                    max_attempts=self.config.max_attempts,
+                    backoff_base_s=self.config.backoff_base_s,
+                    backoff_max_s=self.config.backoff_max_s,
+                )
+                if delay.action is Action.RETRY:
+                    ledger.requeue(
+                        session,
+                        claimed,
+                        unsettled,
+                        delay_s=delay.delay_s,
+                        reason=delay.reason,
+                        clock=self.clock,
+                        move=True,
+                    )
+                else:
+                    ledger.fail_batch_members(session, unsettled, delay.reason, self.clock)
+                    gave_up = unsettled
+        accepted = len(attempted) - len(unsettled) - len(failed)
+        self._count(
+            accepted=accepted,
+            failed=len(failed) + len(gave_up),
+            retried=len(unsettled) - len(gave_up),
+            requests=result.requests,
+            batches=1,
+        )
+        self._outcome(session, claimed.issue_id, ok=accepted > 0 or not attempted)
+
+    def _on_error(self, session: Session, prepared: PreparedBatch, err: ProviderError) -> None:
+        claimed = prepared.batch
+        ids = [r.id for r in prepared.recipients]
+        decision = decide(
+            err,
+            attempts=claimed.attempts + 1,
+            size=len(ids),
+            max_attempts=self.config.max_attempts,
+            backoff_base_s=self.config.backoff_base_s,
+            backoff_max_s=self.config.backoff_max_s,
+        )
+        log.warning(
+            "batch %s (%s recipients): %s -> %s",
+            claimed.id,
+            len(ids),
+            describe(err),
+            decision.action,
+        )
+        with _unit(session):
+            if decision.action is Action.RETRY:
+                ledger.requeue(
+                    session,
+                    claimed,
+                    ids,
+                    delay_s=decision.delay_s,
+                    reason=decision.reason,
+                    clock=self.clock,
+                    move=False,
+                )
+            elif decision.action is Action.SPLIT:
+                first, second = halves(ids)
+                ledger.split(
+                    session, claimed, first, second, reason=decision.reason, clock=self.clock
+                )
+            else:
+                ledger.fail_batch(session, claimed.id, decision.reason, self.clock)
+        if decision.action is Action.RETRY:
+            self._count(retried=len(ids), requests=1)
+        elif decision.action is Action.FAIL:
+            self._count(failed=len(ids), requests=1, batches=1)
+        else:
+            self._count(requests=1)
+        # A split is the provider asking for smaller batches, not a failing service.
+        if decision.action is not Action.SPLIT:
+            self._outcome(session, claimed.issue_id, ok=False)
+
+    def _outcome(self, session: Session, issue_id: int, *, ok: bool) -> None:
+        if self.breaker.record(ok) and not ok:
+            with self._lock:
+                first = not getattr(self, "_paused", False)
+                self._paused = True
+            if first:
+                reason = f"circuit breaker: {self.breaker.reason}"
+                log.error("pausing issue %s: %s", issue_id, reason)
+                try:
+                    with _unit(session):
+                        ledger.pause_issue(session, issue_id, reason)
+                except StateError:
+                    pass  # already paused or cancelled by an operator
+        self._report()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _recipients(self, prepared: PreparedBatch) -> list[Recipient]:
+        links = self.signer.links
+        list_id = prepared.list_id
+        out = []
+        for delivery_id, subscriber_id, email, name in prepared.recipients:
+            unsubscribe, preferences = links(subscriber_id, list_id)
+            out.append(
+                Recipient(delivery_id, subscriber_id, email, name or "", unsubscribe, preferences)
+            )
+        return out
+
+    def _message(self, session: Session, issue_id: int, variant: str) -> PreparedMessage:
+        key = (issue_id, variant)
+        message = self._messages.get(key)
+        if message is None:
+            prepared = prepare_messages(session, self.settings, issue_id)
+            with self._lock:
+                self._messages.update({(issue_id, v): m for v, m in prepared.items()})
+            if key not in self._messages:
+                raise RenderError(
+                    f"issue {issue_id} has no rendered {variant!r} variant: "
+                    "run `newsletter issue build` to render it"
+                )
+            message = self._messages[key]
+        return message
+
+    def _count(self, **deltas: int) -> None:
+        with self._lock:
+            for name, value in deltas.items():
+                setattr(self.progress, name, getattr(self.progress, name) + value)
+
+    def _report(self) -> None:
+        if self.progress_callback is not None:
+            with self._lock:
+                self.progress_callback(self.progress)
+
+    @property
+    def paused_reason(self) -> str | None:
+        return self.breaker.reason if getattr(self, "_paused", False) else None
+
+
+class _unit:
+    """Commit the session on success, roll back on error (a context manager for one txn)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def __enter__(self) -> Session:
+        return self.session
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.session.commit()
+        else:
+            self.session.rollback()
+
+
+def _deferred_error(deferred: dict[int, str]) -> ProviderError:
+    from newsletter.errors import TransientProviderError
+
+    sample = next(iter(deferred.values()), "the provider did not accept these recipients")
+    return TransientProviderError(f"deferred: {sample}")
+
+
+def prepare_messages(
+    session: Session, settings: Settings, issue_id: int
+) -> dict[str, PreparedMessage]:
+    """The issue's stored variants as provider-ready messages, built once per send."""
+    issue = ledger.get_issue_row(session, issue_id)
+    mailing_list = session.get(MailingList, issue.list_id)
+    host = urlsplit(settings.base_url).hostname or "localhost"
+    list_header = (
+        f"{mailing_list.name} <{mailing_list.slug}.{host}>" if mailing_list is not None else None
+    )
+    sender = settings.from_address
+    out: dict[str, PreparedMessage] = {}
+    for row in session.scalars(select(IssueVariant).where(IssueVariant.issue_id == issue_id)):
+        if row.variant not in VARIANTS:
+            continue
+        out[row.variant] = PreparedMessage(
+            issue_id=issue_id,
+            variant=row.variant,
+            subject=row.subject,
+            html=row.html,
+            text=row.text,
+            from_name=sender.display_name,
+            from_email=sender.addr_spec,
+            reply_to=settings.reply_to,
+            list_id=list_header,
+            categories=("newsletter", f"issue-{issue_id}", row.variant),
+        )
+    return out
+
+
+# --- entry points ---------------------------------------------------------------------------
+
+
+def enqueue_issue(
+    session: Session,
+    issue: Issue,
+    settings: Settings,
+    clock: Clock,
+    *,
+    batch_size: int | None = None,
+) -> EnqueueReport:
+    """Freeze and render the issue (first time), plan its deliveries, mark it `sending`.
+
+    Idempotent. Subscribers who became eligible since the last call join the send, as long
+    as the issue is still `built`, `sending` or `paused`; a sent or cancelled issue is never
+    planned again. Runs in the caller's transaction.
+    """
+    if issue.status not in (IssueStatus.BUILT, IssueStatus.SENDING, IssueStatus.PAUSED):
+        raise StateError(f"issue {issue.id} is {issue.status}: it cannot be sent again")
+    _freeze_and_render(session, issue, settings, clock)
+    if not ledger.has_variants(session, issue.id):
+        raise RenderError(
+            f"issue {issue.id} has no rendered variants: run `newsletter issue build` first"
+        )
+    size = batch_size or settings.send_batch_size
+    report = ledger.plan_deliveries(session, issue, size, clock)
+    if issue.status == IssueStatus.BUILT:
+        issue.status = IssueStatus.SENDING
+        issue.send_started_at = clock.now()
+    session.flush()
+    return report
+
+
+def _freeze_and_render(session: Session, issue: Issue, settings: Settings, clock: Clock) -> None:
+    """Snapshot the articles and render the variants when the send starts (both idempotent).
+
+    Once an issue is sending, its stored variants are what every worker sends: a re-render
+    then would mix two versions in one send, so later calls only render what is missing.
+    """
+    if issue.status == IssueStatus.BUILT:
+        freeze_issue(session, issue, clock)
+        ensure_variants(session, issue, settings, clock)
+    elif not ledger.has_variants(session, issue.id):
+        ensure_variants(session, issue, settings, clock)
+
+
+def send_issue(
+    runtime_or_sessions: Any,  # a Runtime (its .sessions) or a sessionmaker
+    settings: Settings,
+    provider: Provider,
+    issue_id: int,
+    clock: Clock,
+    *,
+    worker_id: str | None = None,
+    progress: ProgressCallback | None = None,
+    stop: threading.Event | None = None,
+    config: SendConfig | None = None,
+) -> SendReport:
+    """Send an issue from this process: plan (idempotent), then run the loop to the end.
+
+    A second call on a sent issue sends nothing. A paused issue must be resumed first. On a
+    stop event, batches in flight finish and are recorded, and the report says what was done.
+    """
+    sessions: sessionmaker[Session] = getattr(runtime_or_sessions, "sessions", runtime_or_sessions)
+    cfg = config or SendConfig.from_settings(settings)
+    started = time.monotonic()
+    with transaction(sessions) as session:
+        issue = ledger.get_issue_row(session, issue_id, lock=True)
+        if issue.status in (IssueStatus.SENT, IssueStatus.CANCELLED):
+            already_done = True
+        elif issue.status == IssueStatus.PAUSED:
+            raise StateError(
+                f"issue {issue_id} is paused ({issue.note or 'by an operator'}); "
+                "run `newsletter issue resume` first"
+            )
+        else:
+            already_done = False
+            enqueue_issue(session, issue, settings, clock, batch_size=cfg.batch_size)
+    if already_done:
+        with transaction(sessions) as session:
+            status = send_status(session, issue_id)
+        return SendReport(issue_id, 0, 0, 0, 0, 0, 0, 0, time.monotonic() - started, None, status)
+    sender = Sender(
+        sessions,
+        settings,
+        provider,
+        clock,
+        cfg,
+        worker_id=worker_id or default_worker_id(),
+        stop=stop,
+        progress=progress,
+    )
+    with transaction(sessions) as session:
+        before = send_status(session, issue_id)
+    sender.progress.total = before.total
+    sender.progress.done_before = before.done
+    result = sender.run(issue_id)
+    with transaction(sessions) as session:
+        ledger.reap_expired(session, clock, issue_id)
+        ledger.finish_if_done(session, issue_id, clock)
+        status = send_status(session, issue_id)
+    return SendReport(
+        issue_id=issue_id,
+        accepted=result.accepted,
+        failed=result.failed,
+        skipped=result.skipped,
+        retried=result.retried,
+        in_doubt=status.recipients["in_doubt"],
+        batches=result.batches,
+        requests=result.requests,
+        seconds=time.monotonic() - started,
+        paused_reason=sender.paused_reason,
+        status=status,
+    )

@@ -1,0 +1,120 @@
+"""What `issue status` shows: ledger counts, per worker, and one recipient's outcome."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from newsletter.db.models import Delivery, SendBatch, Subscriber
+from newsletter.delivery.ledger import get_issue_row
+from newsletter.errors import NotFoundError
+from newsletter.types import BatchStatus, DeliveryStatus
+
+
+@dataclass(frozen=True, slots=True)
+class SendStatus:
+    issue_id: int
+    issue_status: str
+    recipients: dict[str, int]  # DeliveryStatus -> count (every status present, 0 if none)
+    batches: dict[str, int]  # BatchStatus -> count
+    workers: dict[str, dict[str, int]]  # worker -> BatchStatus -> count
+    in_doubt_batches: list[int] = field(default_factory=list)
+    send_started_at: datetime | None = None
+    sent_at: datetime | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.recipients.values())
+
+    @property
+    def done(self) -> int:
+        return self.total - self.recipients[DeliveryStatus.QUEUED]
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["total"] = self.total
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientStatus:
+    issue_id: int
+    email: str  # masked
+    status: str
+    variant: str
+    batch_id: int | None
+    batch_status: str | None
+    error: str | None
+    accepted_at: datetime | None
+    last_event: str | None
+
+
+def send_status(session: Session, issue_id: int) -> SendStatus:
+    issue = get_issue_row(session, issue_id)
+    recipients = {s.value: 0 for s in DeliveryStatus}
+    for status, count in session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.issue_id == issue_id)
+        .group_by(Delivery.status)
+    ):
+        recipients[status] = count
+    batches = {s.value: 0 for s in BatchStatus}
+    workers: dict[str, dict[str, int]] = {}
+    for worker, status, count in session.execute(
+        select(SendBatch.worker, SendBatch.status, func.count())
+        .where(SendBatch.issue_id == issue_id)
+        .group_by(SendBatch.worker, SendBatch.status)
+    ):
+        batches[status] = batches.get(status, 0) + count
+        if worker:
+            workers.setdefault(worker, {})[status] = count
+    in_doubt = list(
+        session.scalars(
+            select(SendBatch.id)
+            .where(SendBatch.issue_id == issue_id, SendBatch.status == BatchStatus.IN_DOUBT)
+            .order_by(SendBatch.id)
+        )
+    )
+    return SendStatus(
+        issue_id=issue_id,
+        issue_status=issue.status,
+        recipients=recipients,
+        batches=batches,
+        workers=workers,
+        in_doubt_batches=in_doubt,
+        send_started_at=issue.send_started_at,
+        sent_at=issue.sent_at,
+    )
+
+
+def mask_email(email: str) -> str:
+    """`t***@example.com`: enough to recognise, not enough to harvest from a log."""
+    local, at, domain = email.partition("@")
+    return f"{local[:1]}***{at}{domain}" if at else "***"
+
+
+def recipient_status(session: Session, issue_id: int, email: str) -> RecipientStatus:
+    row = session.execute(
+        select(Delivery, SendBatch.status)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .outerjoin(SendBatch, SendBatch.id == Delivery.batch_id)
+        .where(Delivery.issue_id == issue_id, Subscriber.email_key == email.strip().lower())
+    ).one_or_none()
+    if row is None:
+        raise NotFoundError(f"{mask_email(email)} is not a recipient of issue {issue_id}")
+    delivery, batch_status = row
+    return RecipientStatus(
+        issue_id=issue_id,
+        email=mask_email(email),
+        status=delivery.status,
+        variant=delivery.variant,
+        batch_id=delivery.batch_id,
+        batch_status=batch_status,
+        error=delivery.error,
+        accepted_at=delivery.accepted_at,
+        last_event=delivery.last_event,
+    )

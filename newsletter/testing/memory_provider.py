@@ -1,0 +1,114 @@
+"""An in-memory provider with scripted outcomes, for tests of the sending core.
+
+Like httpx's MockTransport: the test chooses what each call answers (accept, transient error
+with Retry-After, permanent error, splittable rejection, per-recipient failures, latency) and
+the provider records every recipient it accepted, so a test can assert exactly-once delivery.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from newsletter.errors import PermanentProviderError, ProviderError, TransientProviderError
+from newsletter.providers.base import Batch, BatchRejected, BatchResult
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one `send_batch` call does. Build with the helpers below."""
+
+    error: ProviderError | None = None
+    fail: Callable[[str], str | None] | None = None  # email -> permanent error, or None
+    defer: Callable[[str], str | None] | None = None  # email -> transient error, or None
+    latency_s: float = 0.0
+
+
+def accept(latency_s: float = 0.0) -> Outcome:
+    return Outcome(latency_s=latency_s)
+
+
+def transient(retry_after: float | None = None, status: int = 503) -> Outcome:
+    return Outcome(
+        error=TransientProviderError(
+            f"memory provider: {status}", status=status, retry_after=retry_after
+        )
+    )
+
+
+def permanent(status: int = 401) -> Outcome:
+    return Outcome(error=PermanentProviderError(f"memory provider: {status}", status=status))
+
+
+def reject_splittable(status: int = 400) -> Outcome:
+    return Outcome(error=BatchRejected(f"memory provider: {status} bad address", status=status))
+
+
+def per_recipient(
+    fail: Iterable[str] = (), defer: Iterable[str] = (), error: str = "550 mailbox unavailable"
+) -> Outcome:
+    failing, deferring = set(fail), set(defer)
+    return Outcome(
+        fail=lambda e: error if e in failing else None,
+        defer=lambda e: "421 try again later" if e in deferring else None,
+    )
+
+
+@dataclass
+class MemoryProvider:
+    """Answers each call with the next scripted outcome, then with `default` forever.
+
+    `rule(batch)` may instead return an Outcome per call (e.g. reject batches containing a
+    given address); it wins over the script when it returns one.
+    """
+
+    script: list[Outcome] = field(default_factory=list)
+    default: Outcome = field(default_factory=accept)
+    rule: Callable[[Batch], Outcome | None] | None = None
+    max_batch_size: int = 1000
+    name: str = "memory"
+    delivered: Counter[str] = field(default_factory=Counter)  # email -> times accepted
+    calls: int = 0
+    batches: list[tuple[int, str, int]] = field(default_factory=list)  # (batch id, variant, n)
+    closed: bool = False
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def send_batch(self, batch: Batch) -> BatchResult:
+        with self._lock:
+            self.calls += 1
+            outcome = self.rule(batch) if self.rule else None
+            if outcome is None:
+                outcome = self.script.pop(0) if self.script else self.default
+        if outcome.latency_s:
+            time.sleep(outcome.latency_s)
+        if outcome.error is not None:
+            raise outcome.error
+        result = BatchResult(provider_message_id=f"mem-{batch.batch_id}")
+        for r in batch.recipients:
+            failed = outcome.fail(r.email) if outcome.fail else None
+            deferred = outcome.defer(r.email) if outcome.defer else None
+            if failed:
+                result.failed[r.delivery_id] = failed
+            elif deferred:
+                result.deferred[r.delivery_id] = deferred
+            else:
+                result.accepted.append(r.delivery_id)
+        accepted = set(result.accepted)
+        with self._lock:
+            for r in batch.recipients:
+                if r.delivery_id in accepted:
+                    self.delivered[r.email] += 1
+            self.batches.append((batch.batch_id, batch.message.variant, len(result.accepted)))
+        return result
+
+    @property
+    def duplicates(self) -> int:
+        return sum(n - 1 for n in self.delivered.values() if n > 1)
+
+    def close(self) -> None:
+        self.closed = True

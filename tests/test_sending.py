@@ -1,0 +1,338 @@
+"""The sending loop, end to end against the in-memory provider, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from newsletter.clock import SYSTEM_CLOCK
+from newsletter.config import Settings
+from newsletter.db.models import Delivery, Issue, Subscriber
+from newsletter.delivery import ledger
+from newsletter.delivery.sendconfig import SendConfig
+from newsletter.delivery.sending import Progress, send_issue
+from newsletter.delivery.status import recipient_status, send_status
+from newsletter.errors import StateError
+from newsletter.providers.base import Batch
+from newsletter.testing.memory_provider import (
+    MemoryProvider,
+    Outcome,
+    accept,
+    per_recipient,
+    permanent,
+    reject_splittable,
+    transient,
+)
+from subscribers.tokens import LinkSigner
+from tests.fixtures.delivery import SeededSend, add_subscribers, suppress, unsubscribe
+
+FAST = SendConfig(batch_size=4, concurrency=3, backoff_base_s=0.01, backoff_max_s=0.02, poll_s=0.01)
+
+
+def _send(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    provider: MemoryProvider,
+    seeded: SeededSend,
+    config: SendConfig = FAST,
+    **kwargs: object,
+):  # type: ignore[no-untyped-def]
+    return send_issue(
+        sessions,
+        settings,
+        provider,
+        seeded.issue_id,
+        SYSTEM_CLOCK,
+        worker_id="test",
+        config=config,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def _issue_status(sessions: sessionmaker[Session], issue_id: int) -> str:
+    with sessions() as session:
+        return session.get_one(Issue, issue_id).status
+
+
+def test_every_recipient_gets_the_issue_exactly_once(
+    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+) -> None:
+    provider = MemoryProvider()
+    report = _send(sessions, settings, provider, seeded)
+    assert set(provider.delivered) == set(seeded.emails)
+    assert provider.duplicates == 0
+    assert report.accepted == 30
+    assert report.status is not None and report.status.recipients["accepted"] == 30
+    assert _issue_status(sessions, seeded.issue_id) == "sent"
+
+
+def test_each_recipient_gets_the_variant_of_their_language(
+    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+) -> None:
+    seen: dict[str, str] = {}
+
+    def remember(batch: Batch) -> Outcome | None:
+        for r in batch.recipients:
+            seen[r.email] = batch.message.variant
+        return None
+
+    _send(sessions, settings, MemoryProvider(rule=remember), seeded)
+    with sessions() as session:
+        languages = dict(session.execute(select(Subscriber.email, Subscriber.language)).all())
+    assert seen == languages
+
+
+def test_recipients_carry_their_own_signed_links_and_name(
+    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+) -> None:
+    captured: list[Batch] = []
+    _send(sessions, settings, MemoryProvider(rule=lambda b: captured.append(b) or None), seeded)
+    signer = LinkSigner(settings)
+    recipient = captured[0].recipients[0]
+    token = recipient.unsubscribe_url.rsplit("/", 1)[1]
+    claim = signer.verify(token)
+    assert (claim.subscriber_id, claim.list_id) == (recipient.subscriber_id, seeded.list_id)
+    assert recipient.preferences_url.endswith("/p/" + token)
+    assert recipient.name.startswith("Reader ")
+
+
+def test_transient_failures_are_retried_without_duplicates(
+    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+) -> None:
+    provider = MemoryProvider(script=[transient(), transient(status=429), accept(), transient()])
+    report = _send(sessions, settings, provider, seeded)
+    assert Counter(provider.delivered.values()) == Counter({1: 30})
+    assert report.retried >= 3 * 4
+    assert _issue_status(sessions, seeded.issue_id) == "sent"
+
+
+def test_retry_after_from_the_provider_is_honoured(
+    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+) -> None:
+    calls: list[tuple[int, float]] = []
+    first_batch: list[int] = []
+
+    def rule(batch: Batch) -> Outcome | None:
+        calls.append((batch.batch_id, time.monotonic()))
+        if not first_batch:
+            first_batch.append(batch.batch_id)
+            return transient(retry_after=0.4, status=429)
+        return None
+
+    _send(sessions, settings, MemoryProvider(rule=rule), seeded)
+    times = [t for batch_id, t in calls if batch_id == first_batch[0]]
+    assert len(times) == 2
+    assert times[1] - times[0] >= 0.4
+
+
+def test_a_rejected_batch_is_halved_until_the_bad_address_is_alone(
+    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+) -> None:
+    bad = seeded.emails[5]
+
+    def rule(batch: Batch) -> Outcome | None:
+        if any(r.email == bad for r in batch.recipients):
+            return reject_splittable()
+        return None
+
+    provider = MemoryProvider(rule=rule)
+    report = _send(sessions, settings, provider, seeded)
+    assert set(provider.delivered) == set(seeded.emails) - {bad}
+    assert provider.duplicates == 0
+    assert report.failed == 1
+    with sessions() as session:
+        outcome = recipient_status(session, seeded.issue_id, bad)
+    assert outcome.status == "failed"
+    assert outcome.error is not None and "400" in outcome.error
+
+
+def test_a_permanent_error_fails_the_batch_with_the_providers_reason(
+    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+) -> None:
+    provider = MemoryProvider(script=[permanent(status=403)])
+    report = _send(sessions, settings, provider, seeded, config=FAST)
+    assert report.failed == 4
+    assert len(provider.delivered) == 26
+    with sessions() as session:
+        errors = set(session.scalars(select(Delivery.error).where(Delivery.status == "failed")))
+    assert errors == {"403 memory provider: 403"}
+
+
+def test_per_recipient_failures_are_recorded_and_deferrals_retried(
+    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+) -> None:
+    failing, deferred = seeded.emails[0], seeded.emails[1]
+    provider = MemoryProvider(
+        script=[per_recipient(fail=[failing], defer=[deferred])],
+    )
+    _send(sessions, settings, provider, seeded, config=FAST)
+    assert failing not in provider.delivered
+    assert provider.delivered[deferred] == 1
+    assert provider.duplicates == 0
+    with sessions() as session:
+        assert recipient_status(session, seeded.issue_id, failing).status == "failed"
+        assert recipient_status(session, seeded.issue_id, deferred).status == "accepted"
+
+
+def test_a_batch_that_keeps_failing_is_failed_after_the_last_attempt(
+    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+) -> None:
+    stuck = seeded.emails[0]
+    provider = MemoryProvider(
+        rule=lambda b: transient() if any(r.email == stuck for r in b.recipients) else None
+    )
+    config = SendConfig(
+        batch_size=4,
+        concurrency=2,
+        max_attempts=3,
+        backoff_base_s=0.01,
+        backoff_max_s=0.01,
+        poll_s=0.01,
+    )
+    report = _send(sessions, settings, provider, seeded, config=config)
+    assert report.failed == 4
+    assert len(provider.delivered) == 26
+    with sessions() as session:
+        status = recipient_status(session, seeded.issue_id, stuck)
+    assert status.status == "failed"
+    assert status.error is not None and "after 3 attempts" in status.error
+    assert _issue_status(sessions, seeded.issue_id) == "sent"
+
+
+def test_the_breaker_pauses_a_failing_send_and_resume_finishes_it_once(
+    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+) -> None:
+    failing = threading.Event()
+    failing.set()
+    provider = MemoryProvider(rule=lambda b: transient() if failing.is_set() else None)
+    config = SendConfig(
+        batch_size=4,
+        concurrency=1,
+        breaker_consecutive=3,
+        backoff_base_s=0.01,
+        backoff_max_s=0.01,
+        poll_s=0.01,
+    )
+    report = _send(sessions, settings, provider, seeded, config=config)
+    assert report.paused_reason == "3 batches failed in a row"
+    assert _issue_status(sessions, seeded.issue_id) == "paused"
+    assert not provider.delivered
+    with pytest.raises(StateError, match="paused"):
+        _send(sessions, settings, provider, seeded, config=config)
+
+    failing.clear()
+    with sessions.begin() as session:
+        ledger.resume_issue(session, seeded.issue_id)
+    _send(sessions, settings, provider, seeded, config=config)
+    assert set(provider.delivered) == set(seeded.emails)
+    assert provider.duplicates == 0
+    assert _issue_status(sessions, seeded.issue_id) == "sent"
+
+
+def test_a_subscriber_who_unsubscribes_during_the_send_is_skipped(
+    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+) -> None:
+    leaving = seeded.emails[-1]
+
+    def rule(batch: Batch) -> Outcome | None:
+        if batch.batch_id == 1:
+            unsubscribe(sessions, leaving)
+        return None
+
+    config = SendConfig(batch_size=4, concurrency=1, poll_s=0.01)
+    provider = MemoryProvider(rule=rule)
+    report = _send(sessions, settings, provider, seeded, config=config)
+    assert leaving not in provider.delivered
+    assert report.skipped == 1
+    with sessions() as session:
+        assert recipient_status(session, seeded.issue_id, leaving).status == "skipped"
+
+
+def test_a_suppressed_address_is_never_sent(
+    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+) -> None:
+    suppress(sessions, seeded.emails[3])
+    provider = MemoryProvider()
+    _send(sessions, settings, provider, seeded)
+    assert seeded.emails[3] not in provider.delivered
+    assert len(provider.delivered) == 29
+
+
+def test_sending_a_sent_issue_again_sends_nothing(
+    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+) -> None:
+    provider = MemoryProvider()
+    _send(sessions, settings, provider, seeded)
+    calls = provider.calls
+    with sessions.begin() as session:
+        add_subscribers(session, seeded.list_id, 1000, 2)  # joined after the send
+    report = _send(sessions, settings, provider, seeded)
+    assert provider.calls == calls
+    assert report.accepted == 0
+    assert provider.duplicates == 0
+
+
+def test_a_stop_request_finishes_the_batches_in_flight_and_returns(
+    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+) -> None:
+    stop = threading.Event()
+
+    def rule(batch: Batch) -> Outcome | None:
+        stop.set()
+        return accept(latency_s=0.05)
+
+    provider = MemoryProvider(rule=rule)
+    config = SendConfig(batch_size=4, concurrency=2, poll_s=0.01)
+    report = _send(sessions, settings, provider, seeded, config=config, stop=stop)
+    assert 1 <= report.batches <= 2
+    assert report.accepted == len(provider.delivered)
+    with sessions() as session:
+        status = send_status(session, seeded.issue_id)
+    assert status.recipients["accepted"] == report.accepted
+    assert status.batches["claimed"] == status.batches["sending"] == 0
+    assert status.issue_status == "sending"
+    # Sending again finishes the rest, never repeating anyone.
+    _send(sessions, settings, provider, seeded)
+    assert set(provider.delivered) == set(seeded.emails)
+    assert provider.duplicates == 0
+
+
+def test_a_provider_crash_outside_its_contract_leaves_the_batch_in_doubt(
+    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+) -> None:
+    def rule(batch: Batch) -> Outcome | None:
+        if batch.batch_id == 1:
+            raise RuntimeError("connection pool exploded")
+        return None
+
+    report = _send(sessions, settings, MemoryProvider(rule=rule), seeded)
+    assert report.in_doubt == 4
+    assert report.status is not None and report.status.in_doubt_batches == [1]
+
+
+def test_progress_is_reported_after_every_batch(
+    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+) -> None:
+    seen: list[int] = []
+
+    def progress(p: Progress) -> None:
+        seen.append(p.settled)
+        assert p.total == 30
+
+    _send(sessions, settings, MemoryProvider(), seeded, progress=progress)
+    assert len(seen) == 9  # 10 recipients per language in batches of 4: 4 + 4 + 2, three times
+    assert max(seen) == 30
+
+
+def test_the_ledger_holds_one_row_per_recipient(
+    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+) -> None:
+    _send(sessions, settings, MemoryProvider(), seeded)
+    with sessions() as session:
+        rows = session.scalar(select(func.count()).select_from(Delivery))
+    assert rows == 30
