@@ -1,0 +1,294 @@
+"""Import articles from files and URLs: JSON (object, array, JSON Lines) and RSS/Atom feeds.
+
+Each source is read, decoded into raw records, validated one article at a time, and the valid
+ones are stored in one transaction per source: a bad article is reported and never costs the
+good ones beside it. Re-importing an id updates that article in place; an identical re-import
+(same content hash) is counted as unchanged and not written. Issues that already started
+sending are unaffected because they render from their frozen snapshots.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from newsletter.articles.feeds import looks_like_feed, parse_feed
+from newsletter.articles.schema import ArticleRecord, article_label, validate_article
+from newsletter.clock import Clock
+from newsletter.db.models import Article, ArticleContent
+from newsletter.db.session import transaction
+from newsletter.errors import ArticleError, ValidationError
+
+FETCH_TIMEOUT_S = 20.0
+MAX_SOURCE_BYTES = 50 * 1024 * 1024
+_LOOKUP_CHUNK = 500
+
+
+@dataclass
+class ImportReport:
+    """What an import did. `ok` is False when anything was rejected or a source was unreadable."""
+
+    imported: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    errors: list[ArticleError] = field(default_factory=list)
+    source_errors: list[ValidationError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.rejected == 0 and not self.source_errors
+
+    def add(self, other: ImportReport) -> None:
+        self.imported += other.imported
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.rejected += other.rejected
+        self.errors.extend(other.errors)
+        self.source_errors.extend(other.source_errors)
+
+    def messages(self) -> list[str]:
+        """Every problem, one line each: unreadable sources first, then invalid articles."""
+        return [str(e) for e in self.source_errors] + [str(e) for e in self.errors]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "imported": self.imported,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "errors": [
+                {"source": e.source, "article": e.article, "field": e.field, "problem": e.problem}
+                for e in self.errors
+            ],
+            "source_errors": [str(e) for e in self.source_errors],
+        }
+
+
+def import_sources(
+    sessions: sessionmaker[Session],
+    sources: Sequence[str],
+    clock: Clock,
+    *,
+    transport: httpx.BaseTransport | None = None,
+) -> ImportReport:
+    """Import every source (a path or an http(s) URL); one unreadable source stops no other."""
+    report = ImportReport()
+    with httpx.Client(
+        timeout=FETCH_TIMEOUT_S, follow_redirects=True, transport=transport
+    ) as client:
+        for source in sources:
+            try:
+                data = read_source(source, client)
+                records = decode_source(data, source)
+            except ValidationError as err:
+                report.source_errors.append(err)
+                continue
+            report.add(import_records(sessions, records, source, clock))
+    return report
+
+
+def read_source(source: str, client: httpx.Client) -> bytes:
+    """The bytes of a file or URL; ValidationError naming the source when it cannot be read."""
+    if source.startswith(("http://", "https://")):
+        try:
+            response = client.get(source)
+        except httpx.HTTPError as err:
+            raise ValidationError(f"{source}: cannot fetch: {err}") from None
+        if response.status_code >= 400:
+            raise ValidationError(f"{source}: cannot fetch: HTTP {response.status_code}")
+        if len(response.content) > MAX_SOURCE_BYTES:
+            raise ValidationError(f"{source}: larger than {MAX_SOURCE_BYTES} bytes")
+        return response.content
+    if "://" in source:
+        raise ValidationError(f"{source}: expected a file path or an http(s) URL")
+    path = Path(source)
+    try:
+        if path.stat().st_size > MAX_SOURCE_BYTES:
+            raise ValidationError(f"{source}: larger than {MAX_SOURCE_BYTES} bytes")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ValidationError(f"{source}: no such file") from None
+    except IsADirectoryError:
+        raise ValidationError(f"{source}: is a directory; expected a JSON or feed file") from None
+    except OSError as err:
+        raise ValidationError(f"{source}: cannot read: {err.strerror}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One decoded article before validation, or why it could not be decoded."""
+
+    position: int
+    value: Any = None
+    error: ArticleError | None = None
+
+
+def decode_source(data: bytes, source: str) -> list[RawRecord]:
+    """Bytes to raw records. A file that is neither JSON, JSON Lines nor a feed is one error."""
+    if looks_like_feed(data):
+        entries, problem = parse_feed(data)
+        if problem:
+            raise ValidationError(f"{source}: {problem}")
+        records = []
+        for position, entry in enumerate(entries, start=1):
+            if entry.language_problem:
+                label = article_label(entry.raw, position)
+                error = ArticleError(source, label, "language", entry.language_problem)
+                records.append(RawRecord(position, error=error))
+            else:
+                records.append(RawRecord(position, entry.raw))
+        return records
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValidationError(
+            f"{source}: not UTF-8 text (bad byte at offset {err.start}); expected UTF-8 JSON"
+        ) from None
+    if not text.strip():
+        raise ValidationError(f"{source}: empty; expected JSON articles")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as err:
+        if _is_json_lines(text):
+            return _decode_json_lines(text, source)
+        raise ValidationError(
+            f"{source}: not valid JSON: {err.msg} at line {err.lineno} column {err.colno}"
+        ) from None
+    if isinstance(document, list):
+        return [RawRecord(i, value) for i, value in enumerate(document, start=1)]
+    if isinstance(document, dict):
+        return [RawRecord(1, document)]
+    raise ValidationError(
+        f"{source}: expected an article object, an array of them or JSON Lines, "
+        f"got a JSON {type(document).__name__}"
+    )
+
+
+def _is_json_lines(text: str) -> bool:
+    """More than one line, and at least one line is a JSON object on its own."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) < 2:
+        return False
+    for line in lines:
+        try:
+            if isinstance(json.loads(line), dict):
+                return True
+        except json.JSONDecodeError:
+            continue
+    return False
+
+
+def _decode_json_lines(text: str, source: str) -> list[RawRecord]:
+    records: list[RawRecord] = []
+    position = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        position += 1
+        try:
+            records.append(RawRecord(position, json.loads(line)))
+        except json.JSONDecodeError as err:
+            problem = f"not valid JSON: {err.msg} at column {err.colno}"
+            error = ArticleError(source, f"#{position}", f"line {number}", problem)
+            records.append(RawRecord(position, error=error))
+    return records
+
+
+def import_records(
+    sessions: sessionmaker[Session], records: Iterable[RawRecord], source: str, clock: Clock
+) -> ImportReport:
+    """Validate each record; store the valid ones of this source in one transaction."""
+    report = ImportReport()
+    valid: list[ArticleRecord] = []
+    for record in records:
+        if record.error is not None:
+            report.rejected += 1
+            report.errors.append(record.error)
+            continue
+        result = validate_article(record.value, source=source, position=record.position)
+        if isinstance(result, list):
+            report.rejected += 1
+            report.errors.extend(result)
+        else:
+            valid.append(result)
+    if valid:
+        with transaction(sessions) as session:
+            imported, updated, unchanged = store_records(session, valid, source, clock)
+        report.imported += imported
+        report.updated += updated
+        report.unchanged += unchanged
+    return report
+
+
+def store_records(
+    session: Session, records: Sequence[ArticleRecord], origin: str, clock: Clock
+) -> tuple[int, int, int]:
+    """Insert or update in place; returns (imported, updated, unchanged)."""
+    existing = _existing(session, [r.id for r in records])
+    imported = updated = unchanged = 0
+    now = clock.now()
+    for record in records:
+        digest = record.content_hash()
+        article = existing.get(record.id)
+        if article is None:
+            article = Article(external_id=record.id, created_at=now)
+            session.add(article)
+            existing[record.id] = article
+            imported += 1
+        elif article.content_hash == digest:
+            unchanged += 1
+            continue
+        else:
+            updated += 1
+        _apply(article, record, digest, origin, now)
+    session.flush()
+    return imported, updated, unchanged
+
+
+def _existing(session: Session, ids: list[str]) -> dict[str, Article]:
+    found: dict[str, Article] = {}
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), _LOOKUP_CHUNK):
+        chunk = unique[start : start + _LOOKUP_CHUNK]
+        for article in session.scalars(select(Article).where(Article.external_id.in_(chunk))):
+            found[article.external_id] = article
+    return found
+
+
+def _apply(article: Article, record: ArticleRecord, digest: str, origin: str, now: Any) -> None:
+    article.url = record.url
+    article.source_url = record.source_url
+    article.source_name = record.source_name
+    article.published_at = record.published_at
+    article.importance = record.importance
+    article.tags = list(record.tags)
+    article.content_hash = digest
+    article.origin = origin[:2048]
+    article.updated_at = now
+    # Update languages in place (the (article, language) pair is unique, so delete-then-insert
+    # in one flush could collide); drop languages the new version no longer has.
+    by_lang = {c.language: c for c in article.contents}
+    for lang, content in record.content.items():
+        row = by_lang.pop(lang, None)
+        if row is None:
+            row = ArticleContent(language=lang)
+            article.contents.append(row)
+        row.title = content.title
+        row.summary = content.summary
+        row.key_points = [{"heading": p.heading, "body": p.body} for p in content.key_points]
+        row.impact_analysis = content.impact_analysis
+        row.editor_comment = content.editor_comment
+        row.body = content.body
+        row.related = [
+            {"title": r.title, "summary": r.summary, "url": r.url} for r in content.related
+        ]
+    for stale in by_lang.values():
+        article.contents.remove(stale)

@@ -1,0 +1,58 @@
+"""The shipped sample articles, re-dated into today's selection window for `newsletter demo`.
+
+The file keeps real-looking timestamps; on import their relative spacing is kept and they are
+moved so the newest lands just before the next send (or before "now", if the send is later),
+compressed if needed so all of them fit the 24-hour window. Same ids every time: idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from importlib import resources
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from newsletter.articles.ingest import ImportReport, RawRecord, import_records
+from newsletter.articles.schema import parse_timestamp
+from newsletter.articles.selection import cutoff_for
+from newsletter.clock import Clock
+from newsletter.config import Settings
+from newsletter.issues.assembly import issue_date_for, schedule_for
+
+SAMPLES_SOURCE = "newsletter/samples/articles.json"
+_MARGIN = timedelta(minutes=5)
+
+
+def load_sample_articles() -> list[dict[str, Any]]:
+    """The sample articles exactly as shipped."""
+    text = resources.files("newsletter").joinpath("samples/articles.json").read_text("utf-8")
+    data: list[dict[str, Any]] = json.loads(text)
+    return data
+
+
+def rebase(articles: list[dict[str, Any]], now: datetime, settings: Settings) -> None:
+    """Move every `published_at` into the window of the issue that is next at `now` (in place)."""
+    schedule = schedule_for(settings, None)
+    issue_date = issue_date_for(settings, None, now)
+    cutoff = cutoff_for(issue_date, schedule.tz, schedule.send_time)
+    start = cutoff_for(issue_date - timedelta(days=1), schedule.tz, schedule.send_time) + _MARGIN
+    end = min(cutoff, now) - _MARGIN
+    times = [parse_timestamp(a["published_at"]) for a in articles]
+    newest = max(times)
+    span = max(newest - min(times), timedelta(seconds=1))
+    scale = min(1.0, max((end - start) / span, 0.0))
+    for article, original in zip(articles, times, strict=True):
+        moved = end - (newest - original) * scale
+        article["published_at"] = moved.astimezone(schedule.tz).isoformat(timespec="seconds")
+
+
+def import_samples(
+    sessions: sessionmaker[Session], clock: Clock, settings: Settings
+) -> ImportReport:
+    """Import the samples re-dated for today; a second run updates the same articles."""
+    articles = load_sample_articles()
+    rebase(articles, clock.now(), settings)
+    records = [RawRecord(i, a) for i, a in enumerate(articles, start=1)]
+    return import_records(sessions, records, SAMPLES_SOURCE, clock)

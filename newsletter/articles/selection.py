@@ -1,0 +1,189 @@
+"""The day's choice of articles: a pure function of the candidates, the clock-free schedule
+and the editor's overrides. No database here, so every rule is testable in microseconds.
+
+The window. Issue D's cutoff is D at the send time in the list's time zone. Its window is
+(previous issue's cutoff, this cutoff]: start exclusive, end inclusive, so consecutive issues
+tile time with no gap and no overlap, across DST changes too (the arithmetic is done on local
+wall-clock times, then converted). With no previous issue the window is the 24 hours (local
+wall clock) before the cutoff; a previous cutoff older than `MAX_LOOKBACK_DAYS` is clamped so a
+long pause does not flood the first issue back with stale news.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+MAX_LOOKBACK_DAYS = 7
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """What selection needs to know about one article."""
+
+    article_id: int
+    external_id: str
+    published_at: datetime  # aware
+    importance: int
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """The editor's decisions for one list and date."""
+
+    pins: tuple[int, ...] = ()  # article ids, in pin order
+    excludes: frozenset[int] = frozenset()
+    order: tuple[int, ...] = ()  # explicit order after the pins (`issue reorder`)
+
+    @property
+    def article_ids(self) -> frozenset[int]:
+        return frozenset(self.pins) | self.excludes | frozenset(self.order)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One candidate's fate, with the reason in words an editor reads."""
+
+    article_id: int
+    external_id: str
+    selected: bool
+    position: int | None  # 1-based when selected
+    pinned: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Selection:
+    issue_date: date
+    window_start: datetime  # exclusive, UTC
+    cutoff_at: datetime  # inclusive, UTC
+    chosen: tuple[Decision, ...]  # selected, in issue order
+    decisions: tuple[Decision, ...]  # every candidate: chosen first, then the rest
+    min_articles: int
+    max_articles: int
+    reason: str | None = None  # why no issue should be built (below the minimum)
+
+    @property
+    def buildable(self) -> bool:
+        return self.reason is None
+
+    @property
+    def article_ids(self) -> list[int]:
+        return [d.article_id for d in self.chosen]
+
+
+def cutoff_for(issue_date: date, tz: ZoneInfo, send_time: time) -> datetime:
+    """The issue's send time as a UTC instant (fold=0: the earlier one in a DST overlap)."""
+    return datetime.combine(issue_date, send_time, tzinfo=tz).astimezone(UTC)
+
+
+def window_for(
+    issue_date: date, tz: ZoneInfo, send_time: time, previous_cutoff: datetime | None
+) -> tuple[datetime, datetime]:
+    """(start exclusive, cutoff inclusive), both UTC."""
+    cutoff = cutoff_for(issue_date, tz, send_time)
+    default_start = cutoff_for(issue_date - timedelta(days=1), tz, send_time)
+    if previous_cutoff is None:
+        return default_start, cutoff
+    floor = cutoff_for(issue_date - timedelta(days=MAX_LOOKBACK_DAYS), tz, send_time)
+    start = max(previous_cutoff.astimezone(UTC), floor)
+    return min(start, cutoff), cutoff
+
+
+def _rank_key(c: Candidate) -> tuple[int, float, int]:
+    return (-c.importance, -c.published_at.timestamp(), c.article_id)
+
+
+def select_articles(
+    candidates: Sequence[Candidate],
+    *,
+    issue_date: date,
+    tz: ZoneInfo,
+    send_time: time,
+    previous_cutoff: datetime | None,
+    already_sent_ids: Mapping[int, date],
+    overrides: Overrides,
+    max_articles: int,
+    min_articles: int,
+) -> Selection:
+    """Choose and order the issue's articles, explaining every candidate.
+
+    Pins are always in, first, in pin order (even outside the window, beyond the cap, or sent
+    before: the editor asked). Then the editor's explicit order, then the rest by importance
+    (highest first), then recency, up to the cap. Excluded and already-sent articles are out.
+    """
+    start, cutoff = window_for(issue_date, tz, send_time, previous_cutoff)
+    by_id = {c.article_id: c for c in candidates}
+    decided: dict[int, str] = {}
+    chosen: list[tuple[Candidate, bool, str]] = []  # (candidate, pinned, why)
+
+    for article_id in overrides.pins:
+        c = by_id.get(article_id)
+        if c is None or article_id in decided:
+            continue
+        note = "pinned by editor"
+        if article_id in already_sent_ids:
+            note += f" (already sent in issue {already_sent_ids[article_id].isoformat()})"
+        chosen.append((c, True, note))
+        decided[article_id] = "chosen"
+
+    def eligible(c: Candidate) -> str | None:
+        """None when the candidate may be selected, else why not."""
+        if c.article_id in overrides.excludes:
+            return "excluded by editor"
+        if c.article_id in already_sent_ids:
+            return f"already sent in issue {already_sent_ids[c.article_id].isoformat()}"
+        if not start < c.published_at <= cutoff:
+            local = c.published_at.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+            return f"outside window (published {local})"
+        return None
+
+    room = max(0, max_articles - len(chosen))
+    ordered = [by_id[i] for i in dict.fromkeys(overrides.order) if i in by_id]
+    ranked = sorted(candidates, key=_rank_key)
+    for c, why in [(c, "placed by editor") for c in ordered] + [
+        (c, f"importance {c.importance}") for c in ranked
+    ]:
+        if c.article_id in decided:
+            continue
+        problem = eligible(c)
+        if problem is not None:
+            decided[c.article_id] = problem
+            continue
+        if room > 0:
+            chosen.append((c, False, why))
+            decided[c.article_id] = "chosen"
+            room -= 1
+        else:
+            decided[c.article_id] = f"below cap ({max_articles} articles)"
+
+    chosen_decisions = tuple(
+        Decision(c.article_id, c.external_id, True, n, pinned, f"selected #{n} ({why})")
+        for n, (c, pinned, why) in enumerate(chosen, start=1)
+    )
+    rest = tuple(
+        Decision(c.article_id, c.external_id, False, None, False, decided[c.article_id])
+        for c in ranked
+        if decided[c.article_id] != "chosen"
+    )
+    reason = None
+    if len(chosen_decisions) < min_articles:
+        window = (
+            f"{start.astimezone(tz):%Y-%m-%d %H:%M} – {cutoff.astimezone(tz):%Y-%m-%d %H:%M %Z}"
+        )
+        reason = (
+            f"only {len(chosen_decisions)} article(s) selectable in the window {window}; "
+            f"the minimum is {min_articles}"
+        )
+    return Selection(
+        issue_date=issue_date,
+        window_start=start,
+        cutoff_at=cutoff,
+        chosen=chosen_decisions,
+        decisions=chosen_decisions + rest,
+        min_articles=min_articles,
+        max_articles=max_articles,
+        reason=reason,
+    )
