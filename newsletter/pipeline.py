@@ -1,0 +1,414 @@
+"""The daily job for one list: build the issue, render it, then send it or queue it for workers.
+
+`run_daily` is what the scheduler runs at each list's send time and what `newsletter run` runs
+by hand. It is safe to run any number of times, from any number of processes at once:
+
+- the issue is built exactly once per list and date (the `issues` unique constraint decides;
+  a second builder gets the same row back);
+- the send is claimed atomically in `send_claims` (insert, or take over an expired or released
+  claim; the database lets one caller win). The winner renews its lease while it sends, so a
+  crashed sender's claim expires and the next run resumes the send from the ledger;
+- the ledger (`newsletter.delivery`) guarantees that no recipient is mailed twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from newsletter.catchup import local_datetime
+from newsletter.config import Settings
+from newsletter.db.models import Issue, MailingList, SendClaim
+from newsletter.db.session import transaction
+from newsletter.errors import ConfigError
+from newsletter.logs import log_event
+from newsletter.providers.base import Provider
+from newsletter.runtime import Runtime
+from newsletter.types import IssueStatus
+from subscribers.lists import get_or_create_list
+
+log = logging.getLogger(__name__)
+
+CLAIM_LEASE = timedelta(minutes=5)  # a silent owner loses the send after this long
+CLAIM_RENEW_SECONDS = 60.0
+_SEND_FIELDS = ("accepted", "failed", "skipped", "in_doubt", "batches", "seconds")
+
+
+class Outcome:
+    """What one run did (`RunReport.outcome`)."""
+
+    SENT = "sent"  # this run sent the issue to the end
+    ENQUEUED = "enqueued"  # queued for external workers (NEWSLETTER_WORKERS=external)
+    INTERRUPTED = "interrupted"  # stopped (SIGTERM) mid-send; the next run resumes
+    PAUSED = "paused"  # the sending core paused it (circuit breaker) or an operator did
+    NOT_BUILT = "not_built"  # no issue: e.g. too few articles (see `reason`)
+    ALREADY_DONE = "already_done"  # the issue was already sent, skipped or cancelled
+    CLAIMED_ELSEWHERE = "claimed_elsewhere"  # another process is sending it right now
+    SKIPPED = "skipped"  # recorded as skipped (missed the catch-up deadline)
+
+
+@dataclass
+class RunReport:
+    list_slug: str
+    outcome: str
+    issue_date: date | None = None
+    issue_id: int | None = None
+    built: bool = False  # this run created the issue
+    reused: bool = False  # the issue existed already (built by hand, another run, or earlier)
+    status: str | None = None  # the issue's status when the run ended
+    reason: str | None = None
+    send: dict[str, Any] = field(default_factory=dict)  # the sending core's report
+    enqueue: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["issue_date"] = self.issue_date.isoformat() if self.issue_date else None
+        return data
+
+
+def process_owner() -> str:
+    """Who holds a claim: host and process id, readable in `health` and logs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def list_schedule(settings: Settings, mailing_list: MailingList) -> tuple[ZoneInfo, time]:
+    """The list's own time zone and send time, else NEWSLETTER_TIMEZONE / NEWSLETTER_SEND_TIME."""
+    tz = settings.timezone
+    if mailing_list.timezone:
+        try:
+            tz = ZoneInfo(mailing_list.timezone)
+        except (KeyError, ValueError):
+            raise ConfigError(
+                f"list {mailing_list.slug!r}: unknown time zone {mailing_list.timezone!r}"
+            ) from None
+    send_time = settings.send_time
+    if mailing_list.send_time:
+        try:
+            hours, minutes = mailing_list.send_time.split(":")
+            send_time = time(int(hours), int(minutes))
+        except ValueError:
+            raise ConfigError(
+                f"list {mailing_list.slug!r}: send time must be HH:MM, "
+                f"got {mailing_list.send_time!r}"
+            ) from None
+    return tz, send_time
+
+
+# --- the send claim -------------------------------------------------------------------------
+
+
+def claim_send(
+    sessions: sessionmaker[Session], issue_id: int, owner: str, now: datetime
+) -> str | None:
+    """Claim the right to send `issue_id`. None if won, else the current owner's name.
+
+    Each step is its own short transaction so the row lock is never held across the send.
+    """
+    until = now + CLAIM_LEASE
+    try:
+        with transaction(sessions) as session:
+            session.add(
+                SendClaim(issue_id=issue_id, owner=owner, claimed_at=now, lease_until=until)
+            )
+        return None
+    except IntegrityError:
+        pass
+    with transaction(sessions) as session:
+        taken = session.execute(
+            update(SendClaim)
+            .where(
+                SendClaim.issue_id == issue_id,
+                or_(
+                    SendClaim.owner == owner,
+                    SendClaim.released_at.is_not(None),
+                    SendClaim.lease_until < now,
+                ),
+            )
+            .values(owner=owner, claimed_at=now, lease_until=until, released_at=None)
+        )
+        if taken.rowcount == 1:  # type: ignore[attr-defined]
+            return None
+        holder = session.scalar(select(SendClaim.owner).where(SendClaim.issue_id == issue_id))
+    return holder or "another process"
+
+
+def renew_claim(sessions: sessionmaker[Session], issue_id: int, owner: str, now: datetime) -> bool:
+    with transaction(sessions) as session:
+        result = session.execute(
+            update(SendClaim)
+            .where(SendClaim.issue_id == issue_id, SendClaim.owner == owner)
+            .values(lease_until=now + CLAIM_LEASE)
+        )
+        return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def release_claim(
+    sessions: sessionmaker[Session], issue_id: int, owner: str, now: datetime
+) -> None:
+    with transaction(sessions) as session:
+        session.execute(
+            update(SendClaim)
+            .where(SendClaim.issue_id == issue_id, SendClaim.owner == owner)
+            .values(released_at=now, lease_until=now)
+        )
+
+
+class _ClaimKeeper:
+    """Renews a claim from a background thread while the (long) send runs."""
+
+    def __init__(self, runtime: Runtime, issue_id: int, owner: str) -> None:
+        self._runtime = runtime
+        self._issue_id = issue_id
+        self._owner = owner
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="claim-keeper", daemon=True)
+
+    def __enter__(self) -> _ClaimKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+        release_claim(
+            self._runtime.sessions, self._issue_id, self._owner, self._runtime.clock.now()
+        )
+
+    def _loop(self) -> None:
+        while not self._done.wait(CLAIM_RENEW_SECONDS):
+            try:
+                renew_claim(
+                    self._runtime.sessions, self._issue_id, self._owner, self._runtime.clock.now()
+                )
+            except Exception:  # a failed renewal is retried; the lease covers several periods
+                log.warning("could not renew the send claim", exc_info=True)
+
+
+# --- recording a missed day -----------------------------------------------------------------
+
+
+def record_skip(runtime: Runtime, list_slug: str, issue_date: date, note: str) -> RunReport:
+    """Record the day as `skipped` with `note` (a new row, or a `built` issue that never went).
+
+    A skipped issue holds no selection window (the selection looks past it to the last issue
+    that did), so the articles of the missed day go into the next issue instead of being lost.
+    """
+    settings, clock = runtime.settings, runtime.clock
+    now = clock.now()
+    report = RunReport(list_slug=list_slug, outcome=Outcome.SKIPPED, issue_date=issue_date)
+    try:
+        with transaction(runtime.sessions) as session:
+            mailing_list = get_or_create_list(session, clock, list_slug, settings.newsletter_name)
+            existing = _issue(session, mailing_list.id, issue_date)
+            if existing is None:
+                tz, send_time = list_schedule(settings, mailing_list)
+                edge = local_datetime(issue_date, send_time, tz)
+                issue = Issue(
+                    list_id=mailing_list.id,
+                    issue_date=issue_date,
+                    status=IssueStatus.SKIPPED,
+                    window_start=edge,
+                    cutoff_at=edge,
+                    created_at=now,
+                    built_at=now,
+                    note=note,
+                )
+                session.add(issue)
+                session.flush()
+                report.issue_id, report.status, report.built = issue.id, issue.status, True
+            else:
+                report.issue_id, report.reused = existing.id, True
+                changed = session.execute(
+                    update(Issue)
+                    .where(Issue.id == existing.id, Issue.status == IssueStatus.BUILT)
+                    .values(status=IssueStatus.SKIPPED, note=note)
+                )
+                if changed.rowcount != 1:  # type: ignore[attr-defined]
+                    session.refresh(existing)
+                    report.outcome, report.status = Outcome.ALREADY_DONE, existing.status
+                    report.reason = f"the issue is already {existing.status}"
+                    return report
+                report.status = IssueStatus.SKIPPED
+    except IntegrityError:  # a concurrent scheduler recorded or built it first: read its result
+        with runtime.sessions() as session:
+            mailing_list = get_or_create_list(session, clock, list_slug, settings.newsletter_name)
+            existing = _issue(session, mailing_list.id, issue_date)
+            assert existing is not None
+            report.issue_id, report.reused, report.status = existing.id, True, existing.status
+            if existing.status != IssueStatus.SKIPPED:
+                report.outcome = Outcome.ALREADY_DONE
+                return report
+    report.reason = note
+    log_event(
+        log,
+        "pipeline.skipped",
+        level=logging.WARNING,
+        list=list_slug,
+        issue_date=issue_date.isoformat(),
+        issue_id=report.issue_id,
+        reason=note,
+    )
+    return report
+
+
+def _issue(session: Session, list_id: int, issue_date: date) -> Issue | None:
+    return session.scalar(
+        select(Issue).where(Issue.list_id == list_id, Issue.issue_date == issue_date)
+    )
+
+
+# --- the daily run --------------------------------------------------------------------------
+
+
+def run_daily(
+    runtime: Runtime,
+    *,
+    list_slug: str,
+    issue_date: date | None = None,
+    provider: Provider | None = None,
+    stop: threading.Event | None = None,
+    owner: str | None = None,
+) -> RunReport:
+    """Build (once), render, then send in-process or enqueue, per NEWSLETTER_WORKERS.
+
+    `provider` defaults to `make_provider(settings)` (closed afterwards); `stop`, when set by a
+    signal handler, makes the sending core finish the batch in flight and return.
+    """
+    from newsletter.issues.assembly import build_issue
+
+    settings, clock = runtime.settings, runtime.clock
+    owner = owner or process_owner()
+    with transaction(runtime.sessions) as session:
+        result = build_issue(session, settings, clock, list_slug=list_slug, issue_date=issue_date)
+        issue = result.issue
+        report = RunReport(list_slug=list_slug, outcome=Outcome.NOT_BUILT, issue_date=issue_date)
+        if issue is None:
+            report.reason = getattr(result, "reason", None) or "no issue was built"
+            log_event(log, "pipeline.not_built", list=list_slug, reason=report.reason)
+            return report
+        report.issue_id, report.issue_date = issue.id, issue.issue_date
+        report.built, report.reused = bool(result.created), not result.created
+        report.status = issue.status
+    log_event(
+        log,
+        "pipeline.built" if report.built else "pipeline.reused",
+        list=list_slug,
+        issue_id=report.issue_id,
+        issue_date=report.issue_date.isoformat(),
+        status=report.status,
+    )
+    if _finished(report):
+        return report
+    holder = claim_send(runtime.sessions, issue.id, owner, clock.now())
+    if holder is not None:
+        report.outcome = Outcome.CLAIMED_ELSEWHERE
+        report.reason = f"{holder} is sending this issue"
+        log_event(
+            log, "pipeline.claimed_elsewhere", list=list_slug, issue_id=issue.id, holder=holder
+        )
+        return report
+    with _ClaimKeeper(runtime, issue.id, owner):
+        with runtime.sessions() as session:  # re-read: another run may have finished meanwhile
+            report.status = session.get_one(Issue, issue.id).status
+        if _finished(report):
+            return report
+        if settings.workers == "external":
+            _enqueue(runtime, issue.id, report)
+            report.outcome = Outcome.ENQUEUED
+        else:  # send_issue freezes, renders and plans too (idempotent), then sends
+            _send_inline(runtime, issue.id, owner, provider, stop, report)
+    log_event(
+        log,
+        f"pipeline.{report.outcome}",
+        list=list_slug,
+        issue_id=report.issue_id,
+        issue_date=report.issue_date.isoformat(),
+        status=report.status,
+        **{k: v for k, v in report.send.items() if k in _SEND_FIELDS},
+    )
+    return report
+
+
+def _finished(report: RunReport) -> bool:
+    """True (with the outcome set) when the issue needs no sending from this run."""
+    if report.status in (IssueStatus.SENT, IssueStatus.SKIPPED, IssueStatus.CANCELLED):
+        report.outcome = Outcome.ALREADY_DONE
+        report.reason = f"the issue is already {report.status}"
+        return True
+    if report.status == IssueStatus.PAUSED:
+        report.outcome = Outcome.PAUSED
+        report.reason = "the send is paused: `newsletter issue resume` continues it"
+        return True
+    return False
+
+
+def _enqueue(runtime: Runtime, issue_id: int, report: RunReport) -> None:
+    """Freeze, render (once) and plan the ledger; workers take it from there."""
+    from newsletter.delivery.sending import enqueue_issue
+
+    with transaction(runtime.sessions) as session:
+        issue = session.get_one(Issue, issue_id)
+        report.enqueue = _as_dict(enqueue_issue(session, issue, runtime.settings, runtime.clock))
+        report.status = issue.status
+
+
+def _send_inline(
+    runtime: Runtime,
+    issue_id: int,
+    owner: str,
+    provider: Provider | None,
+    stop: threading.Event | None,
+    report: RunReport,
+) -> None:
+    from newsletter.delivery.sending import send_issue
+
+    own_provider = provider is None
+    if provider is None:
+        from newsletter.providers.factory import make_provider
+
+        provider = make_provider(runtime.settings)
+    active = provider
+    try:
+        sent = send_issue(
+            runtime.sessions,
+            runtime.settings,
+            active,
+            issue_id,
+            runtime.clock,
+            worker_id=owner,
+            stop=stop or threading.Event(),
+        )
+    finally:
+        if own_provider:
+            active.close()
+    report.send = _as_dict(sent)
+    with runtime.sessions() as session:
+        report.status = session.get_one(Issue, issue_id).status
+    report.outcome = {
+        IssueStatus.SENT: Outcome.SENT,
+        IssueStatus.PAUSED: Outcome.PAUSED,
+    }.get(IssueStatus(report.status), Outcome.INTERRUPTED)
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    """A report from another part as plain JSON-able values, whatever its class."""
+    if value is None:
+        return {}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        data = dataclasses.asdict(value)
+    elif isinstance(value, dict):
+        data = dict(value)
+    else:
+        data = {k: v for k, v in vars(value).items() if not k.startswith("_")}
+    return {k: v for k, v in data.items() if isinstance(v, str | int | float | bool | None)}
