@@ -42,6 +42,10 @@ from newsletter.webhooks.events import EVENT_RANK, EventType, ProviderEvent
 _CHUNK = 500  # ids per IN (...) list: well under every database's parameter limit
 _UNSUBSCRIBE_TYPES = frozenset({EventType.UNSUBSCRIBE, EventType.GROUP_UNSUBSCRIBE})
 _LIVE = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING)
+_STATUS_FOR_REASON = {
+    SuppressionReason.BOUNCED: SubscriptionStatus.BOUNCED,
+    SuppressionReason.COMPLAINED: SubscriptionStatus.COMPLAINED,
+}
 
 
 @dataclass(slots=True)
@@ -120,7 +124,8 @@ def _resolve(
     issue_lists: dict[int, int] = {}
     for chunk in _chunks(issue_ids):
         issue_lists.update(
-            session.execute(select(Issue.id, Issue.list_id).where(Issue.id.in_(chunk))).tuples()
+            (row[0], row[1])
+            for row in session.execute(select(Issue.id, Issue.list_id).where(Issue.id.in_(chunk)))
         )
     claimed = sorted({e.subscriber_id for e in events if e.subscriber_id is not None})
     sub_hash: dict[int, str] = {}
@@ -128,7 +133,7 @@ def _resolve(
         rows = session.execute(
             select(Subscriber.id, Subscriber.email_hash).where(Subscriber.id.in_(chunk))
         )
-        sub_hash.update(rows.tuples())
+        sub_hash.update((row[0], row[1]) for row in rows)
     wanted = sorted(
         {h for h, e in zip(hashes, events, strict=True) if h and e.subscriber_id is None}
     )
@@ -137,7 +142,7 @@ def _resolve(
         rows = session.execute(
             select(Subscriber.email_hash, Subscriber.id).where(Subscriber.email_hash.in_(chunk))
         )
-        by_hash.update(rows.tuples())
+        by_hash.update((row[0], row[1]) for row in rows)
     out = []
     for event, email_hash in zip(events, hashes, strict=True):
         subscriber_id = event.subscriber_id if event.subscriber_id in sub_hash else None
@@ -199,7 +204,7 @@ def _insert_new(session: Session, items: list[_Resolved], received_at: datetime)
         for i in candidates
     ]
     stmt = _upsert_ignore(session, Event).returning(Event.provider, Event.event_id)
-    inserted = set(session.execute(stmt, rows).tuples())
+    inserted = {(row[0], row[1]) for row in session.execute(stmt, rows)}
     return [i for i in candidates if (i.event.provider, i.event.event_id) in inserted]
 
 
@@ -278,86 +283,88 @@ def _update_ledger(session: Session, items: list[_Resolved], received_at: dateti
 def _apply_subscriber_effects(
     session: Session, items: list[_Resolved], now: datetime, result: RecordResult
 ) -> None:
-    """Suppress hard bounces and complaints; end subscriptions for unsubscribes and complaints."""
+    """Suppress hard bounces and complaints; end the subscriptions of unsubscribes.
+
+    Same rules as `subscribers.suppression.suppress`: a suppression moves every live (active
+    or pending) subscription of the address to bounced/complained, with a `suppress` consent
+    record; an unsubscribe ends the subscription to the list the email came from (every
+    list when the event names no issue).
+    """
     suppress: dict[str, str] = {}
-    bounced: set[int] = set()
-    complained: set[int] = set()
     unsubscribe: dict[int | None, set[int]] = {}  # list id (None: every list) -> subscribers
     for item in items:
         event = item.event
-        if event.is_hard_bounce:
-            if item.email_hash:
-                suppress.setdefault(item.email_hash, SuppressionReason.BOUNCED)
-            if item.subscriber_id is not None:
-                bounced.add(item.subscriber_id)
-        elif event.type == EventType.SPAMREPORT:
-            if item.email_hash:
-                suppress[item.email_hash] = SuppressionReason.COMPLAINED
-            if item.subscriber_id is not None:
-                complained.add(item.subscriber_id)
+        if event.type == EventType.SPAMREPORT and item.email_hash:
+            suppress[item.email_hash] = SuppressionReason.COMPLAINED
+        elif event.is_hard_bounce and item.email_hash:
+            suppress.setdefault(item.email_hash, SuppressionReason.BOUNCED)
         elif event.type in _UNSUBSCRIBE_TYPES and item.subscriber_id is not None:
             unsubscribe.setdefault(item.list_id, set()).add(item.subscriber_id)
+    consent: list[dict[str, Any]] = []
     if suppress:
         rows = [
-            {"email_hash": h, "reason": reason, "source": "webhook", "created_at": now}
+            {"email_hash": h, "reason": str(reason), "source": "webhook", "created_at": now}
             for h, reason in suppress.items()
         ]
         stmt = _upsert_ignore(session, Suppression).returning(Suppression.id)
         result.suppressed = len(session.execute(stmt, rows).all())
-    consent: list[dict[str, Any]] = []
-    if complained:
-        changed = _end_subscriptions(
-            session,
-            complained,
-            None,
-            SubscriptionStatus.COMPLAINED,
-            now,
-            from_statuses=(*_LIVE, SubscriptionStatus.UNSUBSCRIBED, SubscriptionStatus.BOUNCED),
-        )
-        result.complained = len(changed)
-        consent += _consent_rows(changed, "complaint", now)
-    if bounced:
-        result.bounced = len(
-            _end_subscriptions(session, bounced - complained, None, SubscriptionStatus.BOUNCED, now)
-        )
+        for reason, status in _STATUS_FOR_REASON.items():
+            hashes = sorted(h for h, r in suppress.items() if r == reason)
+            changed = _end_subscriptions(session, hashes, None, status, now, by_hash=True)
+            if reason == SuppressionReason.COMPLAINED:
+                result.complained = len(changed)
+            else:
+                result.bounced = len(changed)
+            consent += _consent_rows(changed, "suppress", str(reason), now)
     for list_id, subscriber_ids in unsubscribe.items():
         changed = _end_subscriptions(
-            session, subscriber_ids, list_id, SubscriptionStatus.UNSUBSCRIBED, now
+            session, sorted(subscriber_ids), list_id, SubscriptionStatus.UNSUBSCRIBED, now
         )
         result.unsubscribed += len(changed)
-        consent += _consent_rows(changed, "unsubscribe", now)
+        consent += _consent_rows(changed, "unsubscribe", "reported by the email provider", now)
     if consent:
         session.execute(ConsentRecord.__table__.insert(), consent)
 
 
 def _end_subscriptions(
     session: Session,
-    subscriber_ids: set[int],
+    keys: Sequence[Any],
     list_id: int | None,
     status: SubscriptionStatus,
     now: datetime,
-    from_statuses: tuple[str, ...] = _LIVE,
+    *,
+    by_hash: bool = False,
 ) -> list[tuple[int, int]]:
-    """Move matching subscriptions to `status`; the (subscriber, list) pairs that changed."""
+    """Move live subscriptions of these subscribers (ids, or address hashes) to `status`."""
     changed: list[tuple[int, int]] = []
     values: dict[str, Any] = {"status": status, "updated_at": now}
     if status == SubscriptionStatus.UNSUBSCRIBED:
         values["unsubscribed_at"] = now
     table = Subscription.__table__
-    for chunk in _chunks(sorted(subscriber_ids)):
+    for chunk in _chunks(keys):
+        who = (
+            select(Subscriber.id).where(Subscriber.email_hash.in_(chunk)).scalar_subquery()
+            if by_hash
+            else None
+        )
         stmt = (
             update(table)
-            .where(table.c.subscriber_id.in_(chunk), table.c.status.in_(from_statuses))
+            .where(
+                table.c.subscriber_id.in_(who if who is not None else chunk),
+                table.c.status.in_(_LIVE),
+            )
             .values(values)
             .returning(table.c.subscriber_id, table.c.list_id)
         )
         if list_id is not None:
             stmt = stmt.where(table.c.list_id == list_id)
-        changed.extend(session.execute(stmt).tuples())
+        changed.extend((row[0], row[1]) for row in session.execute(stmt))
     return changed
 
 
-def _consent_rows(pairs: list[tuple[int, int]], action: str, now: datetime) -> list[dict[str, Any]]:
+def _consent_rows(
+    pairs: list[tuple[int, int]], action: str, detail: str, now: datetime
+) -> list[dict[str, Any]]:
     return [
         {
             "subscriber_id": subscriber_id,
@@ -367,7 +374,7 @@ def _consent_rows(pairs: list[tuple[int, int]], action: str, now: datetime) -> l
             "ip": None,
             "user_agent": None,
             "wording_version": None,
-            "detail": "reported by the email provider",
+            "detail": detail,
             "at": now,
         }
         for subscriber_id, list_id in pairs

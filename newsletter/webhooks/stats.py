@@ -44,7 +44,7 @@ def issue_event_stats(
         select(Event.type, func.count(distinct(who)), func.count())
         .where(Event.issue_id == issue_id)
         .group_by(Event.type)
-    ).tuples()
+    ).all()
     counts = dict.fromkeys(METRICS, 0)
     total = 0
     for kind, recipients, events in rows:
@@ -56,7 +56,7 @@ def issue_event_stats(
         select(Event.occurred_at, Event.type).where(
             Event.issue_id == issue_id, Event.type.in_(list(_METRIC_OF))
         )
-    ).tuples()
+    ).all()
     return IssueStats(issue_id, counts, total, bucket_events(times, bucket), bucket)
 
 

@@ -1,0 +1,107 @@
+"""What every route shares: the runtime, the page renderer, signers, and a DB helper."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from newsletter.db.session import transaction
+from newsletter.paths import templates_dir
+from newsletter.runtime import Runtime
+from newsletter.web.i18n import pick_language, translator
+from newsletter.web.security import CsrfSigner, RateLimiter
+from subscribers.tokens import LinkSigner
+
+T = TypeVar("T")
+
+
+def make_environment() -> Environment:
+    """Templates come from files only and every value is escaped (never a template from content)."""
+    return Environment(
+        loader=FileSystemLoader(templates_dir() / "web"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+@dataclass
+class WebState:
+    runtime: Runtime
+    env: Environment
+    links: LinkSigner
+    csrf: CsrfSigner
+    signup_limiter: RateLimiter
+    _provider: Any = None
+    _provider_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def settings(self):  # type: ignore[no-untyped-def]
+        return self.runtime.settings
+
+    def provider(self) -> Any:
+        """The mail provider for confirmation emails, built on first sign-up."""
+        with self._provider_lock:
+            if self._provider is None:
+                from newsletter.providers.factory import make_provider
+
+                self._provider = make_provider(self.runtime.settings)
+            return self._provider
+
+    def close(self) -> None:
+        if self._provider is not None and hasattr(self._provider, "close"):
+            self._provider.close()
+
+
+def state_of(request: Request) -> WebState:
+    return request.app.state.web  # type: ignore[no-any-return]
+
+
+async def in_transaction(request: Request, work: Callable[[Session], T]) -> T:
+    """Run blocking database work in the thread pool, as one committed transaction."""
+    state = state_of(request)
+
+    def run() -> T:
+        with transaction(state.runtime.sessions) as session:
+            return work(session)
+
+    return await run_in_threadpool(run)
+
+
+def page_language(request: Request, preference: str | None = None) -> str:
+    return pick_language(
+        request.headers.get("accept-language"), preference, request.query_params.get("hl")
+    )
+
+
+def render(
+    request: Request,
+    template: str,
+    lang: str,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    **values: Any,
+) -> HTMLResponse:
+    state = state_of(request)
+    other = "en" if lang == "ja" else "ja"
+    query = dict(request.query_params)
+    query["hl"] = other
+    html = state.env.get_template(template).render(
+        lang=lang,
+        t=translator(lang),
+        newsletter_name=state.settings.newsletter_name,
+        postal_address=state.settings.postal_address,
+        switch_url=request.url.path + "?" + urlencode(query),
+        **values,
+    )
+    return HTMLResponse(html, status_code=status, headers=headers)

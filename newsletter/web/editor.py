@@ -1,0 +1,166 @@
+"""Editor pages: the issue preview (three variants at phone and desktop widths) and statistics.
+
+Never public: the preview token (bearer, `?token=`, or the password of HTTP basic auth) is
+required, and without NEWSLETTER_PREVIEW_TOKEN configured these pages answer 401 to everyone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from newsletter.db.models import Issue, IssueVariant, MailingList
+from newsletter.errors import NotFoundError
+from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL, VARIANTS
+from newsletter.urls import preferences_url, unsubscribe_url
+from newsletter.web.chart import events_chart_svg
+from newsletter.web.context import in_transaction, page_language, render, state_of
+from newsletter.web.i18n import MESSAGES
+from newsletter.web.security import EMAIL_CSP, PREVIEW_CSP, editor_authorized
+from newsletter.webhooks.stats import METRICS, issue_event_stats
+
+PREVIEW_NAME = "Preview"
+
+
+def _unauthorized(request: Request) -> Response:
+    lang = page_language(request)
+    return render(
+        request,
+        "message.html",
+        lang,
+        status=401,
+        headers={"WWW-Authenticate": 'Basic realm="newsletter editor", charset="UTF-8"'},
+        title="401",
+        body=MESSAGES["unauthorized"][lang],
+    )
+
+
+def _issue_id(request: Request) -> int:
+    try:
+        return int(request.path_params["issue_id"])
+    except ValueError:
+        raise NotFoundError("expected a numeric issue id") from None
+
+
+def _issue(session: Session, issue_id: int) -> Issue:
+    issue = session.get(Issue, issue_id)
+    if issue is None:
+        raise NotFoundError(f"no issue {issue_id}")
+    return issue
+
+
+def _variants(session: Session, issue: Issue, request: Request) -> list[IssueVariant]:
+    """The stored variants; an issue not rendered yet is rendered (and stored) now."""
+    rows = list(session.scalars(select(IssueVariant).where(IssueVariant.issue_id == issue.id)))
+    if len(rows) < len(VARIANTS):
+        from newsletter.render.store import ensure_variants
+
+        state = state_of(request)
+        ensure_variants(session, issue, state.settings, state.runtime.clock)
+        session.flush()
+        rows = list(session.scalars(select(IssueVariant).where(IssueVariant.issue_id == issue.id)))
+    order = {v: i for i, v in enumerate(VARIANTS)}
+    return sorted(rows, key=lambda r: order.get(r.variant, 99))
+
+
+async def preview_page(request: Request) -> Response:
+    if not editor_authorized(request, state_of(request).settings):
+        return _unauthorized(request)
+    issue_id = _issue_id(request)
+    token = request.query_params.get("token")
+    suffix = "?" + urlencode({"token": token}) if token else ""
+
+    def work(session: Session) -> dict[str, Any]:
+        issue = _issue(session, issue_id)
+        return {
+            "issue_id": issue.id,
+            "issue_date": issue.issue_date,
+            "status": issue.status,
+            "list_name": issue.mailing_list.name,
+            "variants": [
+                {
+                    "variant": v.variant,
+                    "subject": v.subject,
+                    "trimmed": v.trimmed,
+                    "src": f"/preview/{issue.id}/{v.variant}{suffix}",
+                }
+                for v in _variants(session, issue, request)
+            ],
+        }
+
+    values = await in_transaction(request, work)
+    return render(
+        request,
+        "preview.html",
+        page_language(request),
+        headers={"Content-Security-Policy": PREVIEW_CSP},
+        **values,
+    )
+
+
+async def preview_frame(request: Request) -> Response:
+    """One variant's HTML for an iframe of the preview page, with sample links in the slots."""
+    state = state_of(request)
+    if not editor_authorized(request, state.settings):
+        return _unauthorized(request)
+    issue_id = _issue_id(request)
+    variant = request.path_params["variant"]
+    if variant not in VARIANTS:
+        raise NotFoundError(f"no variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+
+    def work(session: Session) -> str:
+        issue = _issue(session, issue_id)
+        for row in _variants(session, issue, request):
+            if row.variant == variant:
+                return row.html
+        raise NotFoundError(f"issue {issue_id} has no {variant} variant")
+
+    html = await in_transaction(request, work)
+    base = state.settings.base_url
+    html = (
+        html.replace(SLOT_UNSUBSCRIBE_URL, unsubscribe_url(base, "preview"))
+        .replace(SLOT_PREFERENCES_URL, preferences_url(base, "preview"))
+        .replace(SLOT_NAME, PREVIEW_NAME)
+    )
+    return HTMLResponse(
+        html, headers={"Content-Security-Policy": EMAIL_CSP, "X-Frame-Options": "SAMEORIGIN"}
+    )
+
+
+def _ledger(session: Session, issue_id: int) -> dict[str, Any] | None:
+    """Send-ledger counts from the delivery part, when it is installed."""
+    try:
+        from newsletter.delivery.status import issue_status
+    except ImportError:
+        return None
+    status = issue_status(session, issue_id)
+    return {k: v for k, v in status.items() if isinstance(v, int | str | float) and v is not None}
+
+
+async def stats_page(request: Request) -> Response:
+    if not editor_authorized(request, state_of(request).settings):
+        return _unauthorized(request)
+    issue_id = _issue_id(request)
+    lang = page_language(request)
+
+    def work(session: Session) -> dict[str, Any]:
+        issue = _issue(session, issue_id)
+        stats = issue_event_stats(session, issue.id)
+        labels = {m: MESSAGES[f"metric_{m}"][lang] for m in METRICS}
+        list_name = session.scalar(select(MailingList.name).where(MailingList.id == issue.list_id))
+        return {
+            "issue_id": issue.id,
+            "issue_date": issue.issue_date,
+            "status": issue.status,
+            "list_name": list_name,
+            "counts": stats.counts,
+            "chart": events_chart_svg(stats.timeline, stats.bucket, labels),
+            "ledger": _ledger(session, issue.id),
+        }
+
+    return render(request, "stats.html", lang, **await in_transaction(request, work))

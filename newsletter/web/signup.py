@@ -1,0 +1,172 @@
+"""Sign-up with double opt-in: the form, the "check your inbox" answer, the confirmation link.
+
+The answer to a sign-up is the same whether the address is new, pending or already subscribed
+(the subscribers package decides what, if anything, to mail), so the form cannot be used to
+find out who subscribes. The form carries a signed double-submit CSRF token and each client
+IP is rate-limited. The confirmation link shows a button and confirms on POST, so a mail
+scanner that prefetches links cannot confirm on someone's behalf.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import Response
+
+from newsletter.errors import ValidationError
+from newsletter.types import VARIANTS
+from newsletter.urls import DEFAULT_LIST_SLUG
+from newsletter.web.context import in_transaction, page_language, render, state_of
+from newsletter.web.i18n import CONSENT_WORDING_VERSION, MESSAGES
+from newsletter.web.security import CsrfSigner, client_ip
+from subscribers.tokens import ConfirmSigner
+
+_COOKIE_PATH = "/subscribe"
+
+
+def _list_name(request: Request, session: Session, slug: str) -> str:
+    """The list's name; the default list exists from the first visit on, others must exist."""
+    from subscribers.service import resolve_list
+
+    return resolve_list(session, state_of(request).runtime.clock, slug).name
+
+
+def _form(
+    request: Request,
+    lang: str,
+    *,
+    list_slug: str,
+    list_name: str,
+    status: int = 200,
+    error: str | None = None,
+    email: str = "",
+    name: str = "",
+    language: str | None = None,
+) -> Response:
+    """The form with a fresh nonce in the cookie and its signature in the page."""
+    state = state_of(request)
+    nonce = request.cookies.get(CsrfSigner.COOKIE) or CsrfSigner.new_nonce()
+    response = render(
+        request,
+        "subscribe.html",
+        lang,
+        status=status,
+        csrf=state.csrf.sign(nonce),
+        list_slug=list_slug,
+        list_name=list_name,
+        wording_version=CONSENT_WORDING_VERSION,
+        error=error,
+        email=email,
+        name=name,
+        language=language or lang,
+    )
+    response.set_cookie(
+        CsrfSigner.COOKIE,
+        nonce,
+        max_age=state.csrf.max_age_s,
+        path=_COOKIE_PATH,
+        secure=state.settings.base_url.startswith("https://"),
+        httponly=True,
+        samesite="strict",
+    )
+    return response
+
+
+async def subscribe_page(request: Request) -> Response:
+    slug = request.query_params.get("list", DEFAULT_LIST_SLUG)
+    list_name = await in_transaction(request, lambda s: _list_name(request, s, slug))
+    return _form(request, page_language(request), list_slug=slug, list_name=list_name)
+
+
+async def subscribe_post(request: Request) -> Response:
+    state = state_of(request)
+    lang = page_language(request)
+    ip = client_ip(request)
+    if not state.signup_limiter.allow(ip):
+        return render(
+            request,
+            "message.html",
+            lang,
+            status=429,
+            headers={"Retry-After": "60"},
+            title=MESSAGES["too_many_title"][lang],
+            body=MESSAGES["too_many_body"][lang],
+        )
+    form = await request.form()
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    slug = fields.get("list") or DEFAULT_LIST_SLUG
+    email = fields.get("email", "").strip()
+    name = fields.get("name", "").strip()[:200]
+    language = fields.get("language", lang)
+    list_name = await in_transaction(request, lambda s: _list_name(request, s, slug))
+    again = {"list_slug": slug, "list_name": list_name, "email": email, "name": name}
+    if not state.csrf.check(fields.get("csrf"), request.cookies.get(CsrfSigner.COOKIE)):
+        return _form(request, lang, status=403, error=MESSAGES["form_expired"][lang], **again)
+    if fields.get("consent") != "yes":
+        return _form(request, lang, status=400, error=MESSAGES["consent_required"][lang], **again)
+    if language not in VARIANTS:
+        language = lang
+    if "@" not in email or len(email) > 320:
+        return _form(request, lang, status=400, error=MESSAGES["email_invalid"][lang], **again)
+    user_agent = request.headers.get("user-agent", "")[:500]
+
+    def work(session: Session) -> None:
+        from subscribers.consent import start_signup
+
+        start_signup(
+            session,
+            state.settings,
+            state.runtime.clock,
+            email=email,
+            name=name or None,
+            language=language,
+            list_slug=slug,
+            ip=ip,
+            user_agent=user_agent,
+            wording_version=CONSENT_WORDING_VERSION,
+            provider=state.provider(),
+        )
+
+    try:
+        await in_transaction(request, work)
+    except ValidationError:
+        return _form(request, lang, status=400, error=MESSAGES["email_invalid"][lang], **again)
+    response = render(
+        request,
+        "message.html",
+        lang,
+        title=MESSAGES["check_inbox_title"][lang],
+        body=MESSAGES["check_inbox_body"][lang],
+    )
+    response.delete_cookie(CsrfSigner.COOKIE, path=_COOKIE_PATH)  # one form, one nonce
+    return response
+
+
+async def confirm_page(request: Request) -> Response:
+    token = request.path_params["token"]
+    ConfirmSigner(state_of(request).settings).verify(token)  # tampered or expired: 400 now
+    return render(request, "confirm.html", page_language(request), action=f"/confirm/{token}")
+
+
+async def confirm_post(request: Request) -> Response:
+    state = state_of(request)
+    token = request.path_params["token"]
+    ip = client_ip(request)
+    user_agent = request.headers.get("user-agent", "")[:500]
+
+    def work(session: Session) -> None:
+        from subscribers.consent import confirm
+
+        confirm(
+            session, state.settings, state.runtime.clock, token=token, ip=ip, user_agent=user_agent
+        )
+
+    await in_transaction(request, work)
+    lang = page_language(request)
+    return render(
+        request,
+        "message.html",
+        lang,
+        title=MESSAGES["confirmed_title"][lang],
+        body=MESSAGES["confirmed_body"][lang],
+    )

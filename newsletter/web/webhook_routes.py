@@ -1,0 +1,76 @@
+"""`POST /webhooks/sendgrid`: verify the signature on the raw bytes, then parse, then record.
+
+Answers: 403 bad or stale signature, 400 malformed body, 413 too large, 503 no key configured
+(unless NEWSLETTER_WEBHOOK_INSECURE), 200 with counts once the batch is committed. Database
+errors give a 500, so SendGrid retries the batch later; recording is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from newsletter.errors import WebhookError
+from newsletter.logs import log_event
+from newsletter.web.context import in_transaction, state_of
+from newsletter.webhooks import sendgrid
+from newsletter.webhooks.recording import RecordResult, record_events
+from subscribers.hashing import EmailHasher
+
+logger = logging.getLogger(__name__)
+MAX_BODY_BYTES = 16 * 1024 * 1024  # SendGrid batches stay well below this
+
+
+async def sendgrid_webhook(request: Request) -> Response:
+    state = state_of(request)
+    settings = state.settings
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return JSONResponse({"error": "body too large"}, status_code=413)
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        return JSONResponse({"error": "body too large"}, status_code=413)
+    try:
+        if settings.sendgrid_webhook_public_key:
+            sendgrid.verify(
+                settings.sendgrid_webhook_public_key,
+                signature=request.headers.get(sendgrid.SIGNATURE_HEADER),
+                timestamp=request.headers.get(sendgrid.TIMESTAMP_HEADER),
+                body=body,
+                now=state.runtime.clock.now(),
+                tolerance_s=settings.sendgrid_webhook_tolerance_s,
+            )
+        elif not settings.webhook_insecure:
+            return JSONResponse(
+                {
+                    "error": "webhook signing key not configured "
+                    "(NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY)"
+                },
+                status_code=503,
+            )
+        events = sendgrid.parse(body)
+    except WebhookError as err:
+        log_event(
+            logger,
+            "webhook.rejected",
+            level=logging.WARNING,
+            provider="sendgrid",
+            status=err.status,
+            reason=str(err),
+        )
+        return JSONResponse({"error": str(err)}, status_code=err.status)
+
+    def work(session: Session) -> RecordResult:
+        return record_events(
+            session,
+            events,
+            received_at=state.runtime.clock.now(),
+            hash_email=EmailHasher.load(session),
+        )
+
+    result = await in_transaction(request, work)
+    log_event(logger, "webhook.recorded", provider="sendgrid", **result.as_dict())
+    return JSONResponse(result.as_dict())
