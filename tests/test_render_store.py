@@ -1,0 +1,85 @@
+"""Stored variants: rendered once per build, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from newsletter.clock import FixedClock
+from newsletter.config import Settings
+from newsletter.db.models import Article, ArticleContent, Issue, IssueVariant
+from newsletter.render.store import as_rendered, ensure_variants
+from newsletter.render.view import load_issue_view
+from tests.fixtures.render import make_article, store_issue
+
+
+def test_issue_view_reads_articles_in_issue_order(
+    sessions: sessionmaker[Session], clock: FixedClock
+) -> None:
+    with sessions.begin() as session:
+        issue = store_issue(session, [make_article(2), make_article(1)], built_at=clock.now())
+        view = load_issue_view(session, issue.id)
+    assert [a.key for a in view.articles] == ["article-2", "article-1"]
+    assert view.list_slug == "daily" and view.list_name == "AI日報 朝刊"
+    assert view.articles[0].contents["ja"].key_points[0].heading == "ポイント1"
+
+
+def test_a_frozen_snapshot_wins_over_the_live_article(
+    sessions: sessionmaker[Session], clock: FixedClock
+) -> None:
+    with sessions.begin() as session:
+        issue = store_issue(session, [make_article(1)], built_at=clock.now(), snapshot=True)
+        content = session.scalar(select(ArticleContent).where(ArticleContent.language == "ja"))
+        content.title = "差し替え後のタイトル"
+        session.flush()
+        view = load_issue_view(session, issue.id)
+    assert view.articles[0].contents["ja"].title == "記事1: 新しいAI評価指標が登場"
+
+
+def test_ensure_variants_stores_all_three(
+    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock
+) -> None:
+    with sessions.begin() as session:
+        issue = store_issue(session, [make_article(1), make_article(2)], built_at=clock.now())
+        stored = ensure_variants(session, issue, settings, clock)
+    assert sorted(stored) == ["both", "en", "ja"]
+    with sessions() as session:
+        rows = session.scalars(select(IssueVariant).order_by(IssueVariant.variant)).all()
+        assert [r.variant for r in rows] == ["both", "en", "ja"]
+        assert rows[2].subject.startswith("AI日報 2026年6月13日")
+        assert "<html" in rows[2].html and rows[2].text
+        assert as_rendered(rows[2]).variant == "ja"
+
+
+def test_ensure_variants_is_idempotent(
+    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock
+) -> None:
+    with sessions.begin() as session:
+        issue = store_issue(session, [make_article(1)], built_at=clock.now())
+        first = {
+            k: v.rendered_at for k, v in ensure_variants(session, issue, settings, clock).items()
+        }
+    clock.advance(minutes=5)
+    with sessions.begin() as session:
+        issue = session.get(Issue, issue.id)
+        again = ensure_variants(session, issue, settings, clock)
+        assert {k: v.rendered_at for k, v in again.items()} == first
+        assert session.scalar(select(func.count()).select_from(IssueVariant)) == 3
+
+
+def test_a_rebuilt_issue_is_rendered_again(
+    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock
+) -> None:
+    with sessions.begin() as session:
+        issue = store_issue(session, [make_article(1)], built_at=clock.now())
+        ensure_variants(session, issue, settings, clock)
+    clock.advance(minutes=10)
+    with sessions.begin() as session:
+        issue = session.get(Issue, issue.id)
+        article = session.scalar(select(Article))
+        article.content("ja").title = "更新された見出し"
+        issue.built_at = clock.now()
+        stored = ensure_variants(session, issue, settings, clock)
+        assert stored["ja"].rendered_at == clock.now()
+        assert "更新された見出し" in stored["ja"].html
+        assert session.scalar(select(func.count()).select_from(IssueVariant)) == 3
