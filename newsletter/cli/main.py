@@ -46,6 +46,7 @@ def _register() -> None:
         issue_build_cmd,
         issue_preview_cmd,
         issue_send_cmd,
+        lists_cmd,
         ops_cmd,
         setup_cmd,
         subscribers_cmd,
@@ -56,6 +57,7 @@ def _register() -> None:
         for command in module.COMMANDS:
             cli.add_command(command)
     cli.add_command(subscribers_cmd.subscribers)
+    cli.add_command(lists_cmd.lists)
     for command in articles_cmd.COMMANDS:
         articles.add_command(command)
     for module in (issue_build_cmd, issue_preview_cmd, issue_send_cmd):

@@ -2,9 +2,293 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+
 import click
+
+from newsletter.cli.context import AppContext, emit_json, handle_errors, pass_app
+from newsletter.db.session import transaction
+from newsletter.types import SubscriptionStatus, SuppressionReason
+from newsletter.urls import DEFAULT_LIST_SLUG
+from subscribers import consent, erasure, exporting, importing, service, suppression
+from subscribers.addresses import mask_email
+
+LANGUAGES = click.Choice(["ja", "en", "both"])
+STATUSES = click.Choice([s.value for s in SubscriptionStatus])
+SUPPRESS_REASONS = click.Choice(
+    [r.value for r in SuppressionReason if r is not SuppressionReason.ERASED]
+)
 
 
 @click.group()
 def subscribers() -> None:
     """Add, import, export, show and unsubscribe subscribers."""
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--name", help="Display name used in the greeting.")
+@click.option("--language", type=LANGUAGES, default="ja", show_default=True)
+@click.option("--list", "list_slug", default=DEFAULT_LIST_SLUG, show_default=True)
+@click.option("--pending", is_flag=True, help="Add as pending (not mailed until confirmed).")
+@click.option("--json", "as_json", is_flag=True, help="Print the subscriber as JSON.")
+@pass_app
+@handle_errors
+def add(
+    app: AppContext,
+    email: str,
+    name: str | None,
+    language: str,
+    list_slug: str,
+    pending: bool,
+    as_json: bool,
+) -> None:
+    """Subscribe EMAIL to a list (records consent with source `admin`)."""
+    runtime = app.runtime()
+    with transaction(runtime.sessions) as session:
+        subscription = service.add_subscriber(
+            session,
+            app.settings,
+            runtime.clock,
+            email=email,
+            name=name,
+            language=language,
+            list_slug=list_slug,
+            status="pending" if pending else "active",
+        )
+        described = service.describe(session, subscription.subscriber)
+    if as_json:
+        emit_json(described)
+    else:
+        click.echo(f"{described['email']}: {subscription.status} on {list_slug}")
+
+
+@subscribers.command("show")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+@handle_errors
+def show(app: AppContext, email: str, as_json: bool) -> None:
+    """Show one subscriber with their subscriptions."""
+    with transaction(app.runtime().sessions) as session:
+        data = service.show_subscriber(session, email=email)
+    if as_json:
+        emit_json(data)
+        return
+    click.echo(f"{data['email']}  name={data['name'] or '-'}  language={data['language']}")
+    if data["suppressed"]:
+        click.echo("  SUPPRESSED: never mailed")
+    for sub in data["subscriptions"]:
+        since = sub["created_at"]
+        click.echo(f"  {sub['list']}: {sub['status']} (source {sub['source']}, since {since})")
+
+
+@subscribers.command("list")
+@click.option("--list", "list_slug", help="Only this list.")
+@click.option("--status", type=STATUSES, help="Only this status.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array (streamed).")
+@pass_app
+@handle_errors
+def list_(app: AppContext, list_slug: str | None, status: str | None, as_json: bool) -> None:
+    """List subscriptions, streamed (works for millions of rows)."""
+    with transaction(app.runtime().sessions) as session:
+        rows = service.iter_subscriptions(session, list_slug=list_slug, status=status)
+        if as_json:
+            click.echo("[", nl=False)
+            for index, row in enumerate(rows):
+                click.echo(("," if index else "") + json.dumps(row, ensure_ascii=False))
+            click.echo("]")
+            return
+        for row in rows:
+            click.echo(f"{row['email']}\t{row['list']}\t{row['status']}\t{row['language']}")
+
+
+@subscribers.command("stats")
+@click.option("--list", "list_slug", help="Only this list.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+@handle_errors
+def stats(app: AppContext, list_slug: str | None, as_json: bool) -> None:
+    """Counts per status, and active subscriptions per language."""
+    with transaction(app.runtime().sessions) as session:
+        data = service.subscriber_stats(session, list_slug=list_slug)
+    if as_json:
+        emit_json(data)
+        return
+    click.echo(f"list: {list_slug or 'all'}  total: {data['total']}")
+    for status, count in data["status"].items():
+        click.echo(f"  {status:<13}{count:>10}")
+    click.echo("active by language:")
+    for language, count in data["active_by_language"].items():
+        click.echo(f"  {language:<13}{count:>10}")
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@click.option("--list", "list_slug", help="Only this list (default: every list).")
+@pass_app
+@handle_errors
+def remove(app: AppContext, email: str, list_slug: str | None) -> None:
+    """Delete subscriptions; unsubscribed/bounced/complained ones are kept as opt-out records."""
+    with transaction(app.runtime().sessions) as session:
+        count = service.remove_subscriber(session, email=email, list_slug=list_slug)
+    click.echo(f"{mask_email(email)}: {count} subscription(s) removed")
+
+
+@subscribers.command("unsubscribe")
+@click.argument("email")
+@click.option("--list", "list_slug", help="Only this list (default: every list).")
+@pass_app
+@handle_errors
+def unsubscribe(app: AppContext, email: str, list_slug: str | None) -> None:
+    """Unsubscribe EMAIL (idempotent; recorded as consent with source `admin`)."""
+    runtime = app.runtime()
+    with transaction(runtime.sessions) as session:
+        count = service.unsubscribe_by_email(
+            session, runtime.clock, email=email, list_slug=list_slug, source="admin"
+        )
+    click.echo(f"{mask_email(email)}: {count} subscription(s) ended")
+
+
+@subscribers.command("suppress")
+@click.argument("email")
+@click.option("--reason", type=SUPPRESS_REASONS, required=True)
+@pass_app
+@handle_errors
+def suppress(app: AppContext, email: str, reason: str) -> None:
+    """Never mail EMAIL again on any list (global suppression list)."""
+    runtime = app.runtime()
+    with transaction(runtime.sessions) as session:
+        added = suppression.suppress(
+            session, runtime.clock, email=email, reason=reason, source="admin"
+        )
+    click.echo(f"{mask_email(email)}: {'suppressed' if added else 'already suppressed'}")
+
+
+@subscribers.command("erase")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+@handle_errors
+def erase(app: AppContext, email: str, yes: bool) -> None:
+    """Forget EMAIL (right to erasure); only a hash stays, on the suppression list."""
+    if not yes:
+        question = f"Erase every record of {mask_email(email)}? This cannot be undone"
+        click.confirm(question, abort=True)
+    runtime = app.runtime()
+    with transaction(runtime.sessions) as session:
+        found = erasure.erase(session, runtime.clock, email=email)
+    click.echo(
+        f"{mask_email(email)}: {'erased' if found else 'nothing stored'}; "
+        "the address stays suppressed"
+    )
+
+
+@subscribers.command("export-data")
+@click.argument("email")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Default: stdout.")
+@pass_app
+@handle_errors
+def export_data(app: AppContext, email: str, out: Path | None) -> None:
+    """Everything stored about EMAIL, as JSON (access request)."""
+    with transaction(app.runtime().sessions) as session:
+        document = erasure.export_personal_data(session, email=email)
+    text = json.dumps(document, ensure_ascii=False, indent=2, default=str)
+    if out is None:
+        click.echo(text)
+    else:
+        out.write_text(text + "\n", encoding="utf-8")
+        click.echo(f"written to {out}", err=True)
+
+
+@subscribers.command("expire-pending")
+@click.option("--days", type=click.IntRange(1, 365), default=7, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+@handle_errors
+def expire_pending(app: AppContext, days: int, as_json: bool) -> None:
+    """Pending sign-ups not confirmed within DAYS become `expired`."""
+    runtime = app.runtime()
+    with transaction(runtime.sessions) as session:
+        count = consent.expire_pending(session, runtime.clock, older_than=timedelta(days=days))
+    if as_json:
+        emit_json({"expired": count})
+    else:
+        click.echo(f"{count} pending subscription(s) expired")
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--list", "list_slug", default=DEFAULT_LIST_SLUG, show_default=True)
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write rejected, duplicate and suppressed rows (line, reason) to this CSV.",
+)
+@click.option("--encoding", help="Text encoding (default: detected; e.g. utf-8, cp932).")
+@click.option("--status", type=click.Choice(["active", "pending"]), default="active")
+@click.option("--source", default="import", show_default=True, help="Consent source recorded.")
+@click.option("--language", type=LANGUAGES, default="ja", show_default=True, help="When empty.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+@handle_errors
+def import_(
+    app: AppContext,
+    file: Path,
+    list_slug: str,
+    report: Path | None,
+    encoding: str | None,
+    status: str,
+    source: str,
+    language: str,
+    as_json: bool,
+) -> None:
+    """Import subscribers from a CSV file (UTF-8 with or without BOM, or Shift_JIS/CP932)."""
+    runtime = app.runtime()
+    summary = importing.import_csv(
+        runtime.sessions,
+        runtime.clock,
+        file,
+        list_slug=list_slug,
+        status=status,
+        source=source,
+        encoding=encoding,
+        report_path=report,
+        default_language=language,
+    )
+    if as_json:
+        emit_json(summary.to_dict())
+        return
+    data = summary.to_dict()
+    click.echo(f"{file} ({summary.encoding}) into {list_slug}: {summary.rows} rows")
+    for key in ("imported", "updated", "unchanged", "rejected", "duplicates", "suppressed"):
+        click.echo(f"  {key:<16}{data[key]:>10}")
+    click.echo(f"  {'not reactivated':<16}{summary.not_reactivated:>10}")
+    for problem in summary.problems[:20]:
+        click.echo(f"  line {problem['line']}: {problem['outcome']}: {problem['reason']}")
+    if len(summary.problems) > 20 and report is None:
+        click.echo("  ... (use --report FILE for every row)")
+
+
+@subscribers.command("export")
+@click.option("--list", "list_slug", help="Only this list (default: every list).")
+@click.option("--format", "fmt", type=click.Choice(exporting.FORMATS), default="csv")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Default: stdout.")
+@pass_app
+@handle_errors
+def export(app: AppContext, list_slug: str | None, fmt: str, out: Path | None) -> None:
+    """Export subscriptions with status and consent (time, source), streamed."""
+    with transaction(app.runtime().sessions) as session:
+        rows = exporting.iter_export(session, list_slug=list_slug)
+        if out is None:
+            count = exporting.write_export(rows, sys.stdout, fmt=fmt)
+        else:
+            with out.open("w", encoding="utf-8", newline="") as handle:
+                count = exporting.write_export(rows, handle, fmt=fmt)
+    click.echo(f"{count} subscription(s) exported", err=True)
+
+
+COMMANDS = [subscribers]

@@ -1,0 +1,68 @@
+"""`newsletter lists ...`: create and list mailing lists."""
+
+from __future__ import annotations
+
+import click
+
+from newsletter.cli.context import AppContext, emit_json, handle_errors, pass_app
+from newsletter.db.session import transaction
+from subscribers import lists as mailing_lists
+
+
+@click.group()
+def lists() -> None:
+    """Create and list mailing lists (each gets its own daily issue and schedule)."""
+
+
+@lists.command("create")
+@click.argument("slug")
+@click.option("--name", required=True, help="Shown to subscribers (e.g. 'AI日報 Weekly').")
+@click.option("--description")
+@click.option("--timezone", help="IANA zone for the send time (default: NEWSLETTER_TIMEZONE).")
+@click.option("--send-time", help="HH:MM local send time (default: NEWSLETTER_SEND_TIME).")
+@click.option("--single-opt-in", is_flag=True, help="Web sign-ups skip the confirmation email.")
+@pass_app
+@handle_errors
+def create(
+    app: AppContext,
+    slug: str,
+    name: str,
+    description: str | None,
+    timezone: str | None,
+    send_time: str | None,
+    single_opt_in: bool,
+) -> None:
+    """Create the list SLUG."""
+    runtime = app.runtime()
+    with transaction(runtime.sessions) as session:
+        mailing_lists.create_list(
+            session,
+            runtime.clock,
+            slug=slug,
+            name=name,
+            description=description,
+            timezone=timezone,
+            send_time=send_time,
+            double_opt_in=not single_opt_in,
+        )
+    click.echo(f"list {slug} created")
+
+
+@lists.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+@handle_errors
+def list_(app: AppContext, as_json: bool) -> None:
+    """Every list with its schedule and subscription counts."""
+    with transaction(app.runtime().sessions) as session:
+        data = mailing_lists.list_summaries(session)
+    if as_json:
+        emit_json(data)
+        return
+    for item in data:
+        active = item["subscriptions"].get("active", 0)
+        when = f"{item['send_time'] or 'default time'} {item['timezone'] or ''}".strip()
+        click.echo(f"{item['slug']:<20}{item['name']:<30}{active:>8} active   {when}")
+
+
+COMMANDS = [lists]

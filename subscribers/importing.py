@@ -1,0 +1,568 @@
+"""CSV import: the subscriber list an admin brings from elsewhere, a million rows if need be.
+
+What it promises:
+- Headers are matched by name (`email`/`メールアドレス`, `name`/`名前`, `language`/`言語`, and
+  other aliases); other columns are kept in the subscriber's `attributes`.
+- The encoding is detected (BOM first, then UTF-8, then CP932 as Japanese Excel writes, then
+  charset-normalizer) unless given.
+- Addresses are validated and normalised by email-validator (`subscribers.addresses`).
+- Within the file the first occurrence of an address wins; later ones are reported as
+  duplicates. Against the database, rows are matched case-insensitively (`email_key`).
+- Suppressed addresses are reported and never imported; an existing subscription's status is
+  never changed (an unsubscribed person stays unsubscribed).
+- Every rejected row is reported with its line number and reason; a bad row loses nothing else.
+- Rows are written in chunks with `INSERT ... ON CONFLICT`, each chunk committed: an
+  interrupted import re-runs safely (rows already in count as unchanged).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from operator import itemgetter
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from newsletter.clock import Clock
+from newsletter.db.models import ConsentRecord, Subscriber, Subscription
+from newsletter.errors import ValidationError
+from newsletter.types import SubscriptionStatus
+from newsletter.urls import DEFAULT_LIST_SLUG
+from subscribers.addresses import normalise_email
+from subscribers.exporting import neutralise
+from subscribers.hashing import EmailHasher
+from subscribers.service import resolve_list
+from subscribers.suppression import suppressed_among
+
+CHUNK_SIZE = 5000
+
+EMAIL_HEADERS = frozenset(
+    {
+        "email",
+        "e mail",
+        "email address",
+        "e mail address",
+        "mail",
+        "mail address",
+        "address",
+        "メールアドレス",
+        "メール",
+        "eメール",
+        "eメールアドレス",
+        "アドレス",
+    }
+)
+NAME_HEADERS = frozenset({"name", "full name", "display name", "名前", "氏名", "お名前"})
+LANGUAGE_HEADERS = frozenset({"language", "lang", "locale", "言語", "希望言語", "購読言語"})
+LANGUAGE_VALUES = {
+    "ja": "ja",
+    "jp": "ja",
+    "japanese": "ja",
+    "日本語": "ja",
+    "en": "en",
+    "english": "en",
+    "英語": "en",
+    "both": "both",
+    "ja+en": "both",
+    "en+ja": "both",
+    "ja,en": "both",
+    "bilingual": "both",
+    "両方": "both",
+    "日英": "both",
+    "日本語と英語": "both",
+}
+NAME_MAX = 200
+REPORT_FIELDS = ("line", "email", "outcome", "reason")
+
+
+@dataclass
+class ImportSummary:
+    """What happened, in the counts an admin checks against the file."""
+
+    file: str
+    encoding: str
+    list: str
+    rows: int = 0
+    imported: int = 0  # new subscriptions (new subscriber, or known subscriber new to the list)
+    updated: int = 0  # subscription already there; name, language or attributes changed
+    unchanged: int = 0
+    rejected: int = 0
+    suppressed: int = 0
+    duplicates: int = 0
+    not_reactivated: int = 0  # unsubscribed, bounced, complained or expired on this list
+    report: str | None = None
+    problems: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("problems")
+        return data
+
+
+@dataclass(slots=True)
+class _Row:
+    line: int
+    email: str
+    key: str
+    hash: str
+    name: str | None
+    language: str | None
+    attributes: dict[str, str]
+
+
+# --- encoding and header -------------------------------------------------------------------
+
+
+def _decodes(path: Path, encoding: str) -> bool:
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def detect_encoding(path: Path) -> str:
+    """BOM first, then UTF-8, then CP932 (Japanese Excel), then charset-normalizer's guess."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    for candidate in ("utf-8", "cp932"):
+        if _decodes(path, candidate):
+            return candidate
+    from charset_normalizer import from_path
+
+    best = from_path(path).best()
+    if best is None:
+        raise ValidationError(f"{path}: cannot tell the text encoding; give --encoding")
+    return best.encoding
+
+
+def _header_key(cell: str) -> str:
+    text = unicodedata.normalize("NFKC", cell).strip().lower()
+    return " ".join(text.replace("_", " ").replace("-", " ").split())
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    email: int
+    name: int | None
+    language: int | None
+    extra: tuple[tuple[int, str], ...]
+    width: int
+
+
+def map_header(header: list[str], source: str) -> _Columns:
+    """Which column holds what; ValidationError naming the file if there is no email column."""
+    email = name = language = None
+    extra: list[tuple[int, str]] = []
+    for index, cell in enumerate(header):
+        key = _header_key(cell)
+        if key in EMAIL_HEADERS and email is None:
+            email = index
+        elif key in NAME_HEADERS and name is None:
+            name = index
+        elif key in LANGUAGE_HEADERS and language is None:
+            language = index
+        elif cell.strip():
+            extra.append((index, cell.strip()))
+    if email is None:
+        found = ", ".join(repr(c) for c in header) or "nothing"
+        raise ValidationError(
+            f"{source}: line 1: no email column; expected a header such as 'email' or "
+            f"'メールアドレス', found {found}"
+        )
+    return _Columns(email, name, language, tuple(extra), len(header))
+
+
+def parse_language(value: str) -> str | None:
+    """ja, en or both from the spellings people use; None if not recognised."""
+    return LANGUAGE_VALUES.get(unicodedata.normalize("NFKC", value).strip().lower())
+
+
+# --- the import ----------------------------------------------------------------------------
+
+
+class _Report:
+    """Rejected and reported rows: kept in the summary (first 1000) and streamed to a CSV."""
+
+    def __init__(self, summary: ImportSummary, out: IO[str] | None) -> None:
+        self._summary = summary
+        self._writer = csv.writer(out) if out is not None else None
+        if self._writer is not None:
+            self._writer.writerow(REPORT_FIELDS)
+
+    def add(self, line: int, email: str, outcome: str, reason: str) -> None:
+        if len(self._summary.problems) < 1000:
+            self._summary.problems.append(
+                {"line": line, "email": email, "outcome": outcome, "reason": reason}
+            )
+        if self._writer is not None:
+            self._writer.writerow([line, neutralise(email), outcome, reason])
+
+
+def _rows(
+    reader: Iterator[list[str]],
+    line_of: Any,
+    columns: _Columns,
+    hasher: EmailHasher,
+    summary: ImportSummary,
+    report: _Report,
+) -> Iterator[_Row]:
+    seen: dict[str, int] = {}
+    line = line_of() + 1
+    for cells in reader:
+        start, line = line, line_of() + 1
+        if not any(cell.strip() for cell in cells):
+            continue
+        summary.rows += 1
+        raw_email = cells[columns.email].strip() if columns.email < len(cells) else ""
+        if len(cells) > columns.width and any(c.strip() for c in cells[columns.width :]):
+            summary.rejected += 1
+            report.add(
+                start,
+                raw_email,
+                "rejected",
+                f"expected {columns.width} columns, found {len(cells)} "
+                "(is a comma inside an unquoted value?)",
+            )
+            continue
+        try:
+            email = normalise_email(raw_email)
+        except ValidationError as err:
+            summary.rejected += 1
+            report.add(start, raw_email, "rejected", f"email: {err}")
+            continue
+        name = cells[columns.name].strip() if columns.name is not None else ""
+        if columns.name is not None and columns.name >= len(cells):
+            name = ""
+        if len(name) > NAME_MAX:
+            summary.rejected += 1
+            report.add(start, raw_email, "rejected", f"name: longer than {NAME_MAX} characters")
+            continue
+        language = None
+        if columns.language is not None and columns.language < len(cells):
+            cell = cells[columns.language]
+            if cell.strip():
+                language = parse_language(cell)
+                if language is None:
+                    summary.rejected += 1
+                    report.add(
+                        start,
+                        raw_email,
+                        "rejected",
+                        f"language: expected ja, en or both (or 日本語, 英語, 両方), got {cell!r}",
+                    )
+                    continue
+        key = email.lower()
+        if key in seen:
+            summary.duplicates += 1
+            report.add(start, raw_email, "duplicate", f"same address as line {seen[key]}")
+            continue
+        seen[key] = start
+        attributes = {
+            label: cells[index].strip()
+            for index, label in columns.extra
+            if index < len(cells) and cells[index].strip()
+        }
+        yield _Row(start, email, key, hasher(email), name or None, language, attributes)
+
+
+def _bulk_insert(
+    session: Session, model: type[Any], rows: list[dict[str, Any]], conflict: list[str] | None
+) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING for many rows in one executemany.
+
+    On SQLite the statement is compiled once and the rows go straight to the driver with
+    values already in SQLAlchemy's storage format (UTC text datetimes, JSON text): the
+    per-value bind processing would otherwise cost more than the database work.
+    """
+    if not rows:
+        return
+    dialect = session.get_bind().dialect
+    table = model.__table__
+    if dialect.name == "postgresql":
+        stmt = postgresql.insert(table)
+        if conflict:
+            stmt = stmt.on_conflict_do_nothing(index_elements=conflict)
+        session.connection().execute(stmt, rows)
+        return
+    stmt = sqlite.insert(table).values({name: None for name in rows[0]})
+    if conflict:
+        stmt = stmt.on_conflict_do_nothing(index_elements=conflict)
+    compiled = stmt.compile(dialect=dialect)
+    order = list(compiled.positiontup or ())
+    for name in order:
+        convert = _SQLITE_CONVERT.get(type(table.c[name].type).__name__)
+        if convert is not None:
+            for row in rows:
+                if row[name] is not None:
+                    row[name] = convert(row[name])
+    getter = itemgetter(*order)
+    params = [getter(row) for row in rows] if len(order) > 1 else [(getter(r),) for r in rows]
+    session.connection().exec_driver_sql(str(compiled), params)
+
+
+@lru_cache(maxsize=64)
+def _sqlite_datetime(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+_SQLITE_CONVERT: dict[str, Any] = {
+    "UTCDateTime": _sqlite_datetime,
+    "JSON": lambda value: json.dumps(value, ensure_ascii=False),
+    "Variant": lambda value: json.dumps(value, ensure_ascii=False),
+}
+
+
+def _write_chunk(
+    session: Session,
+    rows: list[_Row],
+    *,
+    list_id: int,
+    status: str,
+    source: str,
+    detail: str,
+    default_language: str,
+    clock: Clock,
+    summary: ImportSummary,
+    report: _Report,
+) -> None:
+    now = clock.now()
+    suppressed = suppressed_among(session, [r.hash for r in rows])
+    live: list[_Row] = []
+    for row in rows:
+        if row.hash in suppressed:
+            summary.suppressed += 1
+            report.add(row.line, row.email, "suppressed", "on the suppression list; not imported")
+        else:
+            live.append(row)
+    if not live:
+        return
+    keys = [r.key for r in live]
+    existing = {
+        k: (sid, name, lang, attrs)
+        for sid, k, name, lang, attrs in session.execute(
+            select(
+                Subscriber.id,
+                Subscriber.email_key,
+                Subscriber.name,
+                Subscriber.language,
+                Subscriber.attributes,
+            ).where(Subscriber.email_key.in_(keys))
+        )
+    }
+    new = [r for r in live if r.key not in existing]
+    if new:
+        _bulk_insert(
+            session,
+            Subscriber,
+            [
+                {
+                    "email": r.email,
+                    "email_key": r.key,
+                    "email_hash": r.hash,
+                    "name": r.name,
+                    "language": r.language or default_language,
+                    "attributes": r.attributes,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for r in new
+            ],
+            ["email_key"],
+        )
+        ids = dict(
+            session.execute(
+                select(Subscriber.email_key, Subscriber.id).where(
+                    Subscriber.email_key.in_([r.key for r in new])
+                )
+            )
+            .tuples()
+            .all()
+        )
+    else:
+        ids = {}
+    ids.update({k: v[0] for k, v in existing.items()})
+    current = dict(
+        session.execute(
+            select(Subscription.subscriber_id, Subscription.status).where(
+                Subscription.list_id == list_id,
+                Subscription.subscriber_id.in_([ids[k] for k in keys]),
+            )
+        )
+        .tuples()
+        .all()
+    )
+    subscribe: list[int] = []
+    changes: list[dict[str, Any]] = []
+    for row in live:
+        subscriber_id = ids[row.key]
+        state = current.get(subscriber_id)
+        if state is None:
+            subscribe.append(subscriber_id)
+            summary.imported += 1
+            continue
+        if state not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING):
+            summary.not_reactivated += 1
+            report.add(row.line, row.email, "not_reactivated", f"{state} on this list; kept")
+            continue
+        change = _change(existing.get(row.key), row)
+        if change is None:
+            summary.unchanged += 1
+        else:
+            summary.updated += 1
+            changes.append({"id": subscriber_id, **change, "updated_at": now})
+    for row in live:
+        if row.key in existing and ids[row.key] in subscribe:
+            change = _change(existing[row.key], row)
+            if change is not None:
+                changes.append({"id": ids[row.key], **change, "updated_at": now})
+    if changes:
+        session.execute(update(Subscriber), changes)
+    if subscribe:
+        confirmed = now if status == SubscriptionStatus.ACTIVE else None
+        _bulk_insert(
+            session,
+            Subscription,
+            [
+                {
+                    "subscriber_id": sid,
+                    "list_id": list_id,
+                    "status": status,
+                    "source": "import",
+                    "created_at": now,
+                    "updated_at": now,
+                    "confirmed_at": confirmed,
+                }
+                for sid in subscribe
+            ],
+            ["subscriber_id", "list_id"],
+        )
+        action = "subscribe_active" if status == SubscriptionStatus.ACTIVE else "subscribe"
+        _bulk_insert(
+            session,
+            ConsentRecord,
+            [
+                {
+                    "subscriber_id": sid,
+                    "list_id": list_id,
+                    "action": action,
+                    "source": source,
+                    "detail": detail,
+                    "at": now,
+                }
+                for sid in subscribe
+            ],
+            None,
+        )
+
+
+def _change(
+    before: tuple[int, str | None, str, dict[str, Any]] | None, row: _Row
+) -> dict[str, Any] | None:
+    """The subscriber fields this row changes (only what the file gives), or None."""
+    if before is None:
+        return None
+    _, name, language, attributes = before
+    new_name = row.name or name
+    new_language = row.language or language
+    new_attributes = {**(attributes or {}), **row.attributes}
+    if (new_name, new_language, new_attributes) == (name, language, attributes or {}):
+        return None
+    return {"name": new_name, "language": new_language, "attributes": new_attributes}
+
+
+def import_csv(
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    path: Path,
+    *,
+    list_slug: str = DEFAULT_LIST_SLUG,
+    status: str = SubscriptionStatus.ACTIVE,
+    source: str = "import",
+    encoding: str | None = None,
+    report_path: Path | None = None,
+    default_language: str = "ja",
+    chunk_size: int = CHUNK_SIZE,
+) -> ImportSummary:
+    """Import a CSV file of subscribers into a list; see the module docstring for the rules."""
+    path = Path(path)
+    if status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING):
+        raise ValidationError(f"--status: expected active or pending, got {status!r}")
+    if not path.is_file():
+        raise ValidationError(f"{path}: no such file")
+    chosen = encoding or detect_encoding(path)
+    try:
+        codecs.lookup(chosen)
+    except LookupError:
+        raise ValidationError(f"--encoding: unknown encoding {chosen!r}") from None
+    with sessions() as session, session.begin():
+        mailing_list = resolve_list(session, clock, list_slug)
+        list_id = mailing_list.id
+        hasher = EmailHasher.load(session)
+    summary = ImportSummary(file=str(path), encoding=chosen, list=list_slug)
+    report_file = report_path.open("w", encoding="utf-8", newline="") if report_path else None
+    summary.report = str(report_path) if report_path else None
+    try:
+        with path.open(encoding=chosen, newline="") as handle:
+            reader = csv.reader(handle)
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise ValidationError(f"{path}: the file is empty") from None
+            columns = map_header(header, str(path))
+            report = _Report(summary, report_file)
+            rows = _rows(reader, lambda: reader.line_num, columns, hasher, summary, report)
+            chunk: list[_Row] = []
+            write = dict(
+                list_id=list_id,
+                status=status,
+                source=source[:32],
+                detail=f"file {path.name}",
+                default_language=default_language,
+                clock=clock,
+                summary=summary,
+                report=report,
+            )
+            for row in rows:
+                chunk.append(row)
+                if len(chunk) >= chunk_size:
+                    _commit_chunk(sessions, chunk, write)
+                    chunk = []
+            if chunk:
+                _commit_chunk(sessions, chunk, write)
+    except UnicodeDecodeError as err:
+        raise ValidationError(
+            f"{path}: not valid {chosen} text (byte {err.start} of a read block); "
+            "give the right --encoding (e.g. utf-8 or cp932)"
+        ) from None
+    except csv.Error as err:
+        raise ValidationError(f"{path}: line {reader.line_num}: not valid CSV: {err}") from None
+    finally:
+        if report_file is not None:
+            report_file.close()
+    return summary
+
+
+def _commit_chunk(
+    sessions: sessionmaker[Session], chunk: list[_Row], write: dict[str, Any]
+) -> None:
+    with sessions() as session, session.begin():
+        _write_chunk(session, chunk, **write)
