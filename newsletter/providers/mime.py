@@ -104,8 +104,7 @@ class _Body:
         self._pieces: list[bytes | int] = [
             part if isinstance(part, int) else _qp(part) for part in _split_on_slots(content)
         ]
-        if not content.endswith("\n"):
-            self._pieces.append(CRLF)
+        self._pieces.append(CRLF)  # belongs to the boundary line that follows (RFC 2046)
 
     def fill(self, values: tuple[str, ...]) -> bytes:
         out: list[bytes] = []

@@ -184,12 +184,18 @@ class SmtpPool:
             self._slots.release()
 
     def take_idle(self) -> _Connection | None:
-        with self._lock:
-            while self._idle:
+        """An idle connection that still answers NOOP (servers close idle ones), or None."""
+        while True:
+            with self._lock:
+                if not self._idle:
+                    return None
                 conn = self._idle.pop()
-                if conn.alive:
+            try:
+                if conn.alive and conn.smtp.noop()[0] == 250:
                     return conn
-        return None
+            except (smtplib.SMTPException, OSError):
+                pass
+            conn.close()
 
     def give_back(self, conn: _Connection) -> None:
         if conn.alive and conn.sent < self.target.recycle_after:

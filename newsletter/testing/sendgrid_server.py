@@ -275,6 +275,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._count(status)
         if status == 413:
             self._answer(413, _TOO_LARGE_HTML, content_type="text/html")
+        elif status == 400:
+            self._errors(400, [_error("scripted rejection", "personalizations")])
         elif status == 401:
             self._errors(
                 401, [_error("The provided authorization grant is invalid, expired, or revoked")]
@@ -324,6 +326,12 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], state: _State) -> None:
         self.state = state
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (e.g. after its own timeout) is normal here, not an error."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class SendGridServer:
