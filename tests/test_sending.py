@@ -38,7 +38,7 @@ def _send(
     sessions: sessionmaker[Session],
     settings: Settings,
     provider: MemoryProvider,
-    seeded: SeededSend,
+    delivery_seed: SeededSend,
     config: SendConfig = FAST,
     **kwargs: object,
 ):  # type: ignore[no-untyped-def]
@@ -46,7 +46,7 @@ def _send(
         sessions,
         settings,
         provider,
-        seeded.issue_id,
+        delivery_seed.issue_id,
         SYSTEM_CLOCK,
         worker_id="test",
         config=config,
@@ -60,19 +60,19 @@ def _issue_status(sessions: sessionmaker[Session], issue_id: int) -> str:
 
 
 def test_every_recipient_gets_the_issue_exactly_once(
-    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+    sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
 ) -> None:
     provider = MemoryProvider()
-    report = _send(sessions, settings, provider, seeded)
-    assert set(provider.delivered) == set(seeded.emails)
+    report = _send(sessions, settings, provider, delivery_seed)
+    assert set(provider.delivered) == set(delivery_seed.emails)
     assert provider.duplicates == 0
     assert report.accepted == 30
     assert report.status is not None and report.status.recipients["accepted"] == 30
-    assert _issue_status(sessions, seeded.issue_id) == "sent"
+    assert _issue_status(sessions, delivery_seed.issue_id) == "sent"
 
 
 def test_each_recipient_gets_the_variant_of_their_language(
-    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+    sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
 ) -> None:
     seen: dict[str, str] = {}
 
@@ -81,38 +81,40 @@ def test_each_recipient_gets_the_variant_of_their_language(
             seen[r.email] = batch.message.variant
         return None
 
-    _send(sessions, settings, MemoryProvider(rule=remember), seeded)
+    _send(sessions, settings, MemoryProvider(rule=remember), delivery_seed)
     with sessions() as session:
         languages = dict(session.execute(select(Subscriber.email, Subscriber.language)).all())
     assert seen == languages
 
 
 def test_recipients_carry_their_own_signed_links_and_name(
-    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+    sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
 ) -> None:
     captured: list[Batch] = []
-    _send(sessions, settings, MemoryProvider(rule=lambda b: captured.append(b) or None), seeded)
+    _send(
+        sessions, settings, MemoryProvider(rule=lambda b: captured.append(b) or None), delivery_seed
+    )
     signer = LinkSigner(settings)
     recipient = captured[0].recipients[0]
     token = recipient.unsubscribe_url.rsplit("/", 1)[1]
     claim = signer.verify(token)
-    assert (claim.subscriber_id, claim.list_id) == (recipient.subscriber_id, seeded.list_id)
+    assert (claim.subscriber_id, claim.list_id) == (recipient.subscriber_id, delivery_seed.list_id)
     assert recipient.preferences_url.endswith("/p/" + token)
     assert recipient.name.startswith("Reader ")
 
 
 def test_transient_failures_are_retried_without_duplicates(
-    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+    sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
 ) -> None:
     provider = MemoryProvider(script=[transient(), transient(status=429), accept(), transient()])
-    report = _send(sessions, settings, provider, seeded)
+    report = _send(sessions, settings, provider, delivery_seed)
     assert Counter(provider.delivered.values()) == Counter({1: 30})
     assert report.retried >= 3 * 4
-    assert _issue_status(sessions, seeded.issue_id) == "sent"
+    assert _issue_status(sessions, delivery_seed.issue_id) == "sent"
 
 
 def test_retry_after_from_the_provider_is_honoured(
-    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+    sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
 ) -> None:
     calls: list[tuple[int, float]] = []
     first_batch: list[int] = []
@@ -124,16 +126,16 @@ def test_retry_after_from_the_provider_is_honoured(
             return transient(retry_after=0.4, status=429)
         return None
 
-    _send(sessions, settings, MemoryProvider(rule=rule), seeded)
+    _send(sessions, settings, MemoryProvider(rule=rule), delivery_seed)
     times = [t for batch_id, t in calls if batch_id == first_batch[0]]
     assert len(times) == 2
     assert times[1] - times[0] >= 0.4
 
 
 def test_a_rejected_batch_is_halved_until_the_bad_address_is_alone(
-    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+    sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
 ) -> None:
-    bad = seeded.emails[5]
+    bad = delivery_seed.emails[5]
 
     def rule(batch: Batch) -> Outcome | None:
         if any(r.email == bad for r in batch.recipients):
@@ -141,21 +143,21 @@ def test_a_rejected_batch_is_halved_until_the_bad_address_is_alone(
         return None
 
     provider = MemoryProvider(rule=rule)
-    report = _send(sessions, settings, provider, seeded)
-    assert set(provider.delivered) == set(seeded.emails) - {bad}
+    report = _send(sessions, settings, provider, delivery_seed)
+    assert set(provider.delivered) == set(delivery_seed.emails) - {bad}
     assert provider.duplicates == 0
     assert report.failed == 1
     with sessions() as session:
-        outcome = recipient_status(session, seeded.issue_id, bad)
+        outcome = recipient_status(session, delivery_seed.issue_id, bad)
     assert outcome.status == "failed"
     assert outcome.error is not None and "400" in outcome.error
 
 
 def test_a_permanent_error_fails_the_batch_with_the_providers_reason(
-    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+    sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
 ) -> None:
     provider = MemoryProvider(script=[permanent(status=403)])
-    report = _send(sessions, settings, provider, seeded, config=FAST)
+    report = _send(sessions, settings, provider, delivery_seed, config=FAST)
     assert report.failed == 4
     assert len(provider.delivered) == 26
     with sessions() as session:
@@ -164,25 +166,25 @@ def test_a_permanent_error_fails_the_batch_with_the_providers_reason(
 
 
 def test_per_recipient_failures_are_recorded_and_deferrals_retried(
-    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+    sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
 ) -> None:
-    failing, deferred = seeded.emails[0], seeded.emails[1]
+    failing, deferred = delivery_seed.emails[0], delivery_seed.emails[1]
     provider = MemoryProvider(
         script=[per_recipient(fail=[failing], defer=[deferred])],
     )
-    _send(sessions, settings, provider, seeded, config=FAST)
+    _send(sessions, settings, provider, delivery_seed, config=FAST)
     assert failing not in provider.delivered
     assert provider.delivered[deferred] == 1
     assert provider.duplicates == 0
     with sessions() as session:
-        assert recipient_status(session, seeded.issue_id, failing).status == "failed"
-        assert recipient_status(session, seeded.issue_id, deferred).status == "accepted"
+        assert recipient_status(session, delivery_seed.issue_id, failing).status == "failed"
+        assert recipient_status(session, delivery_seed.issue_id, deferred).status == "accepted"
 
 
 def test_a_batch_that_keeps_failing_is_failed_after_the_last_attempt(
-    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+    sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
 ) -> None:
-    stuck = seeded.emails[0]
+    stuck = delivery_seed.emails[0]
     provider = MemoryProvider(
         rule=lambda b: transient() if any(r.email == stuck for r in b.recipients) else None
     )
@@ -194,18 +196,18 @@ def test_a_batch_that_keeps_failing_is_failed_after_the_last_attempt(
         backoff_max_s=0.01,
         poll_s=0.01,
     )
-    report = _send(sessions, settings, provider, seeded, config=config)
+    report = _send(sessions, settings, provider, delivery_seed, config=config)
     assert report.failed == 4
     assert len(provider.delivered) == 26
     with sessions() as session:
-        status = recipient_status(session, seeded.issue_id, stuck)
+        status = recipient_status(session, delivery_seed.issue_id, stuck)
     assert status.status == "failed"
     assert status.error is not None and "after 3 attempts" in status.error
-    assert _issue_status(sessions, seeded.issue_id) == "sent"
+    assert _issue_status(sessions, delivery_seed.issue_id) == "sent"
 
 
 def test_the_breaker_pauses_a_failing_send_and_resume_finishes_it_once(
-    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+    sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
 ) -> None:
     failing = threading.Event()
     failing.set()
@@ -218,26 +220,26 @@ def test_the_breaker_pauses_a_failing_send_and_resume_finishes_it_once(
         backoff_max_s=0.01,
         poll_s=0.01,
     )
-    report = _send(sessions, settings, provider, seeded, config=config)
+    report = _send(sessions, settings, provider, delivery_seed, config=config)
     assert report.paused_reason == "3 batches failed in a row"
-    assert _issue_status(sessions, seeded.issue_id) == "paused"
+    assert _issue_status(sessions, delivery_seed.issue_id) == "paused"
     assert not provider.delivered
     with pytest.raises(StateError, match="paused"):
-        _send(sessions, settings, provider, seeded, config=config)
+        _send(sessions, settings, provider, delivery_seed, config=config)
 
     failing.clear()
     with sessions.begin() as session:
-        ledger.resume_issue(session, seeded.issue_id)
-    _send(sessions, settings, provider, seeded, config=config)
-    assert set(provider.delivered) == set(seeded.emails)
+        ledger.resume_issue(session, delivery_seed.issue_id)
+    _send(sessions, settings, provider, delivery_seed, config=config)
+    assert set(provider.delivered) == set(delivery_seed.emails)
     assert provider.duplicates == 0
-    assert _issue_status(sessions, seeded.issue_id) == "sent"
+    assert _issue_status(sessions, delivery_seed.issue_id) == "sent"
 
 
 def test_a_subscriber_who_unsubscribes_during_the_send_is_skipped(
-    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+    sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
 ) -> None:
-    leaving = seeded.emails[-1]
+    leaving = delivery_seed.emails[-1]
 
     def rule(batch: Batch) -> Outcome | None:
         if batch.batch_id == 1:
@@ -246,39 +248,39 @@ def test_a_subscriber_who_unsubscribes_during_the_send_is_skipped(
 
     config = SendConfig(batch_size=4, concurrency=1, poll_s=0.01)
     provider = MemoryProvider(rule=rule)
-    report = _send(sessions, settings, provider, seeded, config=config)
+    report = _send(sessions, settings, provider, delivery_seed, config=config)
     assert leaving not in provider.delivered
     assert report.skipped == 1
     with sessions() as session:
-        assert recipient_status(session, seeded.issue_id, leaving).status == "skipped"
+        assert recipient_status(session, delivery_seed.issue_id, leaving).status == "skipped"
 
 
 def test_a_suppressed_address_is_never_sent(
-    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+    sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
 ) -> None:
-    suppress(sessions, seeded.emails[3])
+    suppress(sessions, delivery_seed.emails[3])
     provider = MemoryProvider()
-    _send(sessions, settings, provider, seeded)
-    assert seeded.emails[3] not in provider.delivered
+    _send(sessions, settings, provider, delivery_seed)
+    assert delivery_seed.emails[3] not in provider.delivered
     assert len(provider.delivered) == 29
 
 
 def test_sending_a_sent_issue_again_sends_nothing(
-    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+    sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
 ) -> None:
     provider = MemoryProvider()
-    _send(sessions, settings, provider, seeded)
+    _send(sessions, settings, provider, delivery_seed)
     calls = provider.calls
     with sessions.begin() as session:
-        add_subscribers(session, seeded.list_id, 1000, 2)  # joined after the send
-    report = _send(sessions, settings, provider, seeded)
+        add_subscribers(session, delivery_seed.list_id, 1000, 2)  # joined after the send
+    report = _send(sessions, settings, provider, delivery_seed)
     assert provider.calls == calls
     assert report.accepted == 0
     assert provider.duplicates == 0
 
 
 def test_a_stop_request_finishes_the_batches_in_flight_and_returns(
-    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+    sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
 ) -> None:
     stop = threading.Event()
 
@@ -288,35 +290,35 @@ def test_a_stop_request_finishes_the_batches_in_flight_and_returns(
 
     provider = MemoryProvider(rule=rule)
     config = SendConfig(batch_size=4, concurrency=2, poll_s=0.01)
-    report = _send(sessions, settings, provider, seeded, config=config, stop=stop)
+    report = _send(sessions, settings, provider, delivery_seed, config=config, stop=stop)
     assert 1 <= report.batches <= 2
     assert report.accepted == len(provider.delivered)
     with sessions() as session:
-        status = send_status(session, seeded.issue_id)
+        status = send_status(session, delivery_seed.issue_id)
     assert status.recipients["accepted"] == report.accepted
     assert status.batches["claimed"] == status.batches["sending"] == 0
     assert status.issue_status == "sending"
     # Sending again finishes the rest, never repeating anyone.
-    _send(sessions, settings, provider, seeded)
-    assert set(provider.delivered) == set(seeded.emails)
+    _send(sessions, settings, provider, delivery_seed)
+    assert set(provider.delivered) == set(delivery_seed.emails)
     assert provider.duplicates == 0
 
 
 def test_a_provider_crash_outside_its_contract_leaves_the_batch_in_doubt(
-    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+    sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
 ) -> None:
     def rule(batch: Batch) -> Outcome | None:
         if batch.batch_id == 1:
             raise RuntimeError("connection pool exploded")
         return None
 
-    report = _send(sessions, settings, MemoryProvider(rule=rule), seeded)
+    report = _send(sessions, settings, MemoryProvider(rule=rule), delivery_seed)
     assert report.in_doubt == 4
     assert report.status is not None and report.status.in_doubt_batches == [1]
 
 
 def test_progress_is_reported_after_every_batch(
-    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+    sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
 ) -> None:
     seen: list[int] = []
 
@@ -324,15 +326,15 @@ def test_progress_is_reported_after_every_batch(
         seen.append(p.settled)
         assert p.total == 30
 
-    _send(sessions, settings, MemoryProvider(), seeded, progress=progress)
+    _send(sessions, settings, MemoryProvider(), delivery_seed, progress=progress)
     assert len(seen) == 9  # 10 recipients per language in batches of 4: 4 + 4 + 2, three times
     assert max(seen) == 30
 
 
 def test_the_ledger_holds_one_row_per_recipient(
-    sessions: sessionmaker[Session], settings: Settings, seeded: SeededSend
+    sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
 ) -> None:
-    _send(sessions, settings, MemoryProvider(), seeded)
+    _send(sessions, settings, MemoryProvider(), delivery_seed)
     with sessions() as session:
         rows = session.scalar(select(func.count()).select_from(Delivery))
     assert rows == 30

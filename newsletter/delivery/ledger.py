@@ -114,14 +114,16 @@ def plan_deliveries(session: Session, issue: Issue, batch_size: int, clock: Cloc
         literal(DeliveryStatus.QUEUED.value),
         literal(now, UTCDateTime()),
     ).where(~already)
-    added = session.execute(
+    count = select(func.count()).where(Delivery.issue_id == issue.id)
+    before = session.scalar(count) or 0
+    session.execute(
         insert(Delivery).from_select(
             ["issue_id", "subscriber_id", "variant", "status", "updated_at"], rows
         )
-    ).rowcount
+    )
     batches = _group_into_batches(session, issue.id, batch_size, now)
-    total = session.scalar(select(func.count()).where(Delivery.issue_id == issue.id)) or 0
-    return EnqueueReport(issue.id, max(added or 0, 0), batches, total)
+    total = session.scalar(count) or 0
+    return EnqueueReport(issue.id, total - before, batches, total)
 
 
 def _group_into_batches(session: Session, issue_id: int, batch_size: int, now: datetime) -> int:

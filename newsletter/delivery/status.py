@@ -109,7 +109,7 @@ def recipient_status(session: Session, issue_id: int, email: str) -> RecipientSt
     delivery, batch_status = row
     return RecipientStatus(
         issue_id=issue_id,
-        email=mask_email(email),
+        email=mask_email(email.strip().lower()),
         status=delivery.status,
         variant=delivery.variant,
         batch_id=delivery.batch_id,
