@@ -51,9 +51,10 @@ def _register() -> None:
         setup_cmd,
         subscribers_cmd,
         web_cmd,
+        worker_cmd,
     )
 
-    for module in (setup_cmd, ops_cmd, web_cmd):
+    for module in (setup_cmd, ops_cmd, web_cmd, worker_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
     cli.add_command(subscribers_cmd.subscribers)

@@ -588,6 +588,15 @@ def finish_if_done(session: Session, issue_id: int, clock: Clock) -> bool:
     return bool(done)
 
 
+def finish_done_issues(session: Session, clock: Clock) -> list[int]:
+    """Mark `sent` every sending issue with no open batch left (workers over all issues)."""
+    open_batch = exists().where(SendBatch.issue_id == Issue.id, SendBatch.status.in_(_OPEN_BATCH))
+    ids = list(
+        session.scalars(select(Issue.id).where(Issue.status == IssueStatus.SENDING, ~open_batch))
+    )
+    return [i for i in ids if finish_if_done(session, i, clock)]
+
+
 def set_issue_status(
     session: Session,
     issue_id: int,

@@ -126,6 +126,7 @@ class Sender:
         self._messages: dict[tuple[int, str], PreparedMessage] = {}
         self._lock = threading.Lock()
         self._errors: list[BaseException] = []
+        self._paused = False
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -172,6 +173,8 @@ class Sender:
                 if issue_id is not None and remaining == 0:
                     ledger.finish_if_done(session, issue_id, self.clock)
                     return
+                if issue_id is None:
+                    ledger.finish_done_issues(session, self.clock)
                 if remaining == 0 and until_idle:
                     return
                 self.stop.wait(self.config.poll_s)
@@ -299,7 +302,7 @@ class Sender:
     def _outcome(self, session: Session, issue_id: int, *, ok: bool) -> None:
         if self.breaker.record(ok) and not ok:
             with self._lock:
-                first = not getattr(self, "_paused", False)
+                first = not self._paused
                 self._paused = True
             if first:
                 reason = f"circuit breaker: {self.breaker.reason}"
@@ -351,7 +354,13 @@ class Sender:
 
     @property
     def paused_reason(self) -> str | None:
-        return self.breaker.reason if getattr(self, "_paused", False) else None
+        return self.breaker.reason if self._paused else None
+
+    def reset_breaker(self) -> None:
+        """A long-running worker carries on with other issues after pausing a failing one."""
+        c = self.config
+        self.breaker = CircuitBreaker(c.breaker_consecutive, c.breaker_window, c.breaker_ratio)
+        self._paused = False
 
 
 class _unit:
