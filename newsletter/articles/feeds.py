@@ -61,8 +61,8 @@ def _entry(entry: Any, feed_lang: str | None) -> FeedEntry:
         "published_at": _published(entry),
         "content": {
             (lang if problem is None else "en"): {
-                "title": _plain(entry.get("title")),
-                "summary": _plain(entry.get("summary")),
+                "title": _text(entry, "title"),
+                "summary": _text(entry, "summary"),
             }
         },
     }
@@ -130,11 +130,18 @@ class _TextExtractor(HTMLParser):
         self.parts.append(data)
 
 
-def _plain(value: str | None) -> str | None:
+def _text(entry: Any, key: str) -> str | None:
+    """The field as plain text: HTML (as the feed declares it) is reduced to its text."""
+    value = entry.get(key)
     if value is None:
         return None
-    if "<" not in value and "&" not in value:
-        return value.strip()
+    detail = entry.get(f"{key}_detail") or {}
+    if "html" not in str(detail.get("type", "")):
+        return str(value).strip()
+    return _plain(str(value))
+
+
+def _plain(value: str) -> str:
     parser = _TextExtractor()
     parser.feed(value)
     parser.close()

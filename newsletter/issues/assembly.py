@@ -81,9 +81,13 @@ def issue_date_for(settings: Settings, mailing_list: MailingList | None, now: da
 
 
 def _load_list(session: Session, settings: Settings, clock: Clock, slug: str) -> MailingList:
-    if slug == DEFAULT_LIST_SLUG:
-        return get_or_create_list(session, clock, slug, name=settings.newsletter_name)
-    return get_list(session, slug)
+    if slug != DEFAULT_LIST_SLUG:
+        return get_list(session, slug)
+    try:
+        with session.begin_nested():  # two first-ever builders may race to create it
+            return get_or_create_list(session, clock, slug, name=settings.newsletter_name)
+    except IntegrityError:
+        return get_list(session, slug)
 
 
 def _find_issue(session: Session, list_id: int, issue_date: date) -> Issue | None:
