@@ -38,11 +38,11 @@ def catalog_path(language: str) -> Path:
 @cache
 def translations(language: str) -> NullTranslations:
     """The compiled catalog for `language` (cached for the life of the process)."""
-    path = catalog_path(language)
-    if language == "en" or not path.exists():
-        if language not in ("en",):
-            raise RenderError(f"no translation catalog for language {language!r} at {path}")
+    if language == "en":
         return NullTranslations()
+    path = catalog_path(language)
+    if not path.exists():
+        raise RenderError(f"no translation catalog for language {language!r} at {path}")
     try:
         with path.open("rb") as fp:
             catalog = read_po(fp, locale=language, domain=DOMAIN)

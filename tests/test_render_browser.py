@@ -1,0 +1,85 @@
+"""Every variant in a real browser (headless Chromium) at phone width: nothing overflows, the
+read-more buttons and footer links are there and visible. Screenshots go to the test's tmp dir.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from newsletter.config import Settings
+from newsletter.render.preview import write_preview
+from newsletter.render.renderer import render_issue_variants
+from newsletter.render.view import issue_view_from_dicts
+from tests.fixtures.render import ISSUE_DATE, make_article
+
+pytestmark = [pytest.mark.browser]
+
+VISIBLE = """el => {
+  const r = el.getBoundingClientRect(), s = getComputedStyle(el);
+  return r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none';
+}"""
+
+
+@pytest.fixture(scope="module")
+def preview_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from newsletter.config import Secret, load_settings
+
+    root = tmp_path_factory.mktemp("browser")
+    settings: Settings = load_settings(
+        {},
+        database_url=f"sqlite:///{root / 'unused.db'}",
+        var_dir=root / "var",
+        secret_keys=(Secret("test-secret-key-0123456789abcdef"),),
+        base_url="https://news.example.com",
+    )
+    articles = [make_article(n, long=True) for n in range(1, 8)]
+    articles.append(make_article(8, languages=("en",), url="https://ainippo.example/" + "z" * 300))
+    view = issue_view_from_dicts(1, ISSUE_DATE, articles)
+    write_preview(render_issue_variants(view, settings).values(), root, settings, issue_label="x")
+    return root
+
+
+@pytest.mark.parametrize("variant", ["ja", "en", "both"])
+def test_variant_fits_a_phone_with_visible_buttons_and_footer(
+    browser_page: Any, preview_dir: Path, variant: str, tmp_path: Path
+) -> None:
+    page = browser_page
+    page.goto((preview_dir / f"{variant}.html").as_uri())
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    buttons = page.locator("a.nl-read-more, .nl-read-more a")
+    assert buttons.count() == 8
+    for i in range(buttons.count()):
+        button = buttons.nth(i)
+        button.scroll_into_view_if_needed()
+        assert button.evaluate(VISIBLE)
+        box = button.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 375
+    footer = page.locator("a.nl-footer-link")
+    assert footer.count() == 3
+    for i in range(3):
+        assert footer.nth(i).evaluate(VISIBLE)
+    hrefs = [footer.nth(i).get_attribute("href") for i in range(3)]
+    assert hrefs[:2] == ["https://news.example.com/p/preview", "https://news.example.com/u/preview"]
+    shot = tmp_path / f"{variant}-375.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+
+
+def test_desktop_width_centres_a_600px_column(browser_page: Any, preview_dir: Path) -> None:
+    page = browser_page
+    page.set_viewport_size({"width": 1024, "height": 800})
+    page.goto((preview_dir / "both.html").as_uri())
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1024
+    box = page.locator("#article-1").bounding_box()
+    assert box is not None and 200 < box["x"] < 300  # (1024 - 600) / 2 + padding
+
+
+def test_summary_links_jump_to_the_article(browser_page: Any, preview_dir: Path) -> None:
+    page = browser_page
+    page.goto((preview_dir / "ja.html").as_uri())
+    page.locator('a[href="#article-5"]').click()
+    assert page.evaluate("window.scrollY") > 500
+    assert page.locator("#article-5").evaluate(VISIBLE)
