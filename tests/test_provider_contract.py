@@ -1,0 +1,86 @@
+"""One contract for every provider: the same batch in, every recipient accounted for once.
+
+Run over the outbox, the local SendGrid-compatible server and the aiosmtpd sink, each built by
+`make_provider` from settings exactly as the sending core builds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from newsletter.config import Secret
+from newsletter.errors import ConfigError
+from newsletter.providers.base import Batch, Provider
+from newsletter.providers.factory import make_provider
+from tests.fixtures.providers import (
+    SENDGRID_TEST_KEY,
+    make_batch,
+    make_message,
+    make_recipient,
+    provider_settings,
+)
+
+
+@pytest.fixture(params=["outbox", "sendgrid", "smtp"])
+def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Provider]:
+    kind = request.param
+    if kind == "outbox":
+        settings = provider_settings(tmp_path, provider="outbox")
+    elif kind == "sendgrid":
+        server = request.getfixturevalue("sendgrid_server")
+        settings = provider_settings(
+            tmp_path,
+            provider="sendgrid",
+            sendgrid_host=server.url,
+            sendgrid_api_key=Secret(SENDGRID_TEST_KEY),
+        )
+    else:
+        sink = request.getfixturevalue("smtp_sink")
+        settings = provider_settings(tmp_path, provider="smtp", smtp_url=Secret(sink.url))
+    built = make_provider(settings)
+    yield built
+    built.close()
+
+
+def test_it_satisfies_the_protocol(provider):
+    assert isinstance(provider, Provider)
+    assert provider.name in ("outbox", "sendgrid", "smtp")
+    assert 1 <= provider.max_batch_size <= 1000
+
+
+def test_every_recipient_is_accepted_exactly_once(provider):
+    batch = make_batch(25)
+    result = provider.send_batch(batch)
+    assert sorted(result.accepted) == [r.delivery_id for r in batch.recipients]
+    assert not result.failed and not result.deferred
+    assert result.requests >= 1
+
+
+def test_a_bad_address_fails_alone_and_the_rest_are_accepted(provider):
+    recipients = [make_recipient(1), make_recipient(2, email="no at sign"), make_recipient(3)]
+    result = provider.send_batch(Batch(7, make_message(), recipients))
+    assert sorted(result.accepted) == [1001, 1003]
+    assert list(result.failed) == [1002]
+
+
+def test_outcomes_partition_the_batch(provider):
+    batch = make_batch(10)
+    result = provider.send_batch(batch)
+    seen = [*result.accepted, *result.failed, *result.deferred]
+    assert sorted(seen) == sorted(r.delivery_id for r in batch.recipients)
+
+
+def test_close_is_idempotent(provider):
+    provider.send_batch(make_batch(1))
+    provider.close()
+    provider.close()
+
+
+def test_the_factory_refuses_an_unknown_provider(tmp_path):
+    settings = provider_settings(tmp_path)
+    object.__setattr__(settings, "provider", "carrier-pigeon")
+    with pytest.raises(ConfigError, match="NEWSLETTER_PROVIDER"):
+        make_provider(settings)
