@@ -80,7 +80,7 @@ async def preview_page(request: Request) -> Response:
         return {
             "issue_id": issue.id,
             "issue_date": issue.issue_date,
-            "status": issue.status,
+            "issue_status": issue.status,
             "list_name": issue.mailing_list.name,
             "variants": [
                 {
@@ -156,7 +156,7 @@ async def stats_page(request: Request) -> Response:
         return {
             "issue_id": issue.id,
             "issue_date": issue.issue_date,
-            "status": issue.status,
+            "issue_status": issue.status,
             "list_name": list_name,
             "counts": stats.counts,
             "chart": events_chart_svg(stats.timeline, stats.bucket, labels),

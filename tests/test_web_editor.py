@@ -1,0 +1,104 @@
+"""Editor pages: preview of the three variants and per-issue statistics, never public."""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+
+import pytest
+from starlette.testclient import TestClient
+
+from newsletter.runtime import Runtime
+from tests.fixtures.web import PREVIEW_TOKEN, Seeded, WebhookKey, body_of, sendgrid_event
+
+BEARER = {"Authorization": f"Bearer {PREVIEW_TOKEN}"}
+
+
+@pytest.mark.parametrize("path", ["/preview/{id}", "/preview/{id}/ja", "/admin/issues/{id}"])
+def test_editor_pages_are_401_without_the_token(
+    web_client: TestClient, seeded: Seeded, path: str
+) -> None:
+    url = path.format(id=seeded.issue_id)
+    assert web_client.get(url).status_code == 401
+    assert web_client.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    response = web_client.get(url + "?token=wrong")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Basic")
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"headers": BEARER},
+        {"params": {"token": PREVIEW_TOKEN}},
+        {
+            "headers": {
+                "Authorization": "Basic "
+                + base64.b64encode(f"editor:{PREVIEW_TOKEN}".encode()).decode()
+            }
+        },
+    ],
+    ids=["bearer", "query", "basic"],
+)
+def test_the_preview_shows_three_variants_at_two_widths(
+    web_client: TestClient, seeded: Seeded, auth: dict
+) -> None:
+    page = web_client.get(f"/preview/{seeded.issue_id}", **auth)
+    assert page.status_code == 200
+    assert page.text.count("<iframe") == 6
+    assert page.text.count('class="phone"') == 3 and page.text.count('class="desktop"') == 3
+    assert "frame-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_a_preview_frame_may_be_framed_by_us_only_and_has_sample_links(
+    web_client: TestClient, seeded: Seeded
+) -> None:
+    frame = web_client.get(f"/preview/{seeded.issue_id}/both", headers=BEARER)
+    assert frame.status_code == 200
+    assert frame.headers["x-frame-options"] == "SAMEORIGIN"
+    assert "frame-ancestors 'self'" in frame.headers["content-security-policy"]
+    assert "https://news.example.com/u/preview" in frame.text
+
+
+def test_without_a_configured_token_the_editor_pages_are_closed(
+    web_runtime: Runtime, seeded: Seeded
+) -> None:
+    import dataclasses
+
+    from newsletter.web import create_app
+
+    settings = dataclasses.replace(web_runtime.settings, preview_token=None)
+    with TestClient(create_app(dataclasses.replace(web_runtime, settings=settings))) as client:
+        assert client.get(f"/preview/{seeded.issue_id}?token=").status_code == 401
+
+
+def test_statistics_count_recipients_from_the_events_and_draw_a_chart(
+    web_client: TestClient, webhook_key: WebhookKey, clock, seeded: Seeded
+) -> None:
+    at = clock.now()
+    events = [
+        sendgrid_event("delivered", seeded, at),
+        sendgrid_event("open", seeded, at + timedelta(hours=1)),
+        sendgrid_event("open", seeded, at + timedelta(hours=2)),  # same reader: counts once
+        sendgrid_event("click", seeded, at + timedelta(hours=2)),
+    ]
+    body = body_of(events)
+    web_client.post(
+        "/webhooks/sendgrid",
+        content=body,
+        headers=webhook_key.headers(body, int(at.timestamp())),
+    )
+    page = web_client.get(
+        f"/admin/issues/{seeded.issue_id}", headers={**BEARER, "Accept-Language": "en"}
+    )
+    assert page.status_code == 200
+    assert "<th>Delivered</th><td>1</td>" in page.text
+    assert "<th>Opened</th><td>1</td>" in page.text
+    assert "<th>Clicked</th><td>1</td>" in page.text
+    assert "<th>Bounced</th><td>0</td>" in page.text
+    assert "<svg" in page.text and page.text.count("<polyline") == 3
+    assert "<script" not in page.text
+
+
+def test_unknown_issue_is_404(web_client: TestClient, seeded: Seeded) -> None:
+    assert web_client.get("/admin/issues/9999", headers=BEARER).status_code == 404
