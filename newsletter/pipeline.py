@@ -31,9 +31,12 @@ from newsletter.catchup import local_datetime
 from newsletter.config import Settings
 from newsletter.db.models import Issue, MailingList, SendClaim
 from newsletter.db.session import transaction
+from newsletter.delivery.sending import enqueue_issue, send_issue
 from newsletter.errors import ConfigError
+from newsletter.issues.assembly import build_issue
 from newsletter.logs import log_event
 from newsletter.providers.base import Provider
+from newsletter.providers.factory import make_provider
 from newsletter.runtime import Runtime
 from newsletter.types import IssueStatus
 from subscribers.lists import get_or_create_list
@@ -285,8 +288,6 @@ def run_daily(
     `provider` defaults to `make_provider(settings)` (closed afterwards); `stop`, when set by a
     signal handler, makes the sending core finish the batch in flight and return.
     """
-    from newsletter.issues.assembly import build_issue
-
     settings, clock = runtime.settings, runtime.clock
     owner = owner or process_owner()
     with transaction(runtime.sessions) as session:
@@ -355,8 +356,6 @@ def _finished(report: RunReport) -> bool:
 
 def _enqueue(runtime: Runtime, issue_id: int, report: RunReport) -> None:
     """Freeze, render (once) and plan the ledger; workers take it from there."""
-    from newsletter.delivery.sending import enqueue_issue
-
     with transaction(runtime.sessions) as session:
         issue = session.get_one(Issue, issue_id)
         report.enqueue = _as_dict(enqueue_issue(session, issue, runtime.settings, runtime.clock))
@@ -371,12 +370,8 @@ def _send_inline(
     stop: threading.Event | None,
     report: RunReport,
 ) -> None:
-    from newsletter.delivery.sending import send_issue
-
     own_provider = provider is None
     if provider is None:
-        from newsletter.providers.factory import make_provider
-
         provider = make_provider(runtime.settings)
     active = provider
     try:

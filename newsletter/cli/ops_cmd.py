@@ -1,7 +1,111 @@
-"""(placeholder: commands are added by the module's owner)"""
+"""`newsletter run`, `newsletter scheduler` and `newsletter health`: running the daily job."""
 
 from __future__ import annotations
 
+import sys
+from datetime import UTC, date, datetime
+
 import click
 
-COMMANDS: list[click.Command] = []
+from newsletter.cli.context import AppContext, emit_json, handle_errors, pass_app
+from newsletter.errors import ValidationError
+from newsletter.logs import configure_logging
+from newsletter.urls import DEFAULT_LIST_SLUG
+
+
+def _parse_instant(value: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(
+            f"--at: expected an ISO date-time such as 2026-06-13T07:00:00+09:00, got {value!r}"
+        ) from None
+    if when.tzinfo is None:
+        raise ValidationError(f"--at: {value!r} needs a UTC offset (e.g. +09:00 or Z)")
+    return when.astimezone(UTC)
+
+
+@click.command()
+@click.option(
+    "--date",
+    "issue_date",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="Issue date (YYYY-MM-DD); default: the current one.",
+)
+@click.option(
+    "--list", "list_slug", default=DEFAULT_LIST_SLUG, show_default=True, help="List slug."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
+@pass_app
+@handle_errors
+def run(app: AppContext, issue_date: datetime | None, list_slug: str, as_json: bool) -> None:
+    """Run the daily job once by hand: build (once), render, then send or enqueue.
+
+    Safe to repeat and to run beside the scheduler: the database lets one run send.
+    """
+    from newsletter.pipeline import run_daily
+
+    configure_logging(app.settings.log_format)
+    day: date | None = issue_date.date() if issue_date else None
+    report = run_daily(app.runtime(), list_slug=list_slug, issue_date=day)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    click.echo(f"{report.list_slug} {report.issue_date or ''}: {report.outcome}".strip())
+    if report.issue_id is not None:
+        how = "built now" if report.built else "already built"
+        click.echo(f"  issue {report.issue_id} ({how}), status {report.status}")
+    if report.reason:
+        click.echo(f"  {report.reason}")
+    if report.send:
+        counts = ", ".join(
+            f"{k} {report.send[k]}"
+            for k in ("accepted", "failed", "skipped", "in_doubt")
+            if k in report.send
+        )
+        click.echo(f"  {counts}")
+
+
+@click.command()
+@click.option("--list", "list_slug", default=None, help="Only this list (default: every list).")
+@click.option(
+    "--at",
+    "run_at",
+    default=None,
+    metavar="ISO-DATETIME",
+    help="Operator's one-off run: run the pipeline once at this instant (with offset), then exit.",
+)
+@pass_app
+@handle_errors
+def scheduler(app: AppContext, list_slug: str | None, run_at: str | None) -> None:
+    """Run every list's daily job at its send time, catching up after downtime.
+
+    Stops cleanly on SIGTERM/SIGINT: the batch in flight is finished and recorded.
+    """
+    from newsletter.scheduler import Scheduler
+
+    configure_logging(app.settings.log_format)
+    when = _parse_instant(run_at) if run_at else None
+    Scheduler(app.runtime(), run_at=when, only_list=list_slug).start()
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@pass_app
+def health(app: AppContext, as_json: bool) -> None:
+    """Check database, provider, last issues, in-doubt batches, stuck sends and the scheduler.
+
+    Exit code: 0 ok, 1 degraded, 2 failing.
+    """
+    from newsletter.clock import SYSTEM_CLOCK
+    from newsletter.health import check_health, render_text
+
+    report = check_health(app.settings, SYSTEM_CLOCK)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        render_text(report, click.echo)
+    sys.exit(report.exit_code)
+
+
+COMMANDS: list[click.Command] = [run, scheduler, health]

@@ -1,0 +1,236 @@
+"""`newsletter health`: is the system able to send this morning's issue, and did it?
+
+Each check answers ok, degraded (works, but a person should look) or failing (cannot send).
+The command's exit code is the worst answer: 0 ok, 1 degraded, 2 failing, so a monitor
+(cron + mail, Kubernetes probe, Nagios) can act on it without parsing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import IntEnum
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from newsletter.catchup import Action, decide
+from newsletter.clock import Clock
+from newsletter.config import Settings
+from newsletter.db.migrate import current_revision, head_revision
+from newsletter.db.models import Issue, MailingList, Meta, SendBatch
+from newsletter.db.session import check_connection, make_engine
+from newsletter.errors import NewsletterError
+from newsletter.pipeline import list_schedule
+from newsletter.providers.factory import make_provider
+from newsletter.scheduler import HEARTBEAT_INTERVAL, HEARTBEAT_KEY
+from newsletter.types import BatchStatus, IssueStatus
+
+STUCK_AFTER = timedelta(minutes=15)  # a `sending` issue with no batch progress for this long
+HEARTBEAT_STALE = HEARTBEAT_INTERVAL * 3
+OVERDUE_AFTER = timedelta(minutes=15)  # today's issue still not started this long after its time
+
+
+class Level(IntEnum):
+    OK = 0
+    DEGRADED = 1
+    FAILING = 2
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+@dataclass
+class Check:
+    name: str
+    level: Level
+    detail: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "status": str(self.level), "detail": self.detail, **self.data}
+
+
+@dataclass
+class HealthReport:
+    checks: list[Check]
+
+    @property
+    def level(self) -> Level:
+        return max((c.level for c in self.checks), default=Level.OK)
+
+    @property
+    def exit_code(self) -> int:
+        return int(self.level)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": str(self.level), "checks": [c.to_dict() for c in self.checks]}
+
+
+def check_health(settings: Settings, clock: Clock, *, engine: Engine | None = None) -> HealthReport:
+    """Run every check. Opens (and disposes) its own engine unless one is given."""
+    checks = [_provider(settings)]
+    own_engine = engine is None
+    active = engine or make_engine(settings.database_url)
+    try:
+        database = _database(active)
+        checks.insert(0, database)
+        if database.level is not Level.FAILING:
+            with Session(active) as session:
+                now = clock.now()
+                checks += _lists(session, settings, now)
+                checks.append(_in_doubt(session))
+                checks.append(_stuck(session, now))
+                checks.append(_heartbeat(session, now))
+    finally:
+        if own_engine:
+            active.dispose()
+    return HealthReport(checks)
+
+
+def _database(engine: Engine) -> Check:
+    safe_url = engine.url.render_as_string(hide_password=True)
+    try:
+        check_connection(engine)
+        current, head = current_revision(engine), head_revision(engine)
+    except NewsletterError as err:
+        return Check("database", Level.FAILING, str(err))
+    if current != head:
+        return Check(
+            "database",
+            Level.FAILING,
+            f"schema at {current or 'nothing'}, code expects {head}: run `newsletter init`",
+            {"revision": current, "head": head},
+        )
+    return Check("database", Level.OK, f"{safe_url} (schema {current})", {"revision": current})
+
+
+def _provider(settings: Settings) -> Check:
+    """Configured and constructible (no message is sent, no network is touched)."""
+    try:
+        provider = make_provider(settings)
+        provider.close()
+    except NewsletterError as err:
+        return Check("provider", Level.FAILING, f"{settings.provider}: {err}")
+    detail = settings.provider
+    if settings.provider == "outbox":
+        detail += f" (writes .eml files to {settings.outbox_dir}: nothing is mailed)"
+    return Check("provider", Level.OK, detail, {"provider": settings.provider})
+
+
+def _lists(session: Session, settings: Settings, now: datetime) -> list[Check]:
+    checks = []
+    for mailing_list in session.scalars(select(MailingList).order_by(MailingList.slug)):
+        last = session.scalar(
+            select(Issue)
+            .where(Issue.list_id == mailing_list.id)
+            .order_by(Issue.issue_date.desc())
+            .limit(1)
+        )
+        try:
+            tz, send_time = list_schedule(settings, mailing_list)
+            today = now.astimezone(tz).date()
+            today_status = last.status if last is not None and last.issue_date == today else None
+            decision = decide(now, tz, send_time, settings.catchup_deadline, today_status)
+        except NewsletterError as err:
+            checks.append(Check(f"list {mailing_list.slug}", Level.FAILING, str(err)))
+            continue
+        data: dict[str, Any] = {
+            "list": mailing_list.slug,
+            "last_issue": last.issue_date.isoformat() if last else None,
+            "last_status": last.status if last else None,
+            "last_note": last.note if last else None,
+        }
+        level, detail = Level.OK, "no issue yet"
+        if last is not None:
+            detail = f"last issue {last.issue_date} is {last.status}"
+            if last.note and last.status == IssueStatus.SKIPPED:
+                detail += f" ({last.note})"
+        if last is not None and last.status == IssueStatus.PAUSED:
+            level = Level.DEGRADED
+            detail += ": `newsletter issue resume` continues it"
+        elif (
+            decision.action in (Action.RUN, Action.SKIP) and now >= decision.send_at + OVERDUE_AFTER
+        ):
+            level = Level.DEGRADED
+            detail += f"; today's issue ({today}) is overdue since {send_time:%H:%M}"
+        checks.append(Check(f"list {mailing_list.slug}", level, detail, data))
+    return checks
+
+
+def _in_doubt(session: Session) -> Check:
+    rows = session.execute(
+        select(SendBatch.issue_id, func.count(), func.sum(SendBatch.size))
+        .where(SendBatch.status == BatchStatus.IN_DOUBT)
+        .group_by(SendBatch.issue_id)
+    ).all()
+    if not rows:
+        return Check("in-doubt batches", Level.OK, "none")
+    issues = {str(issue_id): int(size or 0) for issue_id, _, size in rows}
+    batches = sum(count for _, count, _ in rows)
+    return Check(
+        "in-doubt batches",
+        Level.DEGRADED,
+        f"{batches} batch(es) may or may not have been sent (issues "
+        f"{', '.join(issues)}): `newsletter issue resolve ISSUE --resend|--skip`",
+        {"batches": batches, "recipients_by_issue": issues},
+    )
+
+
+def _stuck(session: Session, now: datetime) -> Check:
+    progress = (
+        select(Issue.id, Issue.send_started_at, func.max(SendBatch.updated_at))
+        .outerjoin(SendBatch, SendBatch.issue_id == Issue.id)
+        .where(Issue.status == IssueStatus.SENDING)
+        .group_by(Issue.id, Issue.send_started_at)
+    )
+    stuck = []
+    for issue_id, started, last_batch in session.execute(progress):
+        last = max((t for t in (started, last_batch) if t is not None), default=None)
+        if last is None or now - last >= STUCK_AFTER:
+            stuck.append(issue_id)
+    if not stuck:
+        return Check("stuck sends", Level.OK, "none")
+    minutes = int(STUCK_AFTER.total_seconds() // 60)
+    return Check(
+        "stuck sends",
+        Level.DEGRADED,
+        f"issue(s) {', '.join(map(str, stuck))} sending with no progress for {minutes}+ minutes: "
+        "is a scheduler or worker running?",
+        {"issues": stuck},
+    )
+
+
+def _heartbeat(session: Session, now: datetime) -> Check:
+    raw = session.scalar(select(Meta.value).where(Meta.key == HEARTBEAT_KEY))
+    if raw is None:
+        return Check(
+            "scheduler", Level.DEGRADED, "no heartbeat: `newsletter scheduler` has never run here"
+        )
+    beat = json.loads(raw)
+    at = datetime.fromisoformat(beat["at"])
+    age = now - at
+    data = {
+        "heartbeat_at": beat["at"],
+        "owner": beat.get("owner"),
+        "age_s": int(age.total_seconds()),
+    }
+    if age > HEARTBEAT_STALE:
+        return Check(
+            "scheduler",
+            Level.DEGRADED,
+            f"last heartbeat {int(age.total_seconds())} s ago from {beat.get('owner')}: "
+            "is `newsletter scheduler` running?",
+            data,
+        )
+    return Check("scheduler", Level.OK, f"alive ({beat.get('owner')})", data)
+
+
+def render_text(report: HealthReport, echo: Callable[[str], None]) -> None:
+    """One line per check, then the overall level."""
+    for check in report.checks:
+        echo(f"{str(check.level):<9} {check.name:<18} {check.detail}")
+    echo(f"overall: {report.level}")

@@ -1,0 +1,339 @@
+"""`newsletter scheduler`: runs each list's daily job at its send time, and catches up.
+
+APScheduler 3.x `BlockingScheduler`, with jobs kept in memory on purpose: what has been sent is
+read from the `issues` table, never from the scheduler's own store, so a restart, a second
+scheduler or a hand-run `newsletter run` can never make it send twice or forget a day.
+
+Jobs:
+- `daily:<slug>`: a `CronTrigger` at the list's send time in its time zone. APScheduler's
+  default `misfire_grace_time` of 1 s would silently drop the 07:00 run after a one-second
+  hiccup (a GC pause, a busy database, a suspended VM); we allow the whole catch-up window
+  (send time to NEWSLETTER_CATCHUP_DEADLINE) and `coalesce=True` so a backlog runs once. The
+  job asks `newsletter.catchup.decide` anyway, so a late run past the deadline records a skip.
+- `catch-up`: at start and every `CATCHUP_INTERVAL`, the same decision for every list (this is
+  how a scheduler started after the send time sends, or skips, the day), and it picks up lists
+  created or rescheduled since.
+- `heartbeat`: writes `meta.scheduler_heartbeat` for `newsletter health`.
+- `once` (`--at`): an operator's one-off run of the pipeline at a given instant.
+
+SIGTERM/SIGINT set a stop event the sending core watches: the batch in flight is finished and
+recorded, the send claim is released, and the process exits 0; the next start resumes the send.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from types import FrameType
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from newsletter.catchup import Action, Decision, check_window, decide
+from newsletter.db.models import Issue, MailingList, Meta
+from newsletter.db.session import transaction
+from newsletter.logs import log_event
+from newsletter.pipeline import RunReport, list_schedule, process_owner, record_skip, run_daily
+from newsletter.runtime import Runtime
+from newsletter.urls import DEFAULT_LIST_SLUG
+from subscribers.lists import get_or_create_list
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_KEY = "scheduler_heartbeat"
+HEARTBEAT_INTERVAL = timedelta(seconds=30)
+CATCHUP_INTERVAL = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class ListPlan:
+    """When one list is due: what the cron job and the catch-up decision are built from."""
+
+    slug: str
+    tz_name: str
+    hour: int
+    minute: int
+    grace_seconds: int
+
+
+@dataclass
+class TickResult:
+    slug: str
+    decision: Decision
+    run: RunReport | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "list": self.slug,
+            "action": str(self.decision.action),
+            "issue_date": self.decision.issue_date.isoformat(),
+            "reason": self.decision.reason,
+            "run": self.run.to_dict() if self.run else None,
+        }
+
+
+def list_plans(runtime: Runtime) -> list[ListPlan]:
+    """Every list's schedule (the default list is created if there is none yet)."""
+    settings = runtime.settings
+    with transaction(runtime.sessions) as session:
+        lists = list(session.scalars(select(MailingList).order_by(MailingList.slug)))
+        if not lists:
+            lists = [
+                get_or_create_list(
+                    session, runtime.clock, DEFAULT_LIST_SLUG, settings.newsletter_name
+                )
+            ]
+        plans = []
+        for mailing_list in lists:
+            tz, send_time = list_schedule(settings, mailing_list)
+            check_window(
+                send_time,
+                settings.catchup_deadline,
+                where=f"list {mailing_list.slug!r} (send time) / NEWSLETTER_CATCHUP_DEADLINE",
+            )
+            grace = (
+                datetime.combine(date.min, settings.catchup_deadline)
+                - datetime.combine(date.min, send_time)
+            ).seconds
+            plans.append(
+                ListPlan(mailing_list.slug, str(tz.key), send_time.hour, send_time.minute, grace)
+            )
+    return plans
+
+
+def catch_up_list(
+    runtime: Runtime, slug: str, *, stop: threading.Event | None = None, owner: str | None = None
+) -> TickResult:
+    """Decide from the issues table what today needs for `slug`, and do it."""
+    settings, now = runtime.settings, runtime.clock.now()
+    with runtime.sessions() as session:
+        mailing_list = session.scalar(select(MailingList).where(MailingList.slug == slug))
+        status = None
+        if mailing_list is None:
+            tz, send_time = settings.timezone, settings.send_time
+        else:
+            tz, send_time = list_schedule(settings, mailing_list)
+            today = now.astimezone(tz).date()
+            status = session.scalar(
+                select(Issue.status).where(
+                    Issue.list_id == mailing_list.id, Issue.issue_date == today
+                )
+            )
+    decision = decide(now, tz, send_time, settings.catchup_deadline, status)
+    result = TickResult(slug, decision)
+    if decision.action in (Action.RUN, Action.RESUME):
+        log_event(
+            log, "scheduler.due", list=slug, action=str(decision.action), reason=decision.reason
+        )
+        result.run = run_daily(
+            runtime, list_slug=slug, issue_date=decision.issue_date, stop=stop, owner=owner
+        )
+    elif decision.action is Action.SKIP:
+        result.run = record_skip(runtime, slug, decision.issue_date, decision.reason)
+    else:
+        log.debug("%s: %s", slug, decision.reason)
+    return result
+
+
+def write_heartbeat(runtime: Runtime, owner: str, lists: Iterable[str]) -> None:
+    """Upsert `meta.scheduler_heartbeat` = {"at", "owner", "lists"} for `newsletter health`."""
+    value = json.dumps(
+        {"at": runtime.clock.now().isoformat(), "owner": owner, "lists": sorted(lists)}
+    )
+    with transaction(runtime.sessions) as session:
+        updated = session.execute(update(Meta).where(Meta.key == HEARTBEAT_KEY).values(value=value))
+        if updated.rowcount == 1:  # type: ignore[attr-defined]
+            return
+    try:
+        with transaction(runtime.sessions) as session:
+            session.add(Meta(key=HEARTBEAT_KEY, value=value))
+    except IntegrityError:  # another scheduler inserted it first: its beat counts too
+        pass
+
+
+@dataclass
+class Scheduler:
+    """The long-running process. `start()` blocks until SIGTERM/SIGINT (or `stop()`)."""
+
+    runtime: Runtime
+    run_at: datetime | None = None  # `--at`: a one-off run of every list at this instant
+    only_list: str | None = None
+    owner: str = field(default_factory=process_owner)
+    on_result: Callable[[TickResult | RunReport], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.stopping = threading.Event()
+        self._locks: dict[str, threading.Lock] = {}
+        self._plans: dict[str, ListPlan] = {}
+        self._pending: set[str] = set()
+        self._aps = BlockingScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=4)},
+            job_defaults={"coalesce": True, "max_instances": 1},
+            timezone=UTC,
+        )
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def _lock(self, slug: str) -> threading.Lock:
+        return self._locks.setdefault(slug, threading.Lock())
+
+    def _guarded(self, slug: str, work: Callable[[], TickResult | RunReport]) -> None:
+        """One job per list at a time in this process; errors are logged, never fatal."""
+        if self.stopping.is_set():
+            return
+        lock = self._lock(slug)
+        if not lock.acquire(blocking=False):
+            log.debug("%s: a run is already in progress in this process", slug)
+            return
+        try:
+            result = work()
+            if self.on_result is not None:
+                self.on_result(result)
+        except Exception as err:
+            log_event(
+                log,
+                "scheduler.job_failed",
+                level=logging.ERROR,
+                list=slug,
+                error=f"{type(err).__name__}: {err}",
+            )
+            log.debug("traceback", exc_info=True)
+        finally:
+            lock.release()
+
+    def tick(self, slug: str) -> None:
+        self._guarded(
+            slug, lambda: catch_up_list(self.runtime, slug, stop=self.stopping, owner=self.owner)
+        )
+
+    def run_once(self, slug: str, when: datetime) -> None:
+        def work() -> RunReport:
+            with self.runtime.sessions() as session:
+                mailing_list = session.scalar(select(MailingList).where(MailingList.slug == slug))
+                tz = (
+                    list_schedule(self.runtime.settings, mailing_list)[0]
+                    if mailing_list
+                    else (self.runtime.settings.timezone)
+                )
+            return run_daily(
+                self.runtime,
+                list_slug=slug,
+                issue_date=when.astimezone(tz).date(),
+                stop=self.stopping,
+                owner=self.owner,
+            )
+
+        self._guarded(slug, work)
+        self._pending.discard(slug)
+        if not self._pending:
+            self.stop()
+
+    def catch_up_all(self) -> None:
+        """Refresh the cron jobs from the lists table, then decide for every list."""
+        self.sync_jobs()
+        for slug in self._targets():
+            self.tick(slug)
+
+    def heartbeat(self) -> None:
+        try:
+            write_heartbeat(self.runtime, self.owner, self._targets())
+        except Exception as err:
+            log_event(log, "scheduler.heartbeat_failed", level=logging.WARNING, error=str(err))
+
+    def _targets(self) -> list[str]:
+        return [s for s in self._plans if self.only_list in (None, s)]
+
+    def sync_jobs(self) -> None:
+        plans = {plan.slug: plan for plan in list_plans(self.runtime)}
+        for slug, plan in plans.items():
+            if self.only_list not in (None, slug) or self._plans.get(slug) == plan:
+                continue
+            self._aps.add_job(
+                self.tick,
+                CronTrigger(hour=plan.hour, minute=plan.minute, timezone=plan.tz_name),
+                args=[slug],
+                id=f"daily:{slug}",
+                replace_existing=True,
+                misfire_grace_time=plan.grace_seconds,
+                coalesce=True,
+            )
+            log_event(
+                log,
+                "scheduler.scheduled",
+                list=slug,
+                send_time=f"{plan.hour:02d}:{plan.minute:02d}",
+                timezone=plan.tz_name,
+                misfire_grace_seconds=plan.grace_seconds,
+            )
+        for slug in set(self._plans) - set(plans):
+            if self._aps.get_job(f"daily:{slug}"):
+                self._aps.remove_job(f"daily:{slug}")
+        self._plans = plans
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    def start(self, *, install_signals: bool = True) -> None:
+        """Block, running jobs, until stopped. Returns after the in-flight batch is recorded.
+
+        With `run_at` the process runs the pipeline once at that instant and then exits.
+        """
+        now = datetime.now(UTC)
+        if self.run_at is not None:
+            self._plans = {plan.slug: plan for plan in list_plans(self.runtime)}
+            self._pending = set(self._targets())
+            for slug in self._targets():
+                self._aps.add_job(
+                    self.run_once,
+                    DateTrigger(run_date=self.run_at),
+                    args=[slug, self.run_at],
+                    id=f"once:{slug}",
+                    misfire_grace_time=None,
+                )
+        else:
+            self.sync_jobs()
+            self._aps.add_job(
+                self.catch_up_all,
+                IntervalTrigger(seconds=CATCHUP_INTERVAL.total_seconds()),
+                id="catch-up",
+                next_run_time=now,
+                misfire_grace_time=None,
+            )
+        self._aps.add_job(
+            self.heartbeat,
+            IntervalTrigger(seconds=HEARTBEAT_INTERVAL.total_seconds()),
+            id="heartbeat",
+            next_run_time=now,
+        )
+        if install_signals:
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+        log_event(
+            log,
+            "scheduler.started",
+            owner=self.owner,
+            lists=",".join(self._targets()),
+            run_at=self.run_at.isoformat() if self.run_at else None,
+        )
+        self._aps.start()
+        log_event(log, "scheduler.stopped", owner=self.owner)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log_event(log, "scheduler.stopping", signal=signal.Signals(signum).name)
+        self.stop()
+
+    def stop(self) -> None:
+        """Ask running sends to finish their batch in flight, then stop the scheduler."""
+        self.stopping.set()
+        if self._aps.running:
+            threading.Thread(target=self._aps.shutdown, kwargs={"wait": True}).start()

@@ -1,0 +1,179 @@
+"""The scheduler's jobs and its catch-up, driven in-process with a fixed clock."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from newsletter.catchup import Action
+from newsletter.clock import FixedClock
+from newsletter.db.models import Issue, MailingList, Meta
+from newsletter.errors import ConfigError
+from newsletter.pipeline import Outcome, claim_send
+from newsletter.runtime import Runtime
+from newsletter.scheduler import (
+    HEARTBEAT_KEY,
+    Scheduler,
+    catch_up_list,
+    list_plans,
+    write_heartbeat,
+)
+from tests.fixtures.scheduler import outbox_recipients, seed_subscribers
+
+JST = timedelta(hours=9)
+
+
+def _at_jst(hour: int, minute: int = 0) -> datetime:
+    """June 13, 2026 at hour:minute in Tokyo, as UTC."""
+    return datetime(2026, 6, 13, hour, minute, tzinfo=UTC) - JST
+
+
+def _statuses(runtime: Runtime) -> list[tuple[str, str | None]]:
+    with runtime.sessions() as session:
+        return [(i.status, i.note) for i in session.scalars(select(Issue))]
+
+
+def test_before_the_send_time_the_catch_up_waits(
+    runtime: Runtime, clock: FixedClock, todays_articles: list[int]
+) -> None:
+    seed_subscribers(runtime.sessions, clock, 2)
+    result = catch_up_list(runtime, "daily")  # the clock says 06:30 JST
+    assert result.decision.action is Action.WAIT
+    assert _statuses(runtime) == []
+
+
+def test_started_after_the_send_time_it_sends_todays_issue_once(
+    runtime: Runtime, clock: FixedClock, todays_articles: list[int]
+) -> None:
+    addresses = seed_subscribers(runtime.sessions, clock, 3)
+    clock.advance(hours=2)  # 08:30 JST: down at 07:00, back before the 11:00 deadline
+    first = catch_up_list(runtime, "daily")
+    assert first.decision.action is Action.RUN
+    assert first.run is not None and first.run.outcome == Outcome.SENT
+    second = catch_up_list(runtime, "daily")
+    assert second.decision.action is Action.DONE
+    assert outbox_recipients(runtime.settings.outbox_dir) == dict.fromkeys(addresses, 1)
+
+
+def test_started_after_the_deadline_it_records_a_skip_and_mails_nobody(
+    runtime: Runtime, clock: FixedClock, todays_articles: list[int]
+) -> None:
+    seed_subscribers(runtime.sessions, clock, 3)
+    clock.advance(hours=14, minutes=30)  # 21:00 JST
+    result = catch_up_list(runtime, "daily")
+    assert result.decision.action is Action.SKIP
+    [(status, note)] = _statuses(runtime)
+    assert status == "skipped"
+    assert note and "11:00" in note
+    assert not list(runtime.settings.outbox_dir.rglob("*.eml"))
+
+
+def test_an_interrupted_send_is_resumed_on_start(
+    runtime: Runtime, clock: FixedClock, todays_articles: list[int]
+) -> None:
+    addresses = seed_subscribers(runtime.sessions, clock, 3)
+    clock.advance(minutes=35)  # 07:05 JST
+    queued = dataclasses.replace(runtime.settings, workers="external")
+    from newsletter.pipeline import run_daily
+
+    report = run_daily(dataclasses.replace(runtime, settings=queued), list_slug="daily")
+    assert report.status == "sending"  # as if the process died right after planning
+    claim_send(runtime.sessions, report.issue_id or 0, "dead-host:9", clock.now())
+    clock.advance(minutes=10)  # the dead owner's lease has expired
+    result = catch_up_list(runtime, "daily")
+    assert result.decision.action is Action.RESUME
+    assert result.run is not None and result.run.outcome == Outcome.SENT
+    assert outbox_recipients(runtime.settings.outbox_dir) == dict.fromkeys(addresses, 1)
+
+
+def test_each_list_is_scheduled_in_its_own_zone_with_the_catch_up_window_as_grace(
+    runtime: Runtime, clock: FixedClock
+) -> None:
+    with runtime.sessions() as session:
+        session.add(MailingList(slug="daily", name="AI日報", created_at=clock.now()))
+        session.add(
+            MailingList(
+                slug="ny",
+                name="AI Daily NY",
+                timezone="America/New_York",
+                send_time="06:30",
+                created_at=clock.now(),
+            )
+        )
+        session.commit()
+    plans = {p.slug: p for p in list_plans(runtime)}
+    assert (plans["daily"].tz_name, plans["daily"].hour, plans["daily"].minute) == (
+        "Asia/Tokyo",
+        7,
+        0,
+    )
+    assert plans["daily"].grace_seconds == 4 * 3600  # 07:00 -> 11:00
+    assert (plans["ny"].tz_name, plans["ny"].hour, plans["ny"].minute) == (
+        "America/New_York",
+        6,
+        30,
+    )
+    scheduler = Scheduler(runtime)
+    scheduler.sync_jobs()
+    job = scheduler._aps.get_job("daily:ny")
+    assert job is not None
+    assert job.misfire_grace_time == 4 * 3600 + 1800
+    assert job.coalesce is True
+    assert "hour='6', minute='30'" in str(job.trigger)
+    assert str(job.trigger.timezone) == "America/New_York"
+
+
+def test_a_list_sending_after_the_catch_up_deadline_is_a_config_error(
+    runtime: Runtime, clock: FixedClock
+) -> None:
+    with runtime.sessions() as session:
+        session.add(
+            MailingList(slug="late", name="Late", send_time="12:00", created_at=clock.now())
+        )
+        session.commit()
+    with pytest.raises(ConfigError, match="'late'"):
+        list_plans(runtime)
+
+
+def test_with_no_list_yet_the_default_list_is_scheduled(runtime: Runtime) -> None:
+    assert [p.slug for p in list_plans(runtime)] == ["daily"]
+
+
+def test_the_heartbeat_is_one_row_updated_in_place(runtime: Runtime, clock: FixedClock) -> None:
+    write_heartbeat(runtime, "host-a:1", ["daily"])
+    clock.advance(seconds=30)
+    write_heartbeat(runtime, "host-a:1", ["daily"])
+    with runtime.sessions() as session:
+        rows = session.scalars(select(Meta.value).where(Meta.key == HEARTBEAT_KEY)).all()
+    assert len(rows) == 1
+    beat = json.loads(rows[0])
+    assert beat["owner"] == "host-a:1"
+    assert datetime.fromisoformat(beat["at"]) == clock.now()
+
+
+def test_a_run_that_raises_is_logged_and_the_scheduler_keeps_going(
+    runtime: Runtime, clock: FixedClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with runtime.sessions() as session:
+        session.add(
+            MailingList(slug="bad", name="Bad", timezone="Mars/Olympus", created_at=clock.now())
+        )
+        session.commit()
+    scheduler = Scheduler(runtime, only_list="bad")
+    scheduler.tick("bad")  # must not raise
+    assert any(r.getMessage() == "scheduler.job_failed" for r in caplog.records)
+
+
+def test_catch_up_uses_the_list_send_time(runtime: Runtime, clock: FixedClock) -> None:
+    with runtime.sessions() as session:
+        session.add(
+            MailingList(slug="daily", name="AI日報", send_time="06:00", created_at=clock.now())
+        )
+        session.commit()
+    runtime.settings = dataclasses.replace(runtime.settings, catchup_deadline=time(6, 15))
+    result = catch_up_list(runtime, "daily")  # 06:30 JST: past the list's own 06:15 deadline
+    assert result.decision.action is Action.SKIP
