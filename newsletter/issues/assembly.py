@@ -80,7 +80,8 @@ def issue_date_for(settings: Settings, mailing_list: MailingList | None, now: da
     return local.date() + timedelta(days=1)
 
 
-def _load_list(session: Session, settings: Settings, clock: Clock, slug: str) -> MailingList:
+def load_list(session: Session, settings: Settings, clock: Clock, slug: str) -> MailingList:
+    """The list by slug; the default list is created on first use."""
     if slug != DEFAULT_LIST_SLUG:
         return get_list(session, slug)
     try:
@@ -135,7 +136,7 @@ def build_issue(
 
     Flushes but does not commit: the caller owns the transaction.
     """
-    mailing_list = _load_list(session, settings, clock, list_slug)
+    mailing_list = load_list(session, settings, clock, list_slug)
     if issue_date is None:
         issue_date = issue_date_for(settings, mailing_list, clock.now())
     label = f"{mailing_list.slug}:{issue_date.isoformat()}"
@@ -203,6 +204,18 @@ def _fill(
     session.add_all(rows)
     session.flush()
     session.expire(issue, ["articles"])
+
+
+def rebuild_if_built(
+    session: Session, settings: Settings, clock: Clock, mailing_list: MailingList, issue_date: date
+) -> BuildResult | None:
+    """After an editor's change: re-select the issue if it exists and is still editable."""
+    existing = _find_issue(session, mailing_list.id, issue_date)
+    if existing is None or existing.status != IssueStatus.BUILT:
+        return None
+    return build_issue(
+        session, settings, clock, list_slug=mailing_list.slug, issue_date=issue_date, rebuild=True
+    )
 
 
 def freeze_issue(session: Session, issue: Issue, clock: Clock) -> None:
