@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.clock import FixedClock
 from newsletter.config import Settings
 from newsletter.db.models import Article, ArticleContent, Issue, IssueVariant
+from newsletter.render import store
 from newsletter.render.store import as_rendered, ensure_variants
 from newsletter.render.view import load_issue_view
 from tests.fixtures.render import make_article, store_issue
@@ -82,4 +84,32 @@ def test_a_rebuilt_issue_is_rendered_again(
         stored = ensure_variants(session, issue, settings, clock)
         assert stored["ja"].rendered_at == clock.now()
         assert "更新された見出し" in stored["ja"].html
+        assert session.scalar(select(func.count()).select_from(IssueVariant)) == 3
+
+
+def test_variants_stored_meanwhile_by_another_process_are_kept(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    clock: FixedClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with sessions.begin() as session:
+        issue_id = store_issue(session, [make_article(1)], built_at=clock.now()).id
+    real_render = store.render_issue_variants
+    raced: list[bool] = []
+
+    def render_while_another_process_stores(view, settings):  # type: ignore[no-untyped-def]
+        if not raced:  # between our read and our insert, another process stores the variants
+            raced.append(True)
+            with sessions.begin() as other:
+                ensure_variants(other, other.get(Issue, issue_id), settings, clock)
+        return real_render(view, settings)
+
+    monkeypatch.setattr(store, "render_issue_variants", render_while_another_process_stores)
+    with sessions.begin() as first:
+        rows = ensure_variants(first, first.get(Issue, issue_id), settings, clock)
+        assert sorted(rows) == ["both", "en", "ja"]
+        assert all(row.id is not None for row in rows.values())
+    assert raced
+    with sessions() as session:
         assert session.scalar(select(func.count()).select_from(IssueVariant)) == 3

@@ -22,6 +22,11 @@ def test_wide_characters_count_two_columns() -> None:
     assert truncate_width("日本語のテキスト", 9) == "日本語の…"
 
 
+def test_english_is_shortened_on_a_word_boundary() -> None:
+    assert truncate_width("A research team published a benchmark", 24) == "A research team…"
+    assert truncate_width("short", 24) == "short"
+
+
 def test_no_line_is_wider_than_the_wrap_width_except_urls(render_settings: Settings) -> None:
     text = render_text(render_settings, *(make_article(n, long=True) for n in range(1, 4)))
     for line in text.splitlines():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.clock import Clock
@@ -25,21 +26,29 @@ def ensure_variants(
 ) -> dict[str, IssueVariant]:
     """The issue's three stored variants, rendered (again) only if missing or stale.
 
-    Idempotent: a second call with nothing changed renders nothing and returns the same rows.
-    The caller commits.
+    Idempotent: a second call with nothing changed renders nothing and returns the same rows;
+    two processes racing to store the same issue end with one set of rows. The caller commits.
     """
-    stored = {
-        v.variant: v
-        for v in session.scalars(select(IssueVariant).where(IssueVariant.issue_id == issue.id))
-    }
+    stored = _load(session, issue.id)
     if all(is_current(stored.get(name), issue) for name in VARIANTS):
         return stored
     rendered = render_issue_variants(load_issue_view(session, issue.id), settings)
     now = clock.now()
-    for name in VARIANTS:
-        stored[name] = _save(session, stored.get(name), rendered[name], now)
-    session.flush()
+    try:
+        with session.begin_nested():
+            for name in VARIANTS:
+                stored[name] = _save(session, stored.get(name), rendered[name], now)
+    except IntegrityError:
+        # Another process stored the variants between our read and our insert: same issue,
+        # same build, so its rows are as good as ours.
+        session.expire_all()
+        stored = _load(session, issue.id)
     return stored
+
+
+def _load(session: Session, issue_id: int) -> dict[str, IssueVariant]:
+    rows = session.scalars(select(IssueVariant).where(IssueVariant.issue_id == issue_id))
+    return {row.variant: row for row in rows}
 
 
 def _save(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -105,7 +105,6 @@ class IssueView:
     subject_ja: str | None = None
     subject_en: str | None = None
     utm_params: str | None = None  # the list's own; None: the setting
-    trimmed: tuple[str, ...] = field(default=())
 
     def with_articles(self, articles: Iterable[ArticleView]) -> IssueView:
         return replace(self, articles=tuple(articles))

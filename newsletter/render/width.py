@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 
 ELLIPSIS = "…"
+_WORD_BACKOFF = 24  # characters a cut may move back to end on a whole word
 
 
 def char_width(char: str) -> int:
@@ -19,7 +20,11 @@ def display_width(text: str) -> int:
 
 
 def truncate_width(text: str, width: int) -> str:
-    """`text` cut to at most `width` columns, ending with an ellipsis when it was cut."""
+    """`text` cut to at most `width` columns, ending with an ellipsis when it was cut.
+
+    A cut inside a Latin word moves back to the previous space (if one is near), so English
+    never ends in half a word; Japanese may be cut between any two characters.
+    """
     if display_width(text) <= width:
         return text
     out: list[str] = []
@@ -30,4 +35,16 @@ def truncate_width(text: str, width: int) -> str:
             break
         out.append(char)
         used += w
-    return "".join(out).rstrip() + ELLIPSIS
+    kept = "".join(out)
+    cut_char = text[len(kept)]
+    if (
+        kept
+        and kept[-1].isascii()
+        and kept[-1].isalnum()
+        and cut_char.isascii()
+        and cut_char.isalnum()
+    ):
+        space = kept.rfind(" ")
+        if space > 0 and len(kept) - space <= _WORD_BACKOFF:
+            kept = kept[:space]
+    return kept.rstrip(" ,;:") + ELLIPSIS
