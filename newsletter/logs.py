@@ -127,6 +127,7 @@ def configure_logging(
     root.setLevel(level)
     # APScheduler logs every job run at INFO; our own events already say what happened.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # "Context impl ..." on every start
     return handler
 
 

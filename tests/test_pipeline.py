@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from datetime import date
 
@@ -159,3 +160,41 @@ def test_a_sent_issue_is_never_turned_into_a_skip(
     report = record_skip(runtime, "daily", ISSUE_DATE, "missed")
     assert report.outcome == Outcome.ALREADY_DONE
     assert [i.status for i in _issues(runtime.sessions)] == ["sent"]
+
+
+def test_newsletter_run_prints_the_report_as_json(
+    runtime: Runtime, todays_articles: list[int], clock: FixedClock, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from newsletter.cli.main import cli
+
+    seed_subscribers(runtime.sessions, clock, 2)
+    monkeypatch.chdir(tmp_path)
+    env = {
+        "NEWSLETTER_DATABASE_URL": runtime.settings.database_url,
+        "NEWSLETTER_OUTBOX_DIR": str(runtime.settings.outbox_dir),
+        "NEWSLETTER_SECRET_KEY": "test-secret-key-0123456789abcdef",
+    }
+    result = CliRunner().invoke(cli, ["run", "--date", "2026-06-13", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output[result.output.index("{") :])
+    assert data["outcome"] == "sent" and data["issue_date"] == "2026-06-13"
+    assert data["send"]["accepted"] == 2
+
+
+def test_newsletter_run_for_an_unknown_list_says_so(
+    runtime: Runtime, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from newsletter.cli.main import cli
+
+    monkeypatch.chdir(tmp_path)
+    env = {
+        "NEWSLETTER_DATABASE_URL": runtime.settings.database_url,
+        "NEWSLETTER_SECRET_KEY": "test-secret-key-0123456789abcdef",
+    }
+    result = CliRunner().invoke(cli, ["run", "--list", "nope"], env=env)
+    assert result.exit_code == 66
+    assert "no list 'nope'" in result.output

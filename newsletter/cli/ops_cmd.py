@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
 import click
@@ -23,6 +27,21 @@ def _parse_instant(value: str) -> datetime:
     if when.tzinfo is None:
         raise ValidationError(f"--at: {value!r} needs a UTC offset (e.g. +09:00 or Z)")
     return when.astimezone(UTC)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """SIGTERM/SIGINT set the event (the batch in flight finishes); handlers are restored."""
+    stop = threading.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {signum: signal.getsignal(signum) for signum in signals}
+    for signum in signals:
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        yield stop
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @click.command()
@@ -47,7 +66,8 @@ def run(app: AppContext, issue_date: datetime | None, list_slug: str, as_json: b
 
     configure_logging(app.settings.log_format)
     day: date | None = issue_date.date() if issue_date else None
-    report = run_daily(app.runtime(), list_slug=list_slug, issue_date=day)
+    with _stop_on_signals() as stop:
+        report = run_daily(app.runtime(), list_slug=list_slug, issue_date=day, stop=stop)
     if as_json:
         emit_json(report.to_dict())
         return
