@@ -16,7 +16,7 @@ from newsletter.articles.queries import find_article
 from newsletter.articles.samples import import_samples
 from newsletter.clock import FixedClock
 from newsletter.config import Settings
-from newsletter.db.models import Issue, IssueArticle, MailingList
+from newsletter.db.models import Issue, IssueArticle, IssueVariant, MailingList
 from newsletter.db.session import transaction
 from newsletter.errors import NotFoundError, StateError
 from newsletter.issues.assembly import (
@@ -337,3 +337,57 @@ def test_samples_imported_in_the_evening_land_in_tomorrows_window(
     assert result.issue is not None and result.issue.issue_date == date(2026, 6, 14)
     assert result.selection is not None
     assert len(result.selection.chosen) == min(report.imported, settings.max_articles)
+
+
+def test_a_new_york_list_cuts_off_at_seven_eastern_time(
+    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock
+) -> None:
+    ny = ZoneInfo("America/New_York")
+    with transaction(sessions) as session:
+        session.add(
+            MailingList(
+                slug="us",
+                name="US morning",
+                timezone="America/New_York",
+                send_time="07:00",
+                created_at=clock.now(),
+            )
+        )
+    store_articles(
+        sessions,
+        clock,
+        [
+            article_dict("ny-in", datetime(2026, 6, 13, 6, 59, tzinfo=ny)),
+            article_dict("ny-out", datetime(2026, 6, 13, 7, 1, tzinfo=ny)),
+        ],
+    )
+    result = build(sessions, settings, clock, list_slug="us", issue_date=JUNE_13)
+    assert result.issue is not None
+    with sessions() as session:
+        issue = get_issue(session, "us:2026-06-13")
+        assert issue.cutoff_at == datetime(2026, 6, 13, 11, 0, tzinfo=UTC)  # 07:00 EDT
+        assert [i.article.external_id for i in issue.articles] == ["ny-in"]
+
+
+def test_a_rebuild_drops_rendered_variants_of_the_old_selection(
+    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock
+) -> None:
+    store_articles(sessions, clock, [article_dict("a", jst(12, 9))])
+    first = build(sessions, settings, clock)
+    assert first.issue is not None
+    with transaction(sessions) as session:
+        session.add(
+            IssueVariant(
+                issue_id=first.issue.id,
+                variant="ja",
+                subject="s",
+                preheader="p",
+                html="<p>old</p>",
+                text="old",
+                trimmed=[],
+                rendered_at=clock.now(),
+            )
+        )
+    build(sessions, settings, clock, rebuild=True)
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(IssueVariant)) == 0

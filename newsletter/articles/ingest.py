@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.articles.feeds import looks_like_feed, parse_feed
@@ -220,8 +221,13 @@ def import_records(
         else:
             valid.append(result)
     if valid:
-        with transaction(sessions) as session:
-            imported, updated, unchanged = store_records(session, valid, source, clock)
+        try:
+            with transaction(sessions) as session:
+                imported, updated, unchanged = store_records(session, valid, source, clock)
+        except IntegrityError:
+            # Another import inserted one of these ids meanwhile: again, now as updates.
+            with transaction(sessions) as session:
+                imported, updated, unchanged = store_records(session, valid, source, clock)
         report.imported += imported
         report.updated += updated
         report.unchanged += unchanged

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -23,7 +23,7 @@ from newsletter.articles.selection import Selection, select_articles, window_for
 from newsletter.clock import Clock
 from newsletter.config import Settings
 from newsletter.db.models import Issue, IssueArticle, IssueVariant, MailingList
-from newsletter.errors import NotFoundError, StateError
+from newsletter.errors import ConfigError, NotFoundError, StateError
 from newsletter.issues.overrides import load_overrides
 from newsletter.types import IssueStatus
 from newsletter.urls import DEFAULT_LIST_SLUG
@@ -55,10 +55,20 @@ def schedule_for(settings: Settings, mailing_list: MailingList | None) -> Schedu
     min_articles = settings.min_articles
     if mailing_list is not None:
         if mailing_list.timezone:
-            tz = ZoneInfo(mailing_list.timezone)
+            try:
+                tz = ZoneInfo(mailing_list.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ConfigError(
+                    f"list {mailing_list.slug!r}: unknown time zone {mailing_list.timezone!r}"
+                ) from None
         if mailing_list.send_time:
-            hours, minutes = mailing_list.send_time.split(":")
-            send_time = time(int(hours), int(minutes))
+            try:
+                hours, minutes = mailing_list.send_time.split(":")
+                send_time = time(int(hours), int(minutes))
+            except ValueError:
+                raise ConfigError(
+                    f"list {mailing_list.slug!r}: send time {mailing_list.send_time!r} is not HH:MM"
+                ) from None
         if mailing_list.max_articles is not None:
             max_articles = mailing_list.max_articles
         if mailing_list.min_articles is not None:
