@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.cli.context import AppContext
 from newsletter.cli.main import cli
 from newsletter.clock import FixedClock
 from newsletter.config import Settings
-from newsletter.db.models import Suppression
+from newsletter.db.models import Delivery, SendBatch, Suppression
 from newsletter.errors import SuppressedError, ValidationError
 from newsletter.providers.outbox import OutboxProvider
 from newsletter.render.preview import make_server, send_test_email, write_preview
@@ -179,3 +180,47 @@ def test_commands_have_help() -> None:
     for command in ("preview", "test-send"):
         result = CliRunner().invoke(cli, ["issue", command, "--help"])
         assert result.exit_code == 0 and "--lang" in result.output
+
+
+def test_test_send_command_mails_the_editor_and_leaves_the_ledger_alone(
+    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock
+) -> None:
+    with sessions.begin() as session:
+        issue_id = store_issue(session, [make_article(1)], built_at=clock.now()).id
+    app = AppContext()
+    app._settings = settings  # provider "outbox" into the test's tmp dir
+    result = CliRunner().invoke(
+        cli,
+        ["issue", "test-send", str(issue_id), "--to", "editor@example.com", "--lang", "en"],
+        obj=app,
+    )
+    assert result.exit_code == 0, result.output
+    assert "en: 1 accepted" in result.output
+    [sent] = (settings.outbox_dir / "transactional").glob("*.eml")
+    message = email.message_from_bytes(sent.read_bytes(), policy=policy.default)
+    assert message["Subject"].startswith("[TEST] AI日報 June 13, 2026")
+    assert message["To"] == "editor@example.com"
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Delivery)) == 0
+        assert session.scalar(select(func.count()).select_from(SendBatch)) == 0
+
+
+def test_test_send_command_refuses_a_suppressed_address(
+    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock
+) -> None:
+    with sessions.begin() as session:
+        issue_id = store_issue(session, [make_article(1)], built_at=clock.now()).id
+        hasher = EmailHasher.load(session)
+        session.add(
+            Suppression(
+                email_hash=hasher("gone@example.com"), reason="complained", created_at=clock.now()
+            )
+        )
+    app = AppContext()
+    app._settings = settings
+    result = CliRunner().invoke(
+        cli, ["issue", "test-send", str(issue_id), "--to", "gone@example.com"], obj=app
+    )
+    assert result.exit_code == 65
+    assert "suppression list" in result.output and "gone@example.com" not in result.output
+    assert not settings.outbox_dir.exists()

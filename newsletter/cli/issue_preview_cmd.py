@@ -5,36 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from sqlalchemy.orm import Session
 
 from newsletter.cli.context import AppContext, emit_json, handle_errors, pass_app
 from newsletter.db.models import Issue
-from newsletter.errors import ConfigError, NotFoundError
+from newsletter.issues.assembly import get_issue
+from newsletter.providers.factory import make_provider
 from newsletter.render.preview import make_server, send_test_email, write_preview
 from newsletter.render.store import as_rendered, ensure_variants
 from newsletter.types import VARIANTS, RenderedVariant
+from subscribers.audience import is_mailable_address
+from subscribers.hashing import EmailHasher
 
 LANG_CHOICE = click.Choice([*VARIANTS, "all"])
-
-
-def resolve_issue(session: Session, ref: str) -> Issue:
-    """ISSUE as an id, a date or list:date (issue assembly's `get_issue`)."""
-    try:
-        from newsletter.issues.assembly import get_issue
-    except ImportError:  # assembly not installed: accept a plain id
-        if not ref.strip().isdigit():
-            raise NotFoundError(f"cannot read issue reference {ref!r}: expected an id") from None
-        issue = session.get(Issue, int(ref))
-        if issue is None:
-            raise NotFoundError(f"no issue with id {ref}") from None
-        return issue
-    return get_issue(session, ref)
 
 
 def _rendered(app: AppContext, ref: str, lang: str) -> tuple[Issue, list[RenderedVariant]]:
     runtime = app.runtime()
     with runtime.sessions.begin() as session:
-        issue = resolve_issue(session, ref)
+        issue = get_issue(session, ref)
         stored = ensure_variants(session, issue, runtime.settings, runtime.clock)
         names = VARIANTS if lang == "all" else (lang,)
         variants = [as_rendered(stored[name]) for name in names]
@@ -116,19 +104,10 @@ def preview(
 @click.option("--json", "as_json", is_flag=True, help="Print the provider's answer as JSON.")
 @pass_app
 @handle_errors
-def test_send(
+def test_send_command(
     app: AppContext, issue: str, addresses: tuple[str, ...], lang: str, as_json: bool
 ) -> None:
     """Send the issue to the given addresses only, subject "[TEST] ...", outside the ledger."""
-    from subscribers.audience import is_mailable_address
-    from subscribers.hashing import EmailHasher
-
-    try:
-        from newsletter.providers.factory import make_provider
-    except ImportError:
-        raise ConfigError(
-            "no provider factory is installed (newsletter.providers.factory)"
-        ) from None
     _, variants = _rendered(app, issue, lang)
     runtime = app.runtime()
     with runtime.sessions.begin() as session:
@@ -159,4 +138,4 @@ def test_send(
             click.echo(f"{name}: {row['accepted']} accepted, {len(row['failed'])} failed")
 
 
-COMMANDS: list[click.Command] = [preview, test_send]
+COMMANDS: list[click.Command] = [preview, test_send_command]

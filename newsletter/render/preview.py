@@ -176,7 +176,7 @@ def send_test_email(
                 delivery_id=0,
                 subscriber_id=0,
                 email=address,
-                name=slots[SLOT_NAME],
+                name="",
                 unsubscribe_url=slots[SLOT_UNSUBSCRIBE_URL],
                 preferences_url=slots[SLOT_PREFERENCES_URL],
             )
