@@ -220,7 +220,7 @@ def expire_pending(session: Session, clock: Clock, *, older_than: timedelta) -> 
             update(Subscription)
             .where(Subscription.id.in_(ids[start : start + 1000]))
             .values(status=SubscriptionStatus.EXPIRED, updated_at=now)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session="fetch")
         )
     session.execute(
         insert(ConsentRecord),

@@ -113,7 +113,7 @@ def export_personal_data(session: Session, *, email: str) -> dict[str, Any]:
     }
     if subscriber is None:
         return document
-    slugs = dict(session.execute(select(MailingList.id, MailingList.slug)).tuples().all())
+    slugs = dict(session.execute(select(MailingList.id, MailingList.slug)).all())
     document["subscriber"] = {
         "name": subscriber.name,
         "language": subscriber.language,

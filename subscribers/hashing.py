@@ -6,7 +6,6 @@ NEWSLETTER_SECRET_KEY (a suppression must never be forgotten because a key chang
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 
@@ -48,4 +47,5 @@ class EmailHasher:
         return cls(load_hash_key(session))
 
     def __call__(self, email: str) -> str:
-        return hmac.new(self._key, email_key(email).encode("utf-8"), hashlib.sha256).hexdigest()
+        # hmac.digest is the one-call C fast path of hmac.new(...).hexdigest(): same value.
+        return hmac.digest(self._key, email_key(email).encode("utf-8"), "sha256").hex()

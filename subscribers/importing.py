@@ -393,9 +393,7 @@ def _write_chunk(
                 select(Subscriber.email_key, Subscriber.id).where(
                     Subscriber.email_key.in_([r.key for r in new])
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
     else:
         ids = {}
@@ -406,9 +404,7 @@ def _write_chunk(
                 Subscription.list_id == list_id,
                 Subscription.subscriber_id.in_([ids[k] for k in keys]),
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     subscribe: list[int] = []
     changes: list[dict[str, Any]] = []

@@ -325,7 +325,7 @@ def _iso(value: datetime | None) -> str | None:
 
 def describe(session: Session, subscriber: Subscriber) -> dict[str, Any]:
     """One subscriber as a plain dict (for `show` and the JSON output)."""
-    slugs = dict(session.execute(select(MailingList.id, MailingList.slug)).tuples().all())
+    slugs = dict(session.execute(select(MailingList.id, MailingList.slug)).all())
     return {
         "id": subscriber.id,
         "email": subscriber.email,
@@ -410,9 +410,9 @@ def subscriber_stats(session: Session, *, list_slug: str | None = None) -> dict[
         by_status = by_status.where(Subscription.list_id == list_id)
         by_language = by_language.where(Subscription.list_id == list_id)
     statuses = {s.value: 0 for s in SubscriptionStatus}
-    statuses.update(dict(session.execute(by_status).tuples().all()))
+    statuses.update(dict(session.execute(by_status).all()))
     languages = {p.value: 0 for p in Preference}
-    languages.update(dict(session.execute(by_language).tuples().all()))
+    languages.update(dict(session.execute(by_language).all()))
     return {
         "list": list_slug,
         "total": sum(statuses.values()),

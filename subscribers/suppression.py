@@ -79,7 +79,7 @@ def suppress(
             updated_at=now,
             unsubscribed_at=now if _STATUS_FOR_REASON[why] == "unsubscribed" else None,
         )
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session="fetch")
     )
     session.flush()
     return added
