@@ -92,6 +92,6 @@ def decide(
         return made(Action.RUN, "due and not sent yet")
     return made(
         Action.SKIP,
-        f"missed: the scheduler was not running between {send_time:%H:%M} and the catch-up "
-        f"deadline {deadline:%H:%M}",
+        f"missed: not sent between {send_time:%H:%M} and the catch-up deadline "
+        f"{deadline:%H:%M} (scheduler down, or no issue could be built)",
     )

@@ -43,8 +43,16 @@ from sqlalchemy.exc import IntegrityError
 from newsletter.catchup import Action, Decision, check_window, decide
 from newsletter.db.models import Issue, MailingList, Meta
 from newsletter.db.session import transaction
+from newsletter.errors import NewsletterError
 from newsletter.logs import log_event
-from newsletter.pipeline import RunReport, list_schedule, process_owner, record_skip, run_daily
+from newsletter.pipeline import (
+    Outcome,
+    RunReport,
+    list_schedule,
+    process_owner,
+    record_skip,
+    run_daily,
+)
 from newsletter.runtime import Runtime
 from newsletter.urls import DEFAULT_LIST_SLUG
 from subscribers.lists import get_or_create_list
@@ -83,8 +91,14 @@ class TickResult:
         }
 
 
-def list_plans(runtime: Runtime) -> list[ListPlan]:
-    """Every list's schedule (the default list is created if there is none yet)."""
+def list_plans(
+    runtime: Runtime, on_error: Callable[[str, NewsletterError], None] | None = None
+) -> list[ListPlan]:
+    """Every list's schedule (the default list is created if there is none yet).
+
+    A list with an impossible schedule raises, or with `on_error` is reported and left out,
+    so one bad list never stops the others from being sent.
+    """
     settings = runtime.settings
     with transaction(runtime.sessions) as session:
         lists = list(session.scalars(select(MailingList).order_by(MailingList.slug)))
@@ -96,12 +110,18 @@ def list_plans(runtime: Runtime) -> list[ListPlan]:
             ]
         plans = []
         for mailing_list in lists:
-            tz, send_time = list_schedule(settings, mailing_list)
-            check_window(
-                send_time,
-                settings.catchup_deadline,
-                where=f"list {mailing_list.slug!r} (send time) / NEWSLETTER_CATCHUP_DEADLINE",
-            )
+            try:
+                tz, send_time = list_schedule(settings, mailing_list)
+                check_window(
+                    send_time,
+                    settings.catchup_deadline,
+                    where=f"list {mailing_list.slug!r} (send time) / NEWSLETTER_CATCHUP_DEADLINE",
+                )
+            except NewsletterError as err:
+                if on_error is None:
+                    raise
+                on_error(mailing_list.slug, err)
+                continue
             grace = (
                 datetime.combine(date.min, settings.catchup_deadline)
                 - datetime.combine(date.min, send_time)
@@ -113,9 +133,17 @@ def list_plans(runtime: Runtime) -> list[ListPlan]:
 
 
 def catch_up_list(
-    runtime: Runtime, slug: str, *, stop: threading.Event | None = None, owner: str | None = None
+    runtime: Runtime,
+    slug: str,
+    *,
+    stop: threading.Event | None = None,
+    owner: str | None = None,
+    last_failure: tuple[date, str] | None = None,
 ) -> TickResult:
-    """Decide from the issues table what today needs for `slug`, and do it."""
+    """Decide from the issues table what today needs for `slug`, and do it.
+
+    `last_failure` (issue date, why an earlier attempt built nothing) goes into a skip's note.
+    """
     settings, now = runtime.settings, runtime.clock.now()
     with runtime.sessions() as session:
         mailing_list = session.scalar(select(MailingList).where(MailingList.slug == slug))
@@ -140,7 +168,10 @@ def catch_up_list(
             runtime, list_slug=slug, issue_date=decision.issue_date, stop=stop, owner=owner
         )
     elif decision.action is Action.SKIP:
-        result.run = record_skip(runtime, slug, decision.issue_date, decision.reason)
+        note = decision.reason
+        if last_failure is not None and last_failure[0] == decision.issue_date:
+            note += f"; last attempt: {last_failure[1]}"
+        result.run = record_skip(runtime, slug, decision.issue_date, note)
     else:
         log.debug("%s: %s", slug, decision.reason)
     return result
@@ -177,6 +208,7 @@ class Scheduler:
         self._locks: dict[str, threading.Lock] = {}
         self._plans: dict[str, ListPlan] = {}
         self._pending: set[str] = set()
+        self._failures: dict[str, tuple[date, str]] = {}
         self._aps = BlockingScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=4)},
             job_defaults={"coalesce": True, "max_instances": 1},
@@ -213,9 +245,19 @@ class Scheduler:
             lock.release()
 
     def tick(self, slug: str) -> None:
-        self._guarded(
-            slug, lambda: catch_up_list(self.runtime, slug, stop=self.stopping, owner=self.owner)
-        )
+        def work() -> TickResult:
+            result = catch_up_list(
+                self.runtime,
+                slug,
+                stop=self.stopping,
+                owner=self.owner,
+                last_failure=self._failures.get(slug),
+            )
+            if result.run is not None and result.run.outcome == Outcome.NOT_BUILT:
+                self._failures[slug] = (result.decision.issue_date, result.run.reason or "")
+            return result
+
+        self._guarded(slug, work)
 
     def run_once(self, slug: str, when: datetime) -> None:
         def work() -> RunReport:
@@ -255,7 +297,7 @@ class Scheduler:
         return [s for s in self._plans if self.only_list in (None, s)]
 
     def sync_jobs(self) -> None:
-        plans = {plan.slug: plan for plan in list_plans(self.runtime)}
+        plans = {plan.slug: plan for plan in list_plans(self.runtime, self._bad_list)}
         for slug, plan in plans.items():
             if self.only_list not in (None, slug) or self._plans.get(slug) == plan:
                 continue
@@ -280,6 +322,11 @@ class Scheduler:
             if self._aps.get_job(f"daily:{slug}"):
                 self._aps.remove_job(f"daily:{slug}")
         self._plans = plans
+
+    def _bad_list(self, slug: str, err: NewsletterError) -> None:
+        log_event(
+            log, "scheduler.list_not_scheduled", level=logging.ERROR, list=slug, error=str(err)
+        )
 
     # -- life cycle --------------------------------------------------------------------------
 

@@ -177,3 +177,34 @@ def test_catch_up_uses_the_list_send_time(runtime: Runtime, clock: FixedClock) -
     runtime.settings = dataclasses.replace(runtime.settings, catchup_deadline=time(6, 15))
     result = catch_up_list(runtime, "daily")  # 06:30 JST: past the list's own 06:15 deadline
     assert result.decision.action is Action.SKIP
+
+
+def test_a_list_with_an_impossible_schedule_does_not_stop_the_others(
+    runtime: Runtime, clock: FixedClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with runtime.sessions() as session:
+        session.add(MailingList(slug="daily", name="AI日報", created_at=clock.now()))
+        session.add(
+            MailingList(slug="late", name="Late", send_time="12:00", created_at=clock.now())
+        )
+        session.commit()
+    scheduler = Scheduler(runtime)
+    scheduler.sync_jobs()
+    assert scheduler._aps.get_job("daily:daily") is not None
+    assert scheduler._aps.get_job("daily:late") is None
+    assert any(r.getMessage() == "scheduler.list_not_scheduled" for r in caplog.records)
+
+
+def test_a_day_without_enough_articles_is_skipped_with_the_last_reason(
+    runtime: Runtime, clock: FixedClock
+) -> None:
+    clock.advance(hours=1)  # 07:30 JST, no articles at all
+    scheduler = Scheduler(runtime)
+    scheduler.sync_jobs()
+    scheduler.tick("daily")
+    assert _statuses(runtime) == []  # nothing to build yet: retried at the next check
+    clock.advance(hours=4)  # 11:30 JST, past the deadline
+    scheduler.tick("daily")
+    [(status, note)] = _statuses(runtime)
+    assert status == "skipped"
+    assert note and "last attempt:" in note and "minimum is 1" in note
