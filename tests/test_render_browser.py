@@ -83,3 +83,21 @@ def test_summary_links_jump_to_the_article(browser_page: Any, preview_dir: Path)
     page.locator('a[href="#article-5"]').click()
     assert page.evaluate("window.scrollY") > 500
     assert page.locator("#article-5").evaluate(VISIBLE)
+
+
+def test_dark_mode_readers_get_light_text_on_a_dark_page(
+    chromium_browser: Any, preview_dir: Path, tmp_path: Path
+) -> None:
+    context = chromium_browser.new_context(
+        viewport={"width": 375, "height": 800}, color_scheme="dark"
+    )
+    try:
+        page = context.new_page()
+        page.goto((preview_dir / "en.html").as_uri())
+        body = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        title = page.locator("#article-1").evaluate("el => getComputedStyle(el).color")
+        assert body == "rgb(13, 17, 23)"
+        assert title == "rgb(230, 237, 243)"
+        page.screenshot(path=str(tmp_path / "en-dark.png"))
+    finally:
+        context.close()
