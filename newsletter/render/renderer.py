@@ -111,7 +111,10 @@ def _context(view: IssueView, variant: str, settings: Settings) -> dict[str, Any
 
 def render_mjml(view: IssueView, variant: str, settings: Settings) -> str:
     """The MJML source of a variant (for tests and for debugging a template)."""
-    context = _context(view, variant, settings)
+    return _mjml_source(_context(view, variant, settings))
+
+
+def _mjml_source(context: dict[str, Any]) -> str:
     return environment("html", context["lang"]).get_template(HTML_TEMPLATE).render(context)
 
 
@@ -123,26 +126,30 @@ def compile_mjml(source: str, *, where: str) -> str:
 
 
 def render_text(view: IssueView, variant: str, settings: Settings) -> str:
-    context = _context(view, variant, settings)
-    context["ref"] = refs = LinkRefs()
-    context["refs"] = refs
-    raw = environment("text", context["lang"]).get_template(TEXT_TEMPLATE).render(context)
-    return finish(raw)
+    return _text(_context(view, variant, settings))
+
+
+def _text(context: dict[str, Any]) -> str:
+    refs = LinkRefs()
+    template = environment("text", context["lang"]).get_template(TEXT_TEMPLATE)
+    return finish(template.render({**context, "ref": refs, "refs": refs}))
 
 
 def render_variant(view: IssueView, variant: str, settings: Settings) -> RenderedVariant:
     """One variant, trimmed step by step until its HTML fits under Gmail's clipping size."""
     where = f"issue {view.issue_id} variant {variant}"
-    current = view
-    applied: list[str] = []
-    html = compile_mjml(render_mjml(current, variant, settings), where=where)
+    context = _context(view, variant, settings)
+    html = compile_mjml(_mjml_source(context), where=where)
     size = filled_size(html, settings.base_url)
+    applied: list[str] = []
+    current = view
     for step in TRIM_STEPS:
         if size <= GMAIL_CLIP_BYTES:
             break
         current = step.apply(current)
         applied.append(step.description)
-        html = compile_mjml(render_mjml(current, variant, settings), where=where)
+        context = _context(current, variant, settings)
+        html = compile_mjml(_mjml_source(context), where=where)
         size = filled_size(html, settings.base_url)
     if size > GMAIL_CLIP_BYTES:
         raise RenderError(
@@ -152,10 +159,10 @@ def render_variant(view: IssueView, variant: str, settings: Settings) -> Rendere
     return RenderedVariant(
         issue_id=view.issue_id,
         variant=variant,
-        subject=subject_for(current, variant, settings),
-        preheader=preheader_for(current, variant),
+        subject=context["subject"],
+        preheader=context["preheader"],
         html=html,
-        text=render_text(current, variant, settings),
+        text=_text(context),
         trimmed=tuple(applied),
     )
 
