@@ -1,0 +1,98 @@
+"""The right to be forgotten and the right of access."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from newsletter.clock import FixedClock
+from newsletter.config import Settings
+from newsletter.db.models import ConsentRecord, Event, Subscriber, Suppression
+from newsletter.errors import SuppressedError
+from subscribers.erasure import erase, export_personal_data
+from subscribers.hashing import EmailHasher
+from subscribers.importing import import_csv
+from subscribers.service import add_subscriber
+from subscribers.suppression import is_suppressed
+from tests.fixtures.subscribers import subscribe
+
+
+def _event(session: Session, clock: FixedClock, email: str, subscriber_id: int | None) -> None:
+    session.add(
+        Event(
+            provider="sendgrid",
+            event_id=f"ev-{email}",
+            type="open",
+            subscriber_id=subscriber_id,
+            email_hash=EmailHasher.load(session)(email),
+            occurred_at=clock.now(),
+            received_at=clock.now(),
+            payload={"email": email, "event": "open", "ip": "192.0.2.44", "sg_event_id": "x1"},
+        )
+    )
+    session.flush()
+
+
+def test_erase_removes_the_person_and_keeps_only_a_suppression_hash(
+    sub_session: Session, settings: Settings, clock: FixedClock
+) -> None:
+    subscription = subscribe(sub_session, settings, clock, "forget.me@example.com", name="Me")
+    _event(sub_session, clock, "forget.me@example.com", subscription.subscriber_id)
+    clock.advance(minutes=5)
+    assert erase(sub_session, clock, email="Forget.Me@example.com") is True
+    assert sub_session.scalars(select(Subscriber)).all() == []
+    records = sub_session.scalars(select(ConsentRecord)).all()
+    assert records and all(r.subscriber_id is None and r.ip is None for r in records)
+    event = sub_session.scalar(select(Event))
+    assert event is not None
+    assert event.payload == {"event": "open", "sg_event_id": "x1"}
+    assert event.subscriber_id is None
+    [suppression] = sub_session.scalars(select(Suppression)).all()
+    assert suppression.reason == "erased"
+    assert "forget" not in suppression.email_hash
+
+
+def test_an_erased_address_is_never_added_or_imported_again(
+    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock, tmp_path
+) -> None:
+    with sessions() as session, session.begin():
+        subscribe(session, settings, clock, "gone@example.com")
+        erase(session, clock, email="gone@example.com")
+    with sessions() as session:
+        assert is_suppressed(session, "GONE@example.com")
+        with pytest.raises(SuppressedError):
+            add_subscriber(session, settings, clock, email="gone@example.com")
+    source = tmp_path / "again.csv"
+    source.write_text("email\ngone@example.com\n", encoding="utf-8")
+    assert import_csv(sessions, clock, source).suppressed == 1
+
+
+def test_erasing_an_unknown_address_still_suppresses_it(
+    sub_session: Session, clock: FixedClock
+) -> None:
+    assert erase(sub_session, clock, email="never.here@example.com") is False
+    assert is_suppressed(sub_session, "never.here@example.com")
+
+
+def test_export_personal_data_gives_everything_stored_about_one_person(
+    sub_session: Session, settings: Settings, clock: FixedClock
+) -> None:
+    subscription = subscribe(sub_session, settings, clock, "me@example.com", name="私")
+    subscription.subscriber.attributes = {"会社": "例示"}
+    _event(sub_session, clock, "me@example.com", subscription.subscriber_id)
+    clock.advance(days=1)
+    data = export_personal_data(sub_session, email="ME@example.com")
+    assert data["found"] is True
+    assert data["email"] == "me@example.com"
+    assert data["subscriber"]["name"] == "私"
+    assert data["subscriber"]["attributes"] == {"会社": "例示"}
+    assert [s["status"] for s in data["subscriptions"]] == ["active"]
+    assert [c["action"] for c in data["consent"]] == ["subscribe_active"]
+    assert data["events"][0]["payload"]["email"] == "me@example.com"
+    assert data["suppression"] is None
+
+
+def test_export_personal_data_for_an_unknown_address_says_so(sub_session: Session) -> None:
+    data = export_personal_data(sub_session, email="nobody@example.com")
+    assert data == {"email": "nobody@example.com", "found": False, "suppression": None}
