@@ -7,7 +7,9 @@ the recipient's encoded values go between the pieces behind QP soft line breaks 
 which a reader removes when decoding, so no marker can ever be cut by a line fold.
 
 The output is a complete RFC 5322 `multipart/alternative` message (text first, then HTML) with
-CRLF line ends, 7-bit clean (no 8BITMIME needed), ready for `smtplib` and for `.eml` files.
+CRLF line ends, 7-bit clean by default, ready for `smtplib` and for `.eml` files. For servers
+that announce 8BITMIME, `render(..., eightbit=True)` sends the bodies as raw UTF-8 instead
+(a third of the size for Japanese, and far fewer lines for the receiver to parse).
 
 Headers for bulk mail: `List-Id` (RFC 2919), `List-Unsubscribe` with the recipient's https and
 mailto targets (RFC 2369) and `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058),
@@ -32,6 +34,8 @@ from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_U
 
 CRLF = b"\r\n"
 _SOFT_BREAK = b"=\r\n"
+MAX_LINE = 998  # octets per line, CRLF excluded (RFC 5321 4.5.3.1.6)
+SLOT_VALUE_BUDGET = 256  # bytes a slot value may take on an 8bit line
 _FORBIDDEN_IN_ADDRESS = frozenset("\r\n\t <>,;\"'()[]\\")
 
 
@@ -122,12 +126,59 @@ class _Body:
         return b"".join(out)
 
 
-def _part_head(boundary: bytes, content_type: bytes) -> bytes:
+class _Body8:
+    """One body part as raw UTF-8 (`8bit`), for servers that announce 8BITMIME.
+
+    Only used when every line stays within SMTP's 998 octets with `SLOT_VALUE_BUDGET` bytes
+    per slot on it; a recipient whose values are longer (or hold a line break) gets QP instead.
+    Japanese text is a third of its QP size this way, and a receiver parses far fewer lines.
+    """
+
+    __slots__ = ("_pieces", "_escape")
+
+    def __init__(self, content: str, *, escape_html: bool) -> None:
+        self._escape = escape_html
+        self._pieces: list[bytes | int] = [
+            part if isinstance(part, int) else _crlf(part).encode("utf-8")
+            for part in _split_on_slots(content)
+        ]
+        self._pieces.append(CRLF)
+
+    @staticmethod
+    def fits(content: str) -> bool:
+        for line in _crlf(content).split("\r\n"):
+            slots = sum(line.count(marker) for marker in SLOTS)
+            if len(line.encode("utf-8")) + slots * SLOT_VALUE_BUDGET > MAX_LINE:
+                return False
+        return True
+
+    def fill(self, values: tuple[str, ...]) -> bytes | None:
+        """The filled part, or None when a value does not fit on an 8bit line."""
+        out: list[bytes] = []
+        for piece in self._pieces:
+            if isinstance(piece, int):
+                value = values[piece]
+                if self._escape:
+                    value = html.escape(value, quote=True)
+                data = value.encode("utf-8")
+                if len(data) > SLOT_VALUE_BUDGET or b"\n" in data or b"\r" in data:
+                    return None
+                out.append(data)
+            else:
+                out.append(piece)
+        return b"".join(out)
+
+
+def _crlf(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+
+
+def _part_head(boundary: bytes, content_type: bytes, encoding: bytes) -> bytes:
     return b"".join(
         (
             b"--" + boundary + CRLF,
             b"Content-Type: " + content_type + b'; charset="utf-8"' + CRLF,
-            b"Content-Transfer-Encoding: quoted-printable" + CRLF,
+            b"Content-Transfer-Encoding: " + encoding + CRLF,
             CRLF,
         )
     )
@@ -164,9 +215,17 @@ class MimeTemplate:
         self._shared_headers = self._build_shared_headers()
         self._text = _Body(message.text, escape_html=False)
         self._html = _Body(message.html, escape_html=True)
+        self.eightbit_ok = _Body8.fits(message.text) and _Body8.fits(message.html)
+        self._text8 = _Body8(message.text, escape_html=False) if self.eightbit_ok else None
+        self._html8 = _Body8(message.html, escape_html=True) if self.eightbit_ok else None
         b = self.boundary.encode("ascii")
-        self._text_open = _part_head(b, b"text/plain")
-        self._html_open = _part_head(b, b"text/html")
+        self._opens = {
+            encoding: (
+                _part_head(b, b"text/plain", encoding.encode()),
+                _part_head(b, b"text/html", encoding.encode()),
+            )
+            for encoding in ("quoted-printable", "8bit")
+        }
         self._close = b"--" + b + b"--" + CRLF
 
     def _build_shared_headers(self) -> bytes:
@@ -214,18 +273,31 @@ class MimeTemplate:
                 lines.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
         return ("\r\n".join(lines) + "\r\n").encode("utf-8")
 
-    def render(self, recipient: Recipient) -> bytes:
-        """The complete message for one recipient, CRLF line ends."""
+    def render(self, recipient: Recipient, *, eightbit: bool = False) -> bytes:
+        """The complete message for one recipient, CRLF line ends.
+
+        7-bit quoted-printable by default; with `eightbit` (the server announced 8BITMIME)
+        raw UTF-8 bodies when they fit, which are smaller and quicker to receive.
+        """
         values = tuple(slot_values(recipient)[marker] for marker in SLOTS)
+        text = html_part = None
+        encoding = "quoted-printable"
+        if eightbit and self._text8 is not None and self._html8 is not None:
+            text, html_part = self._text8.fill(values), self._html8.fill(values)
+            if text is not None and html_part is not None:
+                encoding = "8bit"
+        if encoding != "8bit":
+            text, html_part = self._text.fill(values), self._html.fill(values)
+        text_open, html_open = self._opens[encoding]
         return b"".join(
             (
                 self._shared_headers,
                 self._recipient_headers(recipient, values),
                 CRLF,
-                self._text_open,
-                self._text.fill(values),
-                self._html_open,
-                self._html.fill(values),
+                text_open,
+                text or b"",
+                html_open,
+                html_part or b"",
                 self._close,
             )
         )

@@ -300,32 +300,63 @@ class SmtpProvider:
         """One SMTP transaction -> (outcome, detail). Never raises."""
         smtp = conn.smtp
         options: list[str] = []
+        eightbit = template.eightbit_ok and smtp.has_extn("8bitmime")
+        if eightbit:
+            options.append("BODY=8BITMIME")
         if not recipient.email.isascii():
             if not smtp.has_extn("smtputf8"):
                 return "failed", "the address is not ASCII and the server lacks SMTPUTF8"
             options.append("SMTPUTF8")
         conn.sent += 1
+        data = template.render(recipient, eightbit=eightbit)
         try:
-            smtp.sendmail(
-                template.message.from_email,
-                [recipient.email],
-                template.render(recipient),
-                mail_options=options,
-            )
-            return "accepted", ""
-        except smtplib.SMTPRecipientsRefused as err:
-            code, reply = next(iter(err.recipients.values()), (450, b"refused"))
-            return _outcome(code, reply, recipient)
-        except smtplib.SMTPResponseException as err:  # sender refused, data refused, 421 ...
-            if err.smtp_code == 421:
-                smtp.close()
-            return _outcome(err.smtp_code, err.smtp_error, recipient)
+            return transaction(smtp, template.message.from_email, recipient, data, options)
         except (smtplib.SMTPException, OSError) as err:
             smtp.close()
             return "deferred", f"connection lost: {type(err).__name__}: {err}"
 
 
-def _outcome(code: int, reply: bytes | str, recipient: Recipient) -> tuple[str, str]:
+def transaction(
+    smtp: smtplib.SMTP, sender: str, recipient: Recipient, data: bytes, options: list[str]
+) -> tuple[str, str]:
+    """MAIL, RCPT, DATA for one message through smtplib's `docmd`/`send`/`getreply`.
+
+    What `smtplib.sendmail` does, minus two costs measured in docs/providers.md: our messages
+    are strictly CRLF, so dot-stuffing is one `bytes.replace` instead of smtplib's multiline
+    regex (~1.2 ms on a 117 KB newsletter), and validated addresses skip `parseaddr`.
+    Socket errors propagate to the caller.
+    """
+    # Addresses passed `address_problem` (no spaces, brackets or line breaks): no quoting needed.
+    code, reply = smtp.docmd("mail", f"FROM:<{sender}>" + "".join(" " + o for o in options))
+    if code == 250:
+        code, reply = smtp.docmd("rcpt", f"TO:<{recipient.email}>")
+        if code in (250, 251):
+            code, reply = smtp.docmd("data")
+            if code == 354:
+                stuffed = data.replace(b"\r\n.", b"\r\n..")
+                if stuffed.startswith(b"."):
+                    stuffed = b"." + stuffed
+                if not stuffed.endswith(b"\r\n"):
+                    stuffed += b"\r\n"
+                smtp.send(stuffed + b".\r\n")
+                code, reply = smtp.getreply()
+                if code == 250:
+                    return "accepted", ""
+                return _outcome(code, reply, recipient, smtp)
+    if code not in (421, -1):
+        try:
+            smtp.rset()  # end the refused transaction; the connection stays usable
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
+    return _outcome(code, reply, recipient, smtp)
+
+
+def _outcome(
+    code: int, reply: bytes | str, recipient: Recipient, smtp: smtplib.SMTP
+) -> tuple[str, str]:
+    if code == 421 or code == -1:  # the server is closing (-1: smtplib saw no valid reply)
+        smtp.close()
+        return "deferred", f"{code} the server closed the connection"
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
     text = text.replace(recipient.email, mask_email(recipient.email))
     return classify_smtp_code(code), f"{code} {text}".strip()

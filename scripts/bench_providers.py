@@ -1,0 +1,283 @@
+"""Measure the providers' fast paths against the local servers (run in their own processes).
+
+    python scripts/bench_providers.py [--smtp-recipients 100000] [--threads 4]
+
+1. SendGrid payload for 1000 recipients: the `sendgrid` package's Mail/Personalization helpers
+   vs plain dicts + orjson (what the provider does).
+2. 20 requests of 1000 personalizations to the local SendGrid-compatible server: one pooled
+   keep-alive httpx.Client vs a new connection per request (what python_http_client does).
+3. Per-recipient MIME: compiled template vs building an EmailMessage per recipient.
+4. SMTP throughput: N recipients through the pooled SmtpProvider to the aiosmtpd sink.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from newsletter.config import Secret  # noqa: E402
+from newsletter.providers.base import Batch, PreparedMessage, Recipient  # noqa: E402
+from newsletter.providers.mime import build_message, slot_values  # noqa: E402
+from newsletter.providers.sendgrid import SendGridProvider, build_payload  # noqa: E402
+from newsletter.providers.smtp import SmtpProvider, parse_smtp_url  # noqa: E402
+from newsletter.render.mime import build_mime  # noqa: E402
+
+KEY = "bench-key"
+
+
+def message(variant: str = "ja") -> PreparedMessage:
+    """A real rendered variant of an 8-article issue (the renderer's own sample articles)."""
+    from newsletter.config import load_settings
+    from newsletter.render.renderer import render_issue_variants
+    from newsletter.render.view import issue_view_from_dicts
+    from tests.fixtures.render import ISSUE_DATE, make_article
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(
+            {},
+            database_url=f"sqlite:///{tmp}/unused.db",
+            var_dir=Path(tmp),
+            secret_keys=(Secret("bench-secret-key-0123456789"),),
+            base_url="https://news.example.com",
+        )
+        view = issue_view_from_dicts(1, ISSUE_DATE, [make_article(n) for n in range(1, 9)])
+        rendered = render_issue_variants(view, settings)[variant]
+    return PreparedMessage(
+        issue_id=1,
+        variant=variant,
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        from_name="AI日報",
+        from_email="news@ainippo.example",
+        list_id="AI日報 <daily.ainippo.example>",
+        categories=("newsletter", variant),
+    )
+
+
+def recipients(count: int, start: int = 0) -> list[Recipient]:
+    return [
+        Recipient(
+            delivery_id=n,
+            subscriber_id=n,
+            email=f"reader{n}@example.com",
+            name=f"読者{n}",
+            unsubscribe_url=f"https://news.example.com/u/{'t' * 40}{n}",
+            preferences_url=f"https://news.example.com/p/{'t' * 40}{n}",
+            unsubscribe_mailto="mailto:unsubscribe@ainippo.example",
+        )
+        for n in range(start, start + count)
+    ]
+
+
+def best_of(runs: int, func: Callable[[], object]) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def bench_payload() -> dict[str, float]:
+    from sendgrid.helpers.mail import (
+        Content,
+        CustomArg,
+        Email,
+        Header,
+        Mail,
+        Personalization,
+        Substitution,
+        To,
+    )
+
+    msg = message()
+    people = recipients(1000)
+    batch = Batch(1, msg, people)
+
+    def with_helpers() -> bytes:
+        mail = Mail()
+        mail.from_email = Email(msg.from_email, msg.from_name)
+        mail.subject = msg.subject
+        mail.add_content(Content("text/plain", msg.text))
+        mail.add_content(Content("text/html", msg.html))
+        for r in people:
+            p = Personalization()
+            p.add_to(To(r.email, r.name))
+            for key, value in slot_values(r).items():
+                p.add_substitution(Substitution(key, value))
+            for key, value in (
+                ("issue_id", "1"),
+                ("batch_id", "1"),
+                ("delivery_id", str(r.delivery_id)),
+            ):
+                p.add_custom_arg(CustomArg(key, value))
+            p.add_header(Header("List-Unsubscribe", f"<{r.unsubscribe_url}>"))
+            mail.add_personalization(p)
+        return json.dumps(mail.get()).encode()
+
+    def direct() -> bytes:
+        return orjson.dumps(build_payload(batch, people, sandbox=False).body)
+
+    return {
+        "sendgrid_helpers_ms": best_of(5, with_helpers) * 1000,
+        "direct_dicts_orjson_ms": best_of(5, direct) * 1000,
+        "request_bytes": len(direct()),
+    }
+
+
+def start_process(args: list[str]) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def bench_http(requests: int = 20) -> dict[str, float]:
+    proc, url = start_process(
+        ["newsletter.testing.sendgrid_server", "--port", "0", "--api-key", KEY]
+    )
+    try:
+        msg = message()
+        batches = [Batch(n, msg, recipients(1000, n * 1000)) for n in range(requests)]
+        provider = SendGridProvider(Secret(KEY), url, max_connections=1)
+        started = time.perf_counter()
+        for batch in batches:
+            provider.send_batch(batch)
+        pooled = time.perf_counter() - started
+        provider.close()
+        bodies = [orjson.dumps(build_payload(b, b.recipients, sandbox=False).body) for b in batches]
+        headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+        started = time.perf_counter()
+        for body in bodies:
+            with httpx.Client() as fresh:  # a new connection (and client) per request
+                fresh.post(url + "/v3/mail/send", content=body, headers=headers)
+        fresh_time = time.perf_counter() - started
+        started = time.perf_counter()
+        provider = SendGridProvider(Secret(KEY), url, max_connections=4)
+        threads = [
+            threading.Thread(target=lambda part=part: [provider.send_batch(b) for b in part])
+            for part in (batches[0::4], batches[1::4], batches[2::4], batches[3::4])
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        parallel = time.perf_counter() - started
+        provider.close()
+        stats = httpx.get(url + "/_stats").json()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    return {
+        "keep_alive_ms_per_request": pooled / requests * 1000,
+        "new_connection_ms_per_request": fresh_time / requests * 1000,
+        "keep_alive_4_threads_requests_per_s": requests / parallel,
+        "server_duplicates": stats["duplicates"],
+    }
+
+
+def bench_mime() -> dict[str, float]:
+    msg = message()
+    people = recipients(2000)
+    sender = f"{msg.from_name} <{msg.from_email}>"
+    compiled = best_of(3, lambda: [build_message(msg, r) for r in people]) / len(people)
+    few = people[:200]
+    per_message = best_of(
+        3,
+        lambda: [
+            build_mime(msg, sender=sender, to=r.email, slots=slot_values(r)).as_bytes() for r in few
+        ],
+    ) / len(few)
+    return {
+        "compiled_template_us_per_message": compiled * 1e6,
+        "emailmessage_per_recipient_us_per_message": per_message * 1e6,
+        "message_bytes": len(build_message(msg, people[0])),
+    }
+
+
+def bench_smtp(total: int, threads: int, variant: str) -> dict[str, float]:
+    proc, url = start_process(
+        ["newsletter.testing.smtp_sink", "--port", "0", "--count-only", "--fast-data"]
+    )
+    try:
+        provider = SmtpProvider(parse_smtp_url(f"{url}&pool={threads}"))
+        msg = message(variant)
+        batches = [Batch(n, msg, recipients(1000, n * 1000)) for n in range(total // 1000)]
+        accepted = 0
+        lock = threading.Lock()
+
+        def worker(part: list[Batch]) -> None:
+            nonlocal accepted
+            for batch in part:
+                count = len(provider.send_batch(batch).accepted)
+                with lock:
+                    accepted += count
+
+        started = time.perf_counter()
+        pool = [
+            threading.Thread(target=worker, args=(batches[i::threads],)) for i in range(threads)
+        ]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+        elapsed = time.perf_counter() - started
+        provider.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    sink = json.loads(out.strip().splitlines()[-1])
+    return {
+        "recipients": total,
+        "variant": variant,
+        "message_bytes": len(build_message(msg, recipients(1)[0])),
+        "threads": threads,
+        "accepted": accepted,
+        "sink_messages": sink["messages"],
+        "sink_connections": sink["connections"],
+        "seconds": elapsed,
+        "messages_per_s": accepted / elapsed,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--smtp-recipients", type=int, default=100_000)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--variant", default="ja", choices=["ja", "en", "both"])
+    parser.add_argument("--only", choices=["payload", "http", "mime", "smtp"])
+    args = parser.parse_args()
+    print(f"# {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    parts = {
+        "payload": bench_payload,
+        "http": bench_http,
+        "mime": bench_mime,
+        "smtp": lambda: bench_smtp(args.smtp_recipients, args.threads, args.variant),
+    }
+    for name, func in parts.items():
+        if args.only and name != args.only:
+            continue
+        result = func()
+        print(
+            name,
+            json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}),
+        )
+
+
+if __name__ == "__main__":
+    main()
