@@ -50,6 +50,9 @@ def build_mime(
     mail["Message-ID"] = make_msgid(domain=(domain.strip(">") or None))
     for name, value in (headers or {}).items():
         mail[name] = value
-    mail.set_content(fill_slots(message.text, values), subtype="plain", charset="utf-8")
-    mail.add_alternative(fill_slots(message.html, values), subtype="html", charset="utf-8")
+    # Quoted-printable keeps the message 7-bit clean (no 8BITMIME needed) and the mostly-ASCII
+    # HTML readable in an .eml file.
+    text, html = fill_slots(message.text, values), fill_slots(message.html, values)
+    mail.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    mail.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
     return mail
