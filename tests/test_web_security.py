@@ -10,6 +10,12 @@ from newsletter.web.i18n import MESSAGES, pick_language
 from newsletter.web.security import CsrfSigner, RateLimiter
 
 
+@pytest.fixture
+def database_url(sqlite_url: str) -> str:
+    """Headers and languages do not depend on the database: SQLite only."""
+    return sqlite_url
+
+
 def test_every_page_carries_the_security_headers(web_client: TestClient) -> None:
     response = web_client.get("/subscribe")
     headers = response.headers
