@@ -102,3 +102,20 @@ def test_statistics_count_recipients_from_the_events_and_draw_a_chart(
 
 def test_unknown_issue_is_404(web_client: TestClient, seeded: Seeded) -> None:
     assert web_client.get("/admin/issues/9999", headers=BEARER).status_code == 404
+
+
+def test_the_preview_renders_an_issue_that_was_only_built(
+    web_client: TestClient, web_runtime: Runtime, clock
+) -> None:
+    from newsletter.db.session import transaction
+    from tests.fixtures.render import make_article, store_issue
+
+    with transaction(web_runtime.sessions) as session:
+        issue = store_issue(session, [make_article(1), make_article(2)], built_at=clock.now())
+        issue_id = issue.id
+    page = web_client.get(f"/preview/{issue_id}", headers=BEARER)
+    assert page.status_code == 200 and page.text.count("<iframe") == 6
+    frame = web_client.get(f"/preview/{issue_id}/ja", headers=BEARER)
+    assert frame.status_code == 200
+    assert "https://news.example.com/u/preview" in frame.text
+    assert "-unsubscribe_url-" not in frame.text
