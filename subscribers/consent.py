@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.clock import Clock
@@ -236,5 +236,108 @@ def expire_pending(session: Session, clock: Clock, *, older_than: timedelta) -> 
             for _, subscriber_id, list_id in stale
         ],
     )
+    session.flush()
+    return len(stale)
+
+
+def resend_confirmations(
+    session: Session,
+    settings: Settings,
+    clock: Clock,
+    *,
+    list_slug: str,
+    provider: Provider,
+    limit: int | None = None,
+) -> int:
+    """Send a confirmation email to every pending subscription of a list; how many were sent.
+
+    For re-permission after an import with `--status pending`: each person gets the same
+    email as a web sign-up and becomes active only by clicking it. Suppressed addresses get
+    nothing. Each send is recorded (`subscribe`, source `repermission`) so the link counts.
+    """
+    mailing_list = resolve_list(session, clock, list_slug)
+    signer = ConfirmSigner(settings)
+    now = clock.now()
+    query = (
+        select(Subscription, Subscriber)
+        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .where(
+            Subscription.list_id == mailing_list.id,
+            Subscription.status == SubscriptionStatus.PENDING,
+        )
+        .order_by(Subscription.id)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    sent = 0
+    for subscription, subscriber in session.execute(query).all():
+        if is_suppressed_hash(session, subscriber.email_hash):
+            continue
+        subscription.updated_at = now  # the new link restarts the expiry clock
+        record_consent(
+            session,
+            subscriber_id=subscriber.id,
+            list_id=mailing_list.id,
+            action="subscribe",
+            source="repermission",
+            at=now,
+        )
+        send_confirmation(
+            provider,
+            settings,
+            subscriber_id=subscriber.id,
+            email=subscriber.email,
+            language=subscriber.language,
+            name=subscriber.name,
+            list_name=mailing_list.name,
+            confirm_url=confirm_url(settings.base_url, signer.token(subscription.id)),
+            expires_at=confirm_expiry(now, CONFIRM_MAX_AGE_S),
+        )
+        sent += 1
+    session.flush()
+    return sent
+
+
+def purge_expired(session: Session, clock: Clock, *, older_than: timedelta) -> int:
+    """Delete sign-ups that expired more than `older_than` ago (data minimisation).
+
+    A subscriber left with no subscription at all is deleted too; their consent records stay,
+    cut loose from them (subscriber id NULL). Returns how many subscriptions were deleted.
+    """
+    cutoff = clock.now() - older_than
+    stale = session.execute(
+        select(Subscription.id, Subscription.subscriber_id).where(
+            Subscription.status == SubscriptionStatus.EXPIRED, Subscription.updated_at < cutoff
+        )
+    ).all()
+    if not stale:
+        return 0
+    subscriber_ids = sorted({row[1] for row in stale})
+    for start in range(0, len(stale), 1000):
+        ids = [row[0] for row in stale[start : start + 1000]]
+        session.execute(
+            delete(Subscription)
+            .where(Subscription.id.in_(ids))
+            .execution_options(synchronize_session="fetch")
+        )
+    for start in range(0, len(subscriber_ids), 1000):
+        chunk = subscriber_ids[start : start + 1000]
+        orphans = select(Subscriber.id).where(
+            Subscriber.id.in_(chunk),
+            ~select(Subscription.id).where(Subscription.subscriber_id == Subscriber.id).exists(),
+        )
+        orphan_ids = list(session.scalars(orphans))
+        if orphan_ids:
+            session.execute(
+                update(ConsentRecord)
+                .where(ConsentRecord.subscriber_id.in_(orphan_ids))
+                .values(subscriber_id=None, ip=None, user_agent=None)
+                .execution_options(synchronize_session="fetch")
+            )
+            session.execute(
+                delete(Subscriber)
+                .where(Subscriber.id.in_(orphan_ids))
+                .execution_options(synchronize_session="fetch")
+            )
     session.flush()
     return len(stale)

@@ -250,3 +250,49 @@ def test_pending_signups_older_than_the_limit_expire(
     }
     assert statuses == {"old@example.com": "expired", "recent@example.com": "pending"}
     assert expire_pending(sub_session, clock, older_than=timedelta(days=7)) == 0
+
+
+def test_repermission_mails_each_pending_subscription_and_the_link_activates_it(
+    sub_session: Session, settings: Settings, clock: FixedClock, recording_provider
+) -> None:
+    from subscribers.consent import resend_confirmations
+
+    subscribe(sub_session, settings, clock, "p1@example.com", status="pending", language="en")
+    subscribe(sub_session, settings, clock, "p2@example.com", status="pending")
+    subscribe(sub_session, settings, clock, "active@example.com")
+    subscribe(sub_session, settings, clock, "bad@example.com", status="pending")
+    suppress(sub_session, clock, email="bad@example.com", reason="manual", source="admin")
+    sent = resend_confirmations(
+        sub_session, settings, clock, list_slug="daily", provider=recording_provider
+    )
+    assert sent == 2
+    assert sorted(s.recipient.email for s in recording_provider.sent) == [
+        "p1@example.com",
+        "p2@example.com",
+    ]
+    first = recording_provider.to("p1@example.com")[0]
+    assert "Confirm my subscription" in first.message.html
+    token = CONFIRM_LINK.search(first.message.text).group(1)  # type: ignore[union-attr]
+    assert confirm(sub_session, settings, clock, token=token, ip=None, user_agent=None).status == (
+        "active"
+    )
+
+
+def test_purge_deletes_long_expired_signups_and_orphaned_subscribers(
+    sub_session: Session, settings: Settings, clock: FixedClock, recording_provider
+) -> None:
+    from newsletter.db.models import Subscriber
+    from subscribers.consent import purge_expired
+
+    _signup(sub_session, settings, clock, recording_provider, "never@example.com")
+    subscribe(sub_session, settings, clock, "stays@example.com")
+    clock.advance(days=8)
+    expire_pending(sub_session, clock, older_than=timedelta(days=7))
+    assert purge_expired(sub_session, clock, older_than=timedelta(days=30)) == 0
+    clock.advance(days=31)
+    assert purge_expired(sub_session, clock, older_than=timedelta(days=30)) == 1
+    assert set(sub_session.scalars(select(Subscriber.email))) == {"stays@example.com"}
+    orphaned = sub_session.scalars(
+        select(ConsentRecord).where(ConsentRecord.subscriber_id.is_(None))
+    ).all()
+    assert orphaned and all(r.ip is None for r in orphaned)
