@@ -129,3 +129,26 @@ def test_addresses_that_could_break_a_header_are_refused():
     assert address_problem("a@b.example\r\nBcc: x@y.example") is not None
     assert address_problem("no-at-sign") is not None
     assert address_problem("two words@example.com") is not None
+
+
+def test_eightbit_text_is_raw_utf8_while_a_minified_html_line_stays_quoted_printable():
+    data = template_for(make_message()).render(make_recipient(1), eightbit=True)
+    text, html = parse(data).iter_parts()
+    assert text["Content-Transfer-Encoding"] == "8bit"
+    assert html["Content-Transfer-Encoding"] == "quoted-printable"  # one line + 3 slots > 998
+    assert "読者1さん、おはようございます。".encode() in data
+    assert "配信停止: https://news.example.com/u/token-1" in text.get_content()
+    assert 'href="https://news.example.com/u/token-1"' in html.get_content()
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+
+
+def test_without_eightbit_everything_is_seven_bit():
+    template = template_for(make_message(html="<p>" + "長" * 400 + "</p>"))
+    assert template.render(make_recipient(1)).isascii()
+
+
+def test_a_value_too_long_for_an_8bit_line_falls_back_to_quoted_printable():
+    recipient = make_recipient(1, unsubscribe_url="https://news.example.com/u/" + "t" * 400)
+    data = template_for(make_message()).render(recipient, eightbit=True)
+    assert b"Content-Transfer-Encoding: quoted-printable" in data
+    assert "https://news.example.com/u/" + "t" * 400 in parts(parse(data))[0]

@@ -191,3 +191,35 @@ def test_invalid_smtp_urls_name_the_setting(url):
 )
 def test_reply_codes_follow_mailmans_rules(code, outcome):
     assert classify_smtp_code(code) == outcome
+
+
+def test_a_server_with_8bitmime_gets_raw_utf8_bodies(provider, smtp_sink):
+    provider.send_batch(make_batch(1))
+    data = smtp_sink.messages[0].data
+    assert b"Content-Transfer-Encoding: 8bit" in data
+    assert "読者1さん".encode() in data
+
+
+def test_lines_beginning_with_a_dot_arrive_intact(provider, smtp_sink):
+    message = make_message(text=".hidden line\n..two dots\n.\nend -unsubscribe_url-\n")
+    provider.send_batch(Batch(7, message, [make_recipient(1)]))
+    received = email.message_from_bytes(smtp_sink.messages[0].data, policy=policy.default)
+    text = next(received.iter_parts()).get_content().replace("\r\n", "\n")
+    assert text.startswith(".hidden line\n..two dots\n.\nend https://")
+
+
+def test_the_fast_data_sink_receives_the_same_bytes():
+    with SmtpSink(fast_data=True) as sink:
+        smtp = SmtpProvider(parse_smtp_url(sink.url))
+        message = make_message(text=".dot\n" + TEXT_WITH_SLOT)
+        result = smtp.send_batch(Batch(7, message, [make_recipient(1), make_recipient(2)]))
+        smtp.close()
+        received = [
+            next(email.message_from_bytes(m.data, policy=policy.default).iter_parts())
+            for m in sink.messages
+        ]
+    assert result.accepted == [1001, 1002]
+    assert received[1].get_content().replace("\r\n", "\n").startswith(".dot\n")
+
+
+TEXT_WITH_SLOT = "unsubscribe: -unsubscribe_url-\n"

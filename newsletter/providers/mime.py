@@ -215,9 +215,10 @@ class MimeTemplate:
         self._shared_headers = self._build_shared_headers()
         self._text = _Body(message.text, escape_html=False)
         self._html = _Body(message.html, escape_html=True)
-        self.eightbit_ok = _Body8.fits(message.text) and _Body8.fits(message.html)
-        self._text8 = _Body8(message.text, escape_html=False) if self.eightbit_ok else None
-        self._html8 = _Body8(message.html, escape_html=True) if self.eightbit_ok else None
+        # Each part is 8bit-capable on its own (minified HTML usually is not; text usually is).
+        self._text8 = _Body8(message.text, escape_html=False) if _Body8.fits(message.text) else None
+        self._html8 = _Body8(message.html, escape_html=True) if _Body8.fits(message.html) else None
+        self.eightbit_ok = self._text8 is not None or self._html8 is not None
         b = self.boundary.encode("ascii")
         self._opens = {
             encoding: (
@@ -280,27 +281,35 @@ class MimeTemplate:
         raw UTF-8 bodies when they fit, which are smaller and quicker to receive.
         """
         values = tuple(slot_values(recipient)[marker] for marker in SLOTS)
-        text = html_part = None
-        encoding = "quoted-printable"
-        if eightbit and self._text8 is not None and self._html8 is not None:
-            text, html_part = self._text8.fill(values), self._html8.fill(values)
-            if text is not None and html_part is not None:
-                encoding = "8bit"
-        if encoding != "8bit":
-            text, html_part = self._text.fill(values), self._html.fill(values)
-        text_open, html_open = self._opens[encoding]
+        text_open, text = self._part(self._text, self._text8, 0, values, eightbit)
+        html_open, html_part = self._part(self._html, self._html8, 1, values, eightbit)
         return b"".join(
             (
                 self._shared_headers,
                 self._recipient_headers(recipient, values),
                 CRLF,
                 text_open,
-                text or b"",
+                text,
                 html_open,
-                html_part or b"",
+                html_part,
                 self._close,
             )
         )
+
+    def _part(
+        self,
+        qp: _Body,
+        raw: _Body8 | None,
+        index: int,
+        values: tuple[str, ...],
+        eightbit: bool,
+    ) -> tuple[bytes, bytes]:
+        """(part header, encoded body): raw UTF-8 when allowed and it fits, else QP."""
+        if eightbit and raw is not None:
+            body = raw.fill(values)
+            if body is not None:
+                return self._opens["8bit"][index], body
+        return self._opens["quoted-printable"][index], qp.fill(values)
 
 
 def list_unsubscribe(recipient: Recipient, *, fold: bool = False) -> str:
