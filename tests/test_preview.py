@@ -77,6 +77,8 @@ def test_preview_page_shows_each_variant_at_phone_and_desktop_width(
         assert f'class="phone" src="{variant}.html"' in page
         assert f'class="desktop" src="{variant}.html"' in page
     assert ".phone { width:375px; }" in page
+    assert "https://news.example.com/u/preview" in page  # the text part, slots filled
+    assert "== 今日のまとめ ==" in page
 
 
 def test_preview_server_serves_the_page_on_localhost(
@@ -93,6 +95,8 @@ def test_preview_server_serves_the_page_on_localhost(
             assert resp.status == 200 and b"<iframe" in resp.read()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/ja.html", timeout=5) as resp:
             assert "今日のまとめ".encode() in resp.read()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ja.txt", timeout=5) as resp:
+            assert resp.headers["Content-Type"] == "text/plain; charset=utf-8"
     finally:
         server.shutdown()
         server.server_close()

@@ -114,6 +114,7 @@ def preview_page(
             "preheader": v.preheader,
             "trimmed": v.trimmed,
             "size": f"{sizes.get(v.variant, 0):,}",
+            "text": fill_slots(v.text, preview_slots(settings)),
         }
         for v in variants
     ]
@@ -130,6 +131,13 @@ def make_server(directory: Path, port: int = 0) -> ThreadingHTTPServer:
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
+    extensions_map = {
+        **SimpleHTTPRequestHandler.extensions_map,
+        ".txt": "text/plain; charset=utf-8",
+        ".html": "text/html; charset=utf-8",
+        ".eml": "message/rfc822",
+    }
+
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib name)
         return
 
