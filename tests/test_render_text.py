@@ -122,3 +122,12 @@ def test_only_absolute_http_urls_are_safe() -> None:
         "vbscript:x",
     ):
         assert safe_http_url(bad) is None, bad
+
+
+def test_an_issue_without_links_has_no_empty_links_heading(render_settings: Settings) -> None:
+    article = make_article(1, url=None, source_url=None)
+    for content in article["content"].values():
+        content["related"] = []
+    text = render_text(render_settings, article, variant="en")
+    assert "Links" not in text and "[1]" not in text
+    assert "Unsubscribe:" in text
