@@ -98,6 +98,8 @@ def test_statistics_count_recipients_from_the_events_and_draw_a_chart(
     assert "<th>Bounced</th><td>0</td>" in page.text
     assert "<svg" in page.text and page.text.count("<polyline") == 3
     assert "<script" not in page.text
+    assert "<th>total</th><td>1</td>" in page.text  # the send ledger beside the events
+    assert "<th>accepted</th><td>1</td>" in page.text
 
 
 def test_unknown_issue_is_404(web_client: TestClient, seeded: Seeded) -> None:

@@ -70,6 +70,18 @@ def test_one_click_post_accepts_multipart_bodies(
     assert _status(web_runtime, seeded) == "unsubscribed"
 
 
+def test_one_click_post_accepts_a_body_without_a_form_content_type(
+    web_client: TestClient, web_runtime: Runtime, seeded: Seeded
+) -> None:
+    response = web_client.post(
+        _path(web_runtime, seeded),
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "text/plain"},
+    )
+    assert response.status_code == 200
+    assert _status(web_runtime, seeded) == "unsubscribed"
+
+
 def test_one_click_post_is_idempotent(
     web_client: TestClient, web_runtime: Runtime, seeded: Seeded
 ) -> None:

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from newsletter.db.models import Issue, IssueVariant, MailingList
+from newsletter.delivery.status import send_status
 from newsletter.errors import NotFoundError
 from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL, VARIANTS
 from newsletter.urls import preferences_url, unsubscribe_url
@@ -132,14 +133,14 @@ async def preview_frame(request: Request) -> Response:
     )
 
 
-def _ledger(session: Session, issue_id: int) -> dict[str, Any] | None:
-    """Send-ledger counts from the delivery part, when it is installed."""
-    try:
-        from newsletter.delivery.status import issue_status
-    except ImportError:
-        return None
-    status = issue_status(session, issue_id)
-    return {k: v for k, v in status.items() if isinstance(v, int | str | float) and v is not None}
+def _ledger(session: Session, issue_id: int) -> dict[str, Any]:
+    """The send ledger beside the events: recipients per delivery status, and when it ran."""
+    status = send_status(session, issue_id)
+    rows: dict[str, Any] = {"total": status.total}
+    rows.update({name: count for name, count in status.recipients.items() if count})
+    rows["send_started_at"] = status.send_started_at
+    rows["sent_at"] = status.sent_at
+    return rows
 
 
 async def stats_page(request: Request) -> Response:

@@ -8,6 +8,7 @@ redirect) and is idempotent. A tampered token gets the same 400 page whatever it
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import parse_qs
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -68,8 +69,7 @@ async def unsubscribe_page(request: Request) -> Response:
 async def unsubscribe_post(request: Request) -> Response:
     """RFC 8058 one-click (mail clients) and the confirmation page's button: the same POST."""
     claim = _claim(request)
-    form = await request.form()
-    if form.get("List-Unsubscribe") != ONE_CLICK:
+    if not await _is_one_click(request):
         raise ValidationError("expected List-Unsubscribe=One-Click in the request body")
     state = state_of(request)
     ip = client_ip(request)
@@ -101,6 +101,16 @@ async def unsubscribe_post(request: Request) -> Response:
         link_url=f"/p/{request.path_params['token']}",
         link_text=t["preferences_link"][lang],
     )
+
+
+async def _is_one_click(request: Request) -> bool:
+    """The RFC 8058 body, urlencoded or multipart; a bare body without a form type too."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        form = await request.form()
+        return form.get("List-Unsubscribe") == ONE_CLICK
+    body = (await request.body())[:1024].decode("utf-8", "replace")
+    return ONE_CLICK in parse_qs(body.strip()).get("List-Unsubscribe", [])
 
 
 @dataclass(frozen=True, slots=True)
