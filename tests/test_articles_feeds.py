@@ -122,12 +122,12 @@ def test_a_feed_entry_without_a_date_is_an_error(
 
 
 def test_a_feed_in_an_unsupported_language_is_rejected_per_entry(
-    sessions: sessionmaker[Session], clock: FixedClock, tmp_path: Path
+    sqlite_sessions: sessionmaker[Session], clock: FixedClock, tmp_path: Path
 ) -> None:
     path = write(
         tmp_path / "feed.xml", RSS.replace("<language>ja-JP</language>", "<language>fr</language>")
     )
-    report = import_sources(sessions, [path], clock)
+    report = import_sources(sqlite_sessions, [path], clock)
     assert report.rejected == 2
     assert report.messages()[0] == (
         f"{path}: article rss-1: language: unsupported language 'fr'; expected ja or en"
@@ -135,10 +135,10 @@ def test_a_feed_in_an_unsupported_language_is_rejected_per_entry(
 
 
 def test_a_feed_that_declares_no_language_is_rejected(
-    sessions: sessionmaker[Session], clock: FixedClock, tmp_path: Path
+    sqlite_sessions: sessionmaker[Session], clock: FixedClock, tmp_path: Path
 ) -> None:
     path = write(tmp_path / "feed.xml", RSS.replace("<language>ja-JP</language>", ""))
-    report = import_sources(sessions, [path], clock)
+    report = import_sources(sqlite_sessions, [path], clock)
     assert report.rejected == 2
     assert "the feed declares no language" in report.messages()[0]
 
@@ -174,18 +174,18 @@ def test_json_is_fetched_over_http_too(
 
 
 def test_an_http_error_names_the_url_and_status(
-    sessions: sessionmaker[Session],
+    sqlite_sessions: sessionmaker[Session],
     clock: FixedClock,
     articles_http_dir: tuple[Path, str],
 ) -> None:
     _, base = articles_http_dir
-    report = import_sources(sessions, [f"{base}/missing.xml"], clock)
+    report = import_sources(sqlite_sessions, [f"{base}/missing.xml"], clock)
     assert report.messages() == [f"{base}/missing.xml: cannot fetch: HTTP 404"]
 
 
 def test_an_html_page_is_not_mistaken_for_a_feed(
-    sessions: sessionmaker[Session], clock: FixedClock, tmp_path: Path
+    sqlite_sessions: sessionmaker[Session], clock: FixedClock, tmp_path: Path
 ) -> None:
     path = write(tmp_path / "page.xml", "<html><body><p>hello</p></body></html>")
-    report = import_sources(sessions, [path], clock)
+    report = import_sources(sqlite_sessions, [path], clock)
     assert report.messages() == [f"{path}: not an RSS 2.0 or Atom feed"]

@@ -248,20 +248,20 @@ def test_json_lines_with_a_bad_line_keeps_the_other_lines(
 
 
 def test_a_file_that_is_not_json_is_one_error_with_line_and_column(
-    sessions: sessionmaker[Session], clock: FixedClock, tmp_path: Path
+    sqlite_sessions: sessionmaker[Session], clock: FixedClock, tmp_path: Path
 ) -> None:
     path = tmp_path / "notes.json"
     path.write_text('[\n  {"id": "a",\n   "url": nope}\n]\n', "utf-8")
-    report = import_sources(sessions, [str(path)], clock)
+    report = import_sources(sqlite_sessions, [str(path)], clock)
     assert not report.ok and report.rejected == 0
     assert report.messages() == [f"{path}: not valid JSON: Expecting value at line 3 column 11"]
 
 
 def test_a_missing_file_does_not_stop_the_other_sources(
-    sessions: sessionmaker[Session], clock: FixedClock, tmp_path: Path
+    sqlite_sessions: sessionmaker[Session], clock: FixedClock, tmp_path: Path
 ) -> None:
     good = write_json(tmp_path / "good.json", article_dict("g", "2026-06-13T06:00:00+09:00"))
-    report = import_sources(sessions, [str(tmp_path / "nope.json"), good], clock)
+    report = import_sources(sqlite_sessions, [str(tmp_path / "nope.json"), good], clock)
     assert report.imported == 1
     assert report.messages() == [f"{tmp_path / 'nope.json'}: no such file"]
 

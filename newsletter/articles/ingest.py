@@ -16,12 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.articles.feeds import looks_like_feed, parse_feed
-from newsletter.articles.schema import ArticleRecord, article_label, validate_article
+from newsletter.articles.schema import (
+    ArticleRecord,
+    ContentRecord,
+    article_label,
+    validate_article,
+)
 from newsletter.clock import Clock
 from newsletter.db.models import Article, ArticleContent
 from newsletter.db.session import transaction
@@ -237,64 +242,97 @@ def import_records(
 def store_records(
     session: Session, records: Sequence[ArticleRecord], origin: str, clock: Clock
 ) -> tuple[int, int, int]:
-    """Insert or update in place; returns (imported, updated, unchanged)."""
-    existing = _existing(session, [r.id for r in records])
-    imported = updated = unchanged = 0
+    """Insert new articles, update changed ones in place; returns (imported, updated, unchanged).
+
+    Bulk statements, not one ORM object per article: the content hash decides up front which
+    articles need writing. When an id appears twice in one source, the last one wins.
+    """
+    latest = {record.id: record for record in records}
+    known = _known(session, list(latest))
     now = clock.now()
-    for record in records:
+    fresh: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
+    contents: dict[str, ArticleRecord] = {}
+    unchanged = 0
+    for ident, record in latest.items():
         digest = record.content_hash()
-        article = existing.get(record.id)
-        if article is None:
-            article = Article(external_id=record.id, created_at=now)
-            session.add(article)
-            existing[record.id] = article
-            imported += 1
-        elif article.content_hash == digest:
+        found = known.get(ident)
+        if found is not None and found[1] == digest:
             unchanged += 1
             continue
+        row = _article_row(record, digest, origin, now)
+        if found is None:
+            fresh.append({**row, "external_id": ident, "created_at": now})
         else:
-            updated += 1
-        _apply(article, record, digest, origin, now)
-    session.flush()
-    return imported, updated, unchanged
+            changed.append({**row, "article_id": found[0]})
+        contents[ident] = record
+
+    ids = {ident: found[0] for ident, found in known.items()}
+    if fresh:
+        # Core table statements: executemany / multi-row VALUES, no per-row ORM bookkeeping.
+        table = Article.__table__
+        inserted = session.execute(insert(table).returning(table.c.id, table.c.external_id), fresh)
+        ids.update({external_id: article_id for article_id, external_id in inserted})
+    if changed:
+        table = Article.__table__
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("article_id"))
+            .values({key: bindparam(key) for key in changed[0] if key != "article_id"}),
+            changed,
+        )
+        for start in range(0, len(changed), _LOOKUP_CHUNK):
+            chunk = [row["article_id"] for row in changed[start : start + _LOOKUP_CHUNK]]
+            session.execute(delete(ArticleContent).where(ArticleContent.article_id.in_(chunk)))
+    content_rows = [
+        _content_row(ids[ident], lang, content)
+        for ident, record in contents.items()
+        for lang, content in record.content.items()
+    ]
+    if content_rows:
+        session.execute(insert(ArticleContent.__table__), content_rows)
+    session.expire_all()  # ORM objects loaded earlier in this session must not show old values
+    return len(fresh), len(changed), unchanged
 
 
-def _existing(session: Session, ids: list[str]) -> dict[str, Article]:
-    found: dict[str, Article] = {}
-    unique = list(dict.fromkeys(ids))
-    for start in range(0, len(unique), _LOOKUP_CHUNK):
-        chunk = unique[start : start + _LOOKUP_CHUNK]
-        for article in session.scalars(select(Article).where(Article.external_id.in_(chunk))):
-            found[article.external_id] = article
+def _known(session: Session, ids: list[str]) -> dict[str, tuple[int, str]]:
+    """external id -> (database id, content hash) for the ids already stored."""
+    found: dict[str, tuple[int, str]] = {}
+    for start in range(0, len(ids), _LOOKUP_CHUNK):
+        chunk = ids[start : start + _LOOKUP_CHUNK]
+        query = select(Article.external_id, Article.id, Article.content_hash).where(
+            Article.external_id.in_(chunk)
+        )
+        for external_id, article_id, digest in session.execute(query):
+            found[external_id] = (article_id, digest)
     return found
 
 
-def _apply(article: Article, record: ArticleRecord, digest: str, origin: str, now: Any) -> None:
-    article.url = record.url
-    article.source_url = record.source_url
-    article.source_name = record.source_name
-    article.published_at = record.published_at
-    article.importance = record.importance
-    article.tags = list(record.tags)
-    article.content_hash = digest
-    article.origin = origin[:2048]
-    article.updated_at = now
-    # Update languages in place (the (article, language) pair is unique, so delete-then-insert
-    # in one flush could collide); drop languages the new version no longer has.
-    by_lang = {c.language: c for c in article.contents}
-    for lang, content in record.content.items():
-        row = by_lang.pop(lang, None)
-        if row is None:
-            row = ArticleContent(language=lang)
-            article.contents.append(row)
-        row.title = content.title
-        row.summary = content.summary
-        row.key_points = [{"heading": p.heading, "body": p.body} for p in content.key_points]
-        row.impact_analysis = content.impact_analysis
-        row.editor_comment = content.editor_comment
-        row.body = content.body
-        row.related = [
+def _article_row(record: ArticleRecord, digest: str, origin: str, now: Any) -> dict[str, Any]:
+    return {
+        "url": record.url,
+        "source_url": record.source_url,
+        "source_name": record.source_name,
+        "published_at": record.published_at,
+        "importance": record.importance,
+        "tags": list(record.tags),
+        "content_hash": digest,
+        "origin": origin[:2048],
+        "updated_at": now,
+    }
+
+
+def _content_row(article_id: int, language: str, content: ContentRecord) -> dict[str, Any]:
+    return {
+        "article_id": article_id,
+        "language": language,
+        "title": content.title,
+        "summary": content.summary,
+        "key_points": [{"heading": p.heading, "body": p.body} for p in content.key_points],
+        "impact_analysis": content.impact_analysis,
+        "editor_comment": content.editor_comment,
+        "body": content.body,
+        "related": [
             {"title": r.title, "summary": r.summary, "url": r.url} for r in content.related
-        ]
-    for stale in by_lang.values():
-        article.contents.remove(stale)
+        ],
+    }
