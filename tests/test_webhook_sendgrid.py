@@ -129,3 +129,20 @@ def test_malformed_bodies_are_400_naming_the_problem(body: bytes, problem: str) 
 def test_only_real_bounces_count_as_hard_bounces(event: dict[str, str], hard: bool) -> None:
     parsed = sendgrid.parse_event({**event, "timestamp": TS, "email": "a@example.com"})
     assert parsed.is_hard_bounce is hard
+
+
+def test_a_pem_copy_of_the_key_verifies_too(webhook_key: WebhookKey) -> None:
+    der = base64.b64decode(webhook_key.public_b64)
+    pem = (
+        "-----BEGIN PUBLIC KEY-----\n"
+        + base64.encodebytes(der).decode()
+        + "-----END PUBLIC KEY-----\n"
+    )
+    headers = webhook_key.headers(BODY, TS)
+    sendgrid.verify(
+        pem,
+        signature=headers[sendgrid.SIGNATURE_HEADER],
+        timestamp=headers[sendgrid.TIMESTAMP_HEADER],
+        body=BODY,
+        now=NOW,
+    )

@@ -23,7 +23,10 @@ import orjson
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_der_public_key
+from cryptography.hazmat.primitives.serialization import (
+    load_der_public_key,
+    load_pem_public_key,
+)
 
 from newsletter.errors import ConfigError, WebhookError
 from newsletter.webhooks.events import ProviderEvent
@@ -41,10 +44,14 @@ _PERSONAL_FIELDS = frozenset({"email", "ip", "useragent"})
 def load_public_key(public_key_b64: str) -> ec.EllipticCurvePublicKey:
     """The verification key from its base64 DER form; ConfigError if it is not a P-256 key."""
     name = "NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY"
+    text = public_key_b64.strip()
     try:
-        key = load_der_public_key(base64.b64decode(public_key_b64.strip(), validate=True))
-    except (binascii.Error, ValueError, UnsupportedAlgorithm):
-        raise ConfigError(f"{name}: not a base64 DER public key") from None
+        if text.startswith("-----BEGIN"):  # a PEM copy of the same key is accepted too
+            key = load_pem_public_key(text.encode("ascii"))
+        else:
+            key = load_der_public_key(base64.b64decode(text, validate=True))
+    except (binascii.Error, ValueError, UnicodeError, UnsupportedAlgorithm):
+        raise ConfigError(f"{name}: not a base64 DER (or PEM) public key") from None
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
         raise ConfigError(f"{name}: expected an ECDSA P-256 key")
     return key
