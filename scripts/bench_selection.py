@@ -1,11 +1,15 @@
 """Time the daily selection (indexed window query + pure selection) over many stored articles.
 
-    python scripts/bench_selection.py [--articles 100000] [--database-url URL]
+    python scripts/bench_selection.py [--articles 100000] [--database-url URL] [--import-articles N]
 
 Stores N articles spread evenly over the year before the issue date (plus 30 sent issues of
 8 articles each, so the "already sent" check has history to search), then times
 `select_for` for one day several times and prints one JSON line with the median.
 Without --database-url it uses a temporary SQLite file.
+
+With --import-articles N (default 5000) it also times `import_sources` on a JSON file of N
+full-size bilingual articles (first import, identical re-import, changed re-import) into a
+fresh database and prints a second JSON line.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from sqlalchemy import insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from newsletter.articles.ingest import import_sources  # noqa: E402
 from newsletter.clock import FixedClock  # noqa: E402
 from newsletter.config import Secret, load_settings  # noqa: E402
 from newsletter.db.migrate import upgrade  # noqa: E402
@@ -91,11 +96,60 @@ def populate(sessions, settings, clock, count: int) -> int:  # type: ignore[no-u
     return list_id
 
 
+def bench_import(url: str, count: int, folder: Path) -> dict[str, object]:
+    """Import `count` articles three ways; seconds for each."""
+    engine = make_engine(url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    clock = FixedClock(datetime(2026, 6, 12, 21, 30, tzinfo=UTC))
+    point = {"heading": "要点", "body": "本文" * 100}
+    articles = [
+        {
+            "id": f"import-{i}",
+            "url": f"https://example.org/a/{i}",
+            "published_at": "2026-06-13T06:00:00+09:00",
+            "importance": i % 101,
+            "tags": ["bench"],
+            "content": {
+                lang: {
+                    "title": f"見出し {i}",
+                    "summary": "要約" * 60,
+                    "key_points": [point] * 3,
+                    "impact_analysis": "分析" * 150,
+                    "body": "段落" * 1000,
+                }
+                for lang in ("ja", "en")
+            },
+        }
+        for i in range(count)
+    ]
+    path = folder / "import.json"
+    timings: dict[str, object] = {}
+    for label in ("first_s", "unchanged_s", "changed_s"):
+        if label == "changed_s":
+            for article in articles:
+                article["importance"] = (int(article["importance"]) + 1) % 101
+        path.write_text(json.dumps(articles, ensure_ascii=False), encoding="utf-8")
+        t0 = time.perf_counter()
+        report = import_sources(sessions, [str(path)], clock)
+        timings[label] = round(time.perf_counter() - t0, 2)
+        assert report.ok, report.messages()[:3]
+    engine.dispose()
+    return {
+        "bench": "import",
+        "database": engine.dialect.name,
+        "articles": count,
+        "file_mb": round(path.stat().st_size / 1e6, 1),
+        **timings,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--articles", type=int, default=100_000)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--import-articles", type=int, default=5_000)
     args = parser.parse_args()
 
     tmp = tempfile.TemporaryDirectory()
@@ -138,6 +192,9 @@ def main() -> None:
         )
     )
     engine.dispose()
+    if args.import_articles and args.database_url is None:
+        import_url = f"sqlite:///{tmp.name}/import.db"
+        print(json.dumps(bench_import(import_url, args.import_articles, Path(tmp.name))))
     tmp.cleanup()
 
 

@@ -33,7 +33,7 @@ from newsletter.db.session import transaction
 from newsletter.errors import ArticleError, ValidationError
 
 FETCH_TIMEOUT_S = 20.0
-MAX_SOURCE_BYTES = 50 * 1024 * 1024
+MAX_SOURCE_BYTES = 256 * 1024 * 1024  # a full CMS export of real-size articles
 _LOOKUP_CHUNK = 500
 
 
