@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import unicodedata
+from functools import lru_cache
 
 ELLIPSIS = "…"
 _WORD_BACKOFF = 24  # characters a cut may move back to end on a whole word
 
 
+@lru_cache(maxsize=8192)
 def char_width(char: str) -> int:
     if unicodedata.combining(char):
         return 0
@@ -16,7 +18,9 @@ def char_width(char: str) -> int:
 
 def display_width(text: str) -> int:
     """Columns `text` takes in a monospaced terminal or mail reader."""
-    return sum(char_width(c) for c in text)
+    if text.isascii():
+        return len(text)
+    return sum(map(char_width, text))
 
 
 def truncate_width(text: str, width: int) -> str:
