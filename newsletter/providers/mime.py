@@ -47,7 +47,7 @@ def address_problem(email: str) -> str | None:
     local, sep, domain = email.rpartition("@")
     if not sep or not local or not domain or "." not in domain:
         return "not an email address (expected local@domain)"
-    if any(ch in _FORBIDDEN_IN_ADDRESS for ch in email):
+    if not _FORBIDDEN_IN_ADDRESS.isdisjoint(email):
         return "the address contains whitespace, a line break or a reserved character"
     return None
 
