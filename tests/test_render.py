@@ -171,6 +171,11 @@ def test_japanese_text_uses_a_japanese_font_stack(issue) -> None:  # type: ignor
     assert 'lang="en" style="font-family:-apple-system' in issue["both"].html
 
 
+def test_outlook_gets_windows_fonts(issue) -> None:  # type: ignore[no-untyped-def]
+    head = issue["ja"].html.split("</head>")[0]
+    assert "<!--[if mso]><style>" in head and "Meiryo, Yu Gothic" in head
+
+
 def test_the_summary_links_to_each_article_in_the_page(issue) -> None:  # type: ignore[no-untyped-def]
     html = issue["ja"].html
     for n in (1, 2, 3):
@@ -237,6 +242,11 @@ def test_every_template_message_has_a_japanese_translation() -> None:
 def test_dates_are_localized(issue) -> None:  # type: ignore[no-untyped-def]
     assert "2026年6月13日" in issue["ja"].html and "2026年6月13日" in issue["ja"].subject
     assert "June 13, 2026" in issue["en"].html and "June 13, 2026" in issue["en"].subject
+
+
+def test_an_editors_subject_is_one_line_without_slots(render_settings: Settings) -> None:
+    view = view_of(make_article(1), subject_ja="朝刊\r\nBcc: x@example.com -unsubscribe_url-")
+    assert render_variant(view, "ja", render_settings).subject == "朝刊 Bcc: x@example.com"
 
 
 def test_an_editors_subject_wins(render_settings: Settings) -> None:

@@ -18,7 +18,7 @@ from newsletter.render.budget import GMAIL_CLIP_BYTES, TRIM_STEPS, filled_size
 from newsletter.render.environment import environment
 from newsletter.render.links import add_utm
 from newsletter.render.plaintext import LinkRefs, finish
-from newsletter.render.view import IssueView
+from newsletter.render.view import IssueView, clean_text
 from newsletter.render.width import truncate_width
 from newsletter.types import SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL, VARIANTS, RenderedVariant
 from newsletter.urls import web_version_url
@@ -39,8 +39,8 @@ def chrome_language(variant: str) -> str:
 def subject_for(view: IssueView, variant: str, settings: Settings) -> str:
     """The editor's subject for the language, else "<name> <date>: <first headline>"."""
     lang = chrome_language(variant)
-    chosen = view.subject_en if lang == "en" else view.subject_ja
-    if chosen and chosen.strip():
+    chosen = clean_text(view.subject_en if lang == "en" else view.subject_ja)
+    if chosen:
         return truncate_width(" ".join(chosen.split()), SUBJECT_MAX)
     t = i18n.translations(lang)
     date_label = i18n.long_date(view.issue_date, lang)
