@@ -16,8 +16,6 @@ import argparse
 import json
 import os
 import platform
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,10 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from newsletter.config import Secret  # noqa: E402
 from newsletter.providers.base import Batch, PreparedMessage, Recipient  # noqa: E402
-from newsletter.providers.mime import build_message, slot_values  # noqa: E402
+from newsletter.providers.mime import build_message, slot_values, template_for  # noqa: E402
 from newsletter.providers.sendgrid import SendGridProvider, build_payload  # noqa: E402
 from newsletter.providers.smtp import SmtpProvider, parse_smtp_url  # noqa: E402
 from newsletter.render.mime import build_mime  # noqa: E402
+from newsletter.testing.sendgrid_server import ServerProcess  # noqa: E402
+from newsletter.testing.smtp_sink import SinkProcess  # noqa: E402
 
 KEY = "bench-key"
 
@@ -141,16 +141,9 @@ def bench_payload() -> dict[str, float]:
     }
 
 
-def start_process(args: list[str]) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().strip()
-
-
 def bench_http(requests: int = 20) -> dict[str, float]:
-    proc, url = start_process(
-        ["newsletter.testing.sendgrid_server", "--port", "0", "--api-key", KEY]
-    )
+    server = ServerProcess.start(api_key=KEY)
+    url = server.url
     try:
         msg = message()
         batches = [Batch(n, msg, recipients(1000, n * 1000)) for n in range(requests)]
@@ -179,10 +172,9 @@ def bench_http(requests: int = 20) -> dict[str, float]:
             thread.join()
         parallel = time.perf_counter() - started
         provider.close()
-        stats = httpx.get(url + "/_stats").json()
+        stats = server.stats()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
+        server.stop()
     return {
         "keep_alive_ms_per_request": pooled / requests * 1000,
         "new_connection_ms_per_request": fresh_time / requests * 1000,
@@ -211,9 +203,8 @@ def bench_mime() -> dict[str, float]:
 
 
 def bench_smtp(total: int, threads: int, variant: str) -> dict[str, float]:
-    proc, url = start_process(
-        ["newsletter.testing.smtp_sink", "--port", "0", "--count-only", "--fast-data"]
-    )
+    sink_process = SinkProcess.start("--count-only", "--fast-data")
+    url = sink_process.url
     try:
         provider = SmtpProvider(parse_smtp_url(f"{url}&pool={threads}"))
         msg = message(variant)
@@ -239,13 +230,11 @@ def bench_smtp(total: int, threads: int, variant: str) -> dict[str, float]:
         elapsed = time.perf_counter() - started
         provider.close()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
-    sink = json.loads(out.strip().splitlines()[-1])
+        sink = sink_process.stop()
     return {
         "recipients": total,
         "variant": variant,
-        "message_bytes": len(build_message(msg, recipients(1)[0])),
+        "message_bytes_8bitmime": len(template_for(msg).render(recipients(1)[0], eightbit=True)),
         "threads": threads,
         "accepted": accepted,
         "sink_messages": sink["messages"],

@@ -3,17 +3,13 @@ counts across requests; both servers run as processes for benchmarks."""
 
 from __future__ import annotations
 
-import json
-import signal
 import smtplib
-import subprocess
-import sys
 
 import httpx
 import pytest
 
-from newsletter.testing.sendgrid_server import SendGridServer
-from newsletter.testing.smtp_sink import SmtpSink
+from newsletter.testing.sendgrid_server import SendGridServer, ServerProcess
+from newsletter.testing.smtp_sink import SinkProcess, SmtpSink
 from tests.fixtures.providers import SENDGRID_TEST_KEY
 
 AUTH = {"Authorization": f"Bearer {SENDGRID_TEST_KEY}"}
@@ -126,38 +122,24 @@ def test_rate_limit_answers_carry_retry_after(sendgrid_server):
     assert int(response.headers["X-RateLimit-Reset"]) > 0
 
 
-def run_process(module: str, *args: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", module, "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().strip()
-
-
 def test_the_sendgrid_server_runs_as_a_process_and_prints_its_url():
-    proc, url = run_process("newsletter.testing.sendgrid_server", "--api-key", SENDGRID_TEST_KEY)
-    try:
-        assert url.startswith("http://127.0.0.1:")
-        response = httpx.post(f"{url}/v3/mail/send", json=mail([person(1)]), headers=AUTH)
+    with ServerProcess.start(api_key=SENDGRID_TEST_KEY) as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        response = CLIENT.post(f"{server.url}/v3/mail/send", json=mail([person(1)]), headers=AUTH)
         assert response.status_code == 202
-        assert httpx.get(f"{url}/_stats").json()["unique_recipients"] == 1
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
+        assert server.stats()["unique_recipients"] == 1
 
 
 def test_the_smtp_sink_runs_as_a_process_and_reports_its_counts_on_exit():
-    proc, url = run_process("newsletter.testing.smtp_sink", "--count-only")
+    sink = SinkProcess.start("--count-only", "--fast-data")
     try:
-        port = int(url.split(":")[2].split("?")[0])
+        port = int(sink.url.split(":")[2].split("?")[0])
         with smtplib.SMTP("127.0.0.1", port, timeout=5) as client:
             client.sendmail("a@example.com", ["b@example.com"], b"Subject: x\r\n\r\nhello\r\n")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=10)
-    assert json.loads(out.strip().splitlines()[-1])["messages"] == 1
+        stats = sink.stop()
+    assert stats["messages"] == 1
+    assert stats["connections"] == 1
 
 
 def test_the_sink_refuses_recipients_and_data_as_configured():

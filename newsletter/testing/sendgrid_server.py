@@ -14,6 +14,7 @@ duplicates by (custom_args.issue_id, address), so a benchmark can prove nobody g
 `GET /_stats` returns the counters as JSON, `POST /_reset` clears them and the faults.
 
 In-process: `with SendGridServer(api_key="k") as server: server.url, server.stats()`.
+In a process of its own: `with ServerProcess.start("--fail-rate", "0.2") as server: ...`.
 As a process: `python -m newsletter.testing.sendgrid_server --port 0 --fail-rate 0.2` prints
 its URL on the first stdout line (the API key is `--api-key`, default `test-key`).
 """
@@ -25,9 +26,11 @@ import random
 import re
 import secrets
 import signal
+import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -414,6 +417,50 @@ class SendGridServer:
         with self._state.lock:
             self._state.faults = faults
             self._state.random = random.Random(seed)
+
+
+class ServerProcess:
+    """The server in its own process (so a benchmark's client and server do not share a GIL).
+
+    `ServerProcess.start("--fail-rate", "0.2")` -> `.url`, `.stats()`, `.stop()`.
+    """
+
+    def __init__(self, proc: subprocess.Popen[str], url: str) -> None:
+        self.proc = proc
+        self.url = url
+
+    @classmethod
+    def start(cls, *args: str, api_key: str = "test-key") -> ServerProcess:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", __name__, "--port", "0", "--api-key", api_key, *args],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        if not url.startswith("http://"):
+            proc.kill()
+            raise RuntimeError("the SendGrid-compatible server did not start")
+        return cls(proc, url)
+
+    def stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(self.url + "/_stats", timeout=10) as response:
+            return orjson.loads(response.read())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

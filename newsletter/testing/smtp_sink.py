@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -242,6 +243,47 @@ class SmtpSink:
             data_replies=dict(data_replies or {}),
             drop_at=set(drop_at),
         )
+
+
+class SinkProcess:
+    """The sink in its own process, for benchmarks: `.url`; `.stop()` returns its counters.
+
+    `SinkProcess.start("--count-only", "--fast-data")`.
+    """
+
+    def __init__(self, proc: subprocess.Popen[str], url: str) -> None:
+        self.proc = proc
+        self.url = url
+        self.final_stats: dict[str, Any] | None = None
+
+    @classmethod
+    def start(cls, *args: str) -> SinkProcess:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", __name__, "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        if not url.startswith("smtp://"):
+            proc.kill()
+            raise RuntimeError("the SMTP sink did not start")
+        return cls(proc, url)
+
+    def stop(self) -> dict[str, Any]:
+        """Stop the sink and return its final counts (connections, messages, ...)."""
+        if self.final_stats is None:
+            self.proc.send_signal(signal.SIGTERM)
+            out, _ = self.proc.communicate(timeout=30)
+            lines = out.strip().splitlines()
+            self.final_stats = json.loads(lines[-1]) if lines else {}
+        return self.final_stats
+
+    def __enter__(self) -> SinkProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
