@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from newsletter.clock import FixedClock
 from newsletter.config import Settings
 from newsletter.db.models import Article, ArticleContent, Issue, IssueVariant
+from newsletter.errors import NotFoundError
 from newsletter.render import store
 from newsletter.render.store import as_rendered, ensure_variants
 from newsletter.render.view import load_issue_view
@@ -113,3 +114,21 @@ def test_variants_stored_meanwhile_by_another_process_are_kept(
     assert raced
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(IssueVariant)) == 3
+
+
+def test_an_unknown_issue_is_not_found(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session, pytest.raises(NotFoundError, match="issue 404"):
+        load_issue_view(session, 404)
+
+
+def test_what_the_budget_trimmed_is_stored_for_the_editor(
+    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock
+) -> None:
+    articles = [make_article(n, long=True) for n in range(1, 9)]
+    with sessions.begin() as session:
+        issue = store_issue(session, articles, built_at=clock.now())
+        ensure_variants(session, issue, settings, clock)
+    with sessions() as session:
+        both = session.scalar(select(IssueVariant).where(IssueVariant.variant == "both"))
+        assert both.trimmed and both.trimmed[0] == "key point bodies shortened to 160 columns"
+        assert as_rendered(both).trimmed == tuple(both.trimmed)
