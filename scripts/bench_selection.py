@@ -23,6 +23,7 @@ import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import insert, select
 
@@ -103,7 +104,7 @@ def bench_import(url: str, count: int, folder: Path) -> dict[str, object]:
     sessions = session_factory(engine)
     clock = FixedClock(datetime(2026, 6, 12, 21, 30, tzinfo=UTC))
     point = {"heading": "要点", "body": "本文" * 100}
-    articles = [
+    articles: list[dict[str, Any]] = [
         {
             "id": f"import-{i}",
             "url": f"https://example.org/a/{i}",

@@ -13,10 +13,10 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,6 +35,9 @@ from newsletter.errors import ArticleError, ValidationError
 FETCH_TIMEOUT_S = 20.0
 MAX_SOURCE_BYTES = 256 * 1024 * 1024  # a full CMS export of real-size articles
 _LOOKUP_CHUNK = 500
+# Core tables for bulk writes: executemany / multi-row VALUES without per-row ORM bookkeeping.
+_ARTICLES = cast(Table, Article.__table__)
+_CONTENTS = cast(Table, ArticleContent.__table__)
 
 
 @dataclass
@@ -269,15 +272,14 @@ def store_records(
 
     ids = {ident: found[0] for ident, found in known.items()}
     if fresh:
-        # Core table statements: executemany / multi-row VALUES, no per-row ORM bookkeeping.
-        table = Article.__table__
-        inserted = session.execute(insert(table).returning(table.c.id, table.c.external_id), fresh)
+        inserted = session.execute(
+            insert(_ARTICLES).returning(_ARTICLES.c.id, _ARTICLES.c.external_id), fresh
+        )
         ids.update({external_id: article_id for article_id, external_id in inserted})
     if changed:
-        table = Article.__table__
         session.execute(
-            update(table)
-            .where(table.c.id == bindparam("article_id"))
+            update(_ARTICLES)
+            .where(_ARTICLES.c.id == bindparam("article_id"))
             .values({key: bindparam(key) for key in changed[0] if key != "article_id"}),
             changed,
         )
@@ -290,7 +292,7 @@ def store_records(
         for lang, content in record.content.items()
     ]
     if content_rows:
-        session.execute(insert(ArticleContent.__table__), content_rows)
+        session.execute(insert(_CONTENTS), content_rows)
     session.expire_all()  # ORM objects loaded earlier in this session must not show old values
     return len(fresh), len(changed), unchanged
 
