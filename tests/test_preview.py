@@ -24,21 +24,21 @@ from newsletter.providers.outbox import OutboxProvider
 from newsletter.render.preview import make_server, send_test_email, write_preview
 from newsletter.render.renderer import render_issue_variants
 from newsletter.render.view import issue_view_from_dicts
-from newsletter.types import SLOTS
+from newsletter.types import SLOTS, RenderedVariant
 from subscribers.audience import is_mailable_address
 from subscribers.hashing import EmailHasher
 from tests.fixtures.render import ISSUE_DATE, make_article, store_issue
 
 
 @pytest.fixture
-def rendered(render_settings: Settings):  # type: ignore[no-untyped-def]
+def rendered(render_settings: Settings) -> dict[str, RenderedVariant]:
     view = issue_view_from_dicts(5, ISSUE_DATE, [make_article(1), make_article(2)])
     return render_issue_variants(view, render_settings)
 
 
 def test_preview_writes_html_text_and_eml_per_variant(
-    rendered, render_settings: Settings, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    rendered: dict[str, RenderedVariant], render_settings: Settings, tmp_path: Path
+) -> None:
     files, index = write_preview(
         rendered.values(), tmp_path / "p", render_settings, issue_label="2026-06-13"
     )
@@ -52,8 +52,8 @@ def test_preview_writes_html_text_and_eml_per_variant(
 
 
 def test_preview_eml_is_multipart_alternative_utf8_with_encoded_subject(
-    rendered, render_settings: Settings, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    rendered: dict[str, RenderedVariant], render_settings: Settings, tmp_path: Path
+) -> None:
     files, _ = write_preview([rendered["ja"]], tmp_path, render_settings, issue_label="x")
     raw = files[0].eml.read_bytes()
     assert raw.isascii()  # RFC 2047 headers, encoded bodies
@@ -69,8 +69,8 @@ def test_preview_eml_is_multipart_alternative_utf8_with_encoded_subject(
 
 
 def test_preview_page_shows_each_variant_at_phone_and_desktop_width(
-    rendered, render_settings: Settings, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    rendered: dict[str, RenderedVariant], render_settings: Settings, tmp_path: Path
+) -> None:
     _, index = write_preview(rendered.values(), tmp_path, render_settings, issue_label="x")
     page = index.read_text(encoding="utf-8")
     for variant in ("ja", "en", "both"):
@@ -82,8 +82,8 @@ def test_preview_page_shows_each_variant_at_phone_and_desktop_width(
 
 
 def test_preview_server_serves_the_page_on_localhost(
-    rendered, render_settings: Settings, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    rendered: dict[str, RenderedVariant], render_settings: Settings, tmp_path: Path
+) -> None:
     write_preview(rendered.values(), tmp_path, render_settings, issue_label="x")
     server = make_server(tmp_path, port=0)
     host, port = server.server_address[:2]
@@ -103,8 +103,8 @@ def test_preview_server_serves_the_page_on_localhost(
 
 
 def test_test_send_goes_only_to_the_editors_with_a_test_subject(
-    rendered, render_settings: Settings, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    rendered: dict[str, RenderedVariant], render_settings: Settings, tmp_path: Path
+) -> None:
     provider = OutboxProvider(tmp_path / "outbox")
     results = send_test_email(
         {"ja": rendered["ja"]},
@@ -127,7 +127,7 @@ def test_test_send_refuses_a_suppressed_address(
     sessions: sessionmaker[Session],
     clock: FixedClock,
     tmp_path: Path,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     with sessions.begin() as session:
         hasher = EmailHasher.load(session)
         session.add(
@@ -147,7 +147,9 @@ def test_test_send_refuses_a_suppressed_address(
     assert not (tmp_path / "outbox").exists()  # nobody got it, not even the first editor
 
 
-def test_test_send_needs_an_address(rendered, render_settings: Settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_test_send_needs_an_address(
+    rendered: dict[str, RenderedVariant], render_settings: Settings, tmp_path: Path
+) -> None:
     with pytest.raises(ValidationError, match="--to"):
         send_test_email(
             rendered, [], render_settings, OutboxProvider(tmp_path), is_mailable=lambda a: True
@@ -172,7 +174,9 @@ def test_preview_command_writes_files_for_an_issue(
     assert (out / "both.eml").exists() and (out / "index.html").exists()
 
 
-def test_preview_command_names_a_missing_issue(settings: Settings, sessions) -> None:  # type: ignore[no-untyped-def]
+def test_preview_command_names_a_missing_issue(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> None:
     app = AppContext()
     app._settings = settings
     result = CliRunner().invoke(cli, ["issue", "preview", "999"], obj=app)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
+from typing import Any
 
 import pytest
 
 from newsletter.config import Settings
 from newsletter.render.environment import environment
 from newsletter.render.renderer import render_issue_variants, render_mjml, render_variant
-from newsletter.render.view import issue_view_from_dicts
-from newsletter.types import SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL, SLOTS
+from newsletter.render.view import IssueView, issue_view_from_dicts
+from newsletter.types import SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL, SLOTS, RenderedVariant
 from tests.fixtures.render import ISSUE_DATE, make_article
 
 # Every tag of MJML 4 (https://documentation.mjml.io/); mj-attributes children may also name
@@ -88,7 +89,7 @@ JAPANESE_LABELS = (
 )
 
 
-def view_of(*articles: dict, **fields):  # type: ignore[no-untyped-def]
+def view_of(*articles: dict[str, Any], **fields: Any) -> IssueView:
     return issue_view_from_dicts(7, ISSUE_DATE, list(articles), **fields)
 
 
@@ -101,7 +102,7 @@ def visible_text(html: str) -> str:
             self.parts: list[str] = []
             self._skip = 0
 
-        def handle_starttag(self, tag: str, attrs: list) -> None:  # type: ignore[type-arg]
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
             if tag in ("style", "title", "head"):
                 self._skip += 1
 
@@ -123,7 +124,7 @@ def hrefs(html: str) -> list[str]:
 
 
 @pytest.fixture
-def issue(render_settings: Settings):  # type: ignore[no-untyped-def]
+def issue(render_settings: Settings) -> dict[str, RenderedVariant]:
     return render_issue_variants(view_of(*(make_article(n) for n in range(1, 4))), render_settings)
 
 
@@ -138,45 +139,47 @@ def test_templates_use_only_known_mjml_tags(render_settings: Settings) -> None:
         assert used <= KNOWN_MJML_TAGS, used - KNOWN_MJML_TAGS
 
 
-def test_no_mjml_tag_survives_into_the_html(issue) -> None:  # type: ignore[no-untyped-def]
+def test_no_mjml_tag_survives_into_the_html(issue: dict[str, RenderedVariant]) -> None:
     for rendered in issue.values():
         assert "<mj-" not in rendered.html
 
 
-def test_html_declares_the_variant_language(issue) -> None:  # type: ignore[no-untyped-def]
+def test_html_declares_the_variant_language(issue: dict[str, RenderedVariant]) -> None:
     assert '<html lang="ja"' in issue["ja"].html
     assert '<html lang="en"' in issue["en"].html
     assert '<html lang="ja"' in issue["both"].html
     assert 'lang="und"' not in issue["ja"].html
 
 
-def test_dark_mode_is_declared_in_the_head(issue) -> None:  # type: ignore[no-untyped-def]
+def test_dark_mode_is_declared_in_the_head(issue: dict[str, RenderedVariant]) -> None:
     head = issue["ja"].html.split("</head>")[0]
     assert 'name="color-scheme" content="light dark"' in head
     assert 'name="supported-color-schemes"' in head
     assert "prefers-color-scheme: dark" in head
 
 
-def test_preheader_is_hidden_text_with_the_next_headlines(issue) -> None:  # type: ignore[no-untyped-def]
+def test_preheader_is_hidden_text_with_the_next_headlines(
+    issue: dict[str, RenderedVariant],
+) -> None:
     html = issue["ja"].html
     assert issue["ja"].preheader.startswith("記事2")
     body = html.split("<body", 1)[1]
     assert re.search(r'<div style="display:none;[^"]*">記事2', body)
 
 
-def test_japanese_text_uses_a_japanese_font_stack(issue) -> None:  # type: ignore[no-untyped-def]
+def test_japanese_text_uses_a_japanese_font_stack(issue: dict[str, RenderedVariant]) -> None:
     stack = "Hiragino Sans,Hiragino Kaku Gothic ProN,Noto Sans JP,Meiryo,sans-serif"
     assert stack in issue["ja"].html
     assert stack not in issue["en"].html
     assert 'lang="en" style="font-family:-apple-system' in issue["both"].html
 
 
-def test_outlook_gets_windows_fonts(issue) -> None:  # type: ignore[no-untyped-def]
+def test_outlook_gets_windows_fonts(issue: dict[str, RenderedVariant]) -> None:
     head = issue["ja"].html.split("</head>")[0]
     assert "<!--[if mso]><style>" in head and "Meiryo, Yu Gothic" in head
 
 
-def test_the_summary_links_to_each_article_in_the_page(issue) -> None:  # type: ignore[no-untyped-def]
+def test_the_summary_links_to_each_article_in_the_page(issue: dict[str, RenderedVariant]) -> None:
     html = issue["ja"].html
     for n in (1, 2, 3):
         assert f'href="#article-{n}"' in html
@@ -184,8 +187,8 @@ def test_the_summary_links_to_each_article_in_the_page(issue) -> None:  # type: 
 
 
 def test_footer_has_recipient_slots_web_version_reason_and_postal_address(
-    issue, render_settings: Settings
-) -> None:  # type: ignore[no-untyped-def]
+    issue: dict[str, RenderedVariant], render_settings: Settings
+) -> None:
     for variant, rendered in issue.items():
         links = hrefs(rendered.html)
         assert SLOT_UNSUBSCRIBE_URL in links and SLOT_PREFERENCES_URL in links
@@ -197,7 +200,7 @@ def test_footer_has_recipient_slots_web_version_reason_and_postal_address(
     assert "because you subscribed" in issue["en"].html
 
 
-def test_both_variant_shows_japanese_first_then_english(issue) -> None:  # type: ignore[no-untyped-def]
+def test_both_variant_shows_japanese_first_then_english(issue: dict[str, RenderedVariant]) -> None:
     html = issue["both"].html.split('id="article-1"', 1)[1]
     ja, en = (
         html.index("記事1: 新しいAI評価指標が登場"),
@@ -209,7 +212,7 @@ def test_both_variant_shows_japanese_first_then_english(issue) -> None:  # type:
 # --- languages ------------------------------------------------------------------------------
 
 
-def test_japanese_variant_has_no_english_label(issue) -> None:  # type: ignore[no-untyped-def]
+def test_japanese_variant_has_no_english_label(issue: dict[str, RenderedVariant]) -> None:
     seen = visible_text(issue["ja"].html) + issue["ja"].text + issue["ja"].subject
     for label in ENGLISH_LABELS:
         assert label not in seen
@@ -217,7 +220,7 @@ def test_japanese_variant_has_no_english_label(issue) -> None:  # type: ignore[n
         assert label in seen
 
 
-def test_english_variant_has_no_japanese_label(issue) -> None:  # type: ignore[no-untyped-def]
+def test_english_variant_has_no_japanese_label(issue: dict[str, RenderedVariant]) -> None:
     seen = visible_text(issue["en"].html) + issue["en"].text + issue["en"].subject
     for label in JAPANESE_LABELS:
         assert label not in seen
@@ -239,7 +242,7 @@ def test_every_template_message_has_a_japanese_translation() -> None:
                     assert translations(msgid, "ja") != msgid, f"{name}: {msgid!r} untranslated"
 
 
-def test_dates_are_localized(issue) -> None:  # type: ignore[no-untyped-def]
+def test_dates_are_localized(issue: dict[str, RenderedVariant]) -> None:
     assert "2026年6月13日" in issue["ja"].html and "2026年6月13日" in issue["ja"].subject
     assert "June 13, 2026" in issue["en"].html and "June 13, 2026" in issue["en"].subject
 
@@ -372,6 +375,6 @@ def test_a_lists_own_utm_parameters_replace_the_setting(render_settings: Setting
     assert "https://ainippo.example/articles/1?utm_source=weekly" in html
 
 
-def test_original_link_names_the_source(issue) -> None:  # type: ignore[no-untyped-def]
+def test_original_link_names_the_source(issue: dict[str, RenderedVariant]) -> None:
     assert "原文を表示 (Publisher Example)" in visible_text(issue["ja"].html)
     assert 'href="https://publisher.example/news/1?ref=feed"' in issue["ja"].html

@@ -12,7 +12,8 @@ from newsletter.db.models import Article, ArticleContent, Issue, IssueVariant
 from newsletter.errors import NotFoundError
 from newsletter.render import store
 from newsletter.render.store import as_rendered, ensure_variants
-from newsletter.render.view import load_issue_view
+from newsletter.render.view import IssueView, load_issue_view
+from newsletter.types import RenderedVariant
 from tests.fixtures.render import make_article, store_issue
 
 
@@ -99,7 +100,9 @@ def test_variants_stored_meanwhile_by_another_process_are_kept(
     real_render = store.render_issue_variants
     raced: list[bool] = []
 
-    def render_while_another_process_stores(view, settings):  # type: ignore[no-untyped-def]
+    def render_while_another_process_stores(
+        view: IssueView, settings: Settings
+    ) -> dict[str, RenderedVariant]:
         if not raced:  # between our read and our insert, another process stores the variants
             raced.append(True)
             with sessions.begin() as other:
