@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -189,3 +190,15 @@ def test_an_html_page_is_not_mistaken_for_a_feed(
     path = write(tmp_path / "page.xml", "<html><body><p>hello</p></body></html>")
     report = import_sources(sqlite_sessions, [path], clock)
     assert report.messages() == [f"{path}: not an RSS 2.0 or Atom feed"]
+
+
+def test_an_unreachable_url_is_one_error_naming_it(
+    sqlite_sessions: sessionmaker[Session], clock: FixedClock
+) -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/feed.xml"
+    report = import_sources(sqlite_sessions, [url], clock)
+    assert len(report.source_errors) == 1
+    assert report.messages()[0].startswith(f"{url}: cannot fetch: ")

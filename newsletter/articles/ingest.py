@@ -108,14 +108,9 @@ def read_source(source: str, client: httpx.Client) -> bytes:
     """The bytes of a file or URL; ValidationError naming the source when it cannot be read."""
     if source.startswith(("http://", "https://")):
         try:
-            response = client.get(source)
+            return _download(source, client)
         except httpx.HTTPError as err:
             raise ValidationError(f"{source}: cannot fetch: {err}") from None
-        if response.status_code >= 400:
-            raise ValidationError(f"{source}: cannot fetch: HTTP {response.status_code}")
-        if len(response.content) > MAX_SOURCE_BYTES:
-            raise ValidationError(f"{source}: larger than {MAX_SOURCE_BYTES} bytes")
-        return response.content
     if "://" in source:
         raise ValidationError(f"{source}: expected a file path or an http(s) URL")
     path = Path(source)
@@ -129,6 +124,21 @@ def read_source(source: str, client: httpx.Client) -> bytes:
         raise ValidationError(f"{source}: is a directory; expected a JSON or feed file") from None
     except OSError as err:
         raise ValidationError(f"{source}: cannot read: {err.strerror}") from None
+
+
+def _download(url: str, client: httpx.Client) -> bytes:
+    """Streamed, so an oversized answer is refused without holding all of it."""
+    with client.stream("GET", url) as response:
+        if response.status_code >= 400:
+            raise ValidationError(f"{url}: cannot fetch: HTTP {response.status_code}")
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > MAX_SOURCE_BYTES:
+                raise ValidationError(f"{url}: larger than {MAX_SOURCE_BYTES} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 @dataclass(frozen=True, slots=True)
