@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
+
+import pytest
 
 from newsletter.articles.selection import (
     Candidate,
@@ -214,3 +217,33 @@ def test_reorder_does_not_bring_back_an_article_from_outside_the_window() -> Non
     selection = run([cand(1, jst(10, 9)), cand(2, jst(12, 9))], overrides=Overrides(order=(1,)))
     assert selection.article_ids == [2]
     assert reason(selection, 1).startswith("outside window")
+
+
+@pytest.mark.parametrize("zone", ["Asia/Tokyo", "America/New_York", "Europe/London"])
+def test_over_consecutive_days_every_article_goes_out_exactly_once(zone: str) -> None:
+    tz = ZoneInfo(zone)
+    rng = random.Random(7)
+    first_day = date(2026, 3, 5)  # spans the US (Mar 8) and UK (Mar 29) spring changes
+    days = [first_day + timedelta(days=n) for n in range(30)]
+    start, _ = window_for(first_day, tz, SEVEN, None)
+    span = (cutoff_for(days[-1], tz, SEVEN) - start).total_seconds()
+    candidates = [
+        cand(i, start + timedelta(seconds=1 + rng.random() * (span - 1))) for i in range(600)
+    ]
+    sent: dict[int, date] = {}
+    previous = None
+    for day in days:
+        selection = run(
+            candidates,
+            issue_date=day,
+            tz=tz,
+            previous_cutoff=previous,
+            sent=sent,
+            max_articles=50,
+            min_articles=0,
+        )
+        for article_id in selection.article_ids:
+            assert article_id not in sent
+            sent[article_id] = day
+        previous = selection.cutoff_at
+    assert len(sent) == len(candidates)

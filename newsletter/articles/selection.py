@@ -116,18 +116,19 @@ def select_articles(
     """
     start, cutoff = window_for(issue_date, tz, send_time, previous_cutoff)
     by_id = {c.article_id: c for c in candidates}
-    decided: dict[int, str] = {}
     chosen: list[tuple[Candidate, bool, str]] = []  # (candidate, pinned, why)
+    chosen_ids: set[int] = set()
+    left_out: dict[int, str] = {}  # article id -> why not
 
     for article_id in overrides.pins:
         c = by_id.get(article_id)
-        if c is None or article_id in decided:
+        if c is None or article_id in chosen_ids:
             continue
         note = "pinned by editor"
         if article_id in already_sent_ids:
             note += f" (already sent in issue {already_sent_ids[article_id].isoformat()})"
         chosen.append((c, True, note))
-        decided[article_id] = "chosen"
+        chosen_ids.add(article_id)
 
     def eligible(c: Candidate) -> str | None:
         """None when the candidate may be selected, else why not."""
@@ -146,27 +147,26 @@ def select_articles(
     for c, why in [(c, "placed by editor") for c in ordered] + [
         (c, f"importance {c.importance}") for c in ranked
     ]:
-        if c.article_id in decided:
+        if c.article_id in chosen_ids or c.article_id in left_out:
             continue
         problem = eligible(c)
         if problem is not None:
-            decided[c.article_id] = problem
-            continue
-        if room > 0:
+            left_out[c.article_id] = problem
+        elif room > 0:
             chosen.append((c, False, why))
-            decided[c.article_id] = "chosen"
+            chosen_ids.add(c.article_id)
             room -= 1
         else:
-            decided[c.article_id] = f"below cap ({max_articles} articles)"
+            left_out[c.article_id] = f"below cap ({max_articles} articles)"
 
     chosen_decisions = tuple(
         Decision(c.article_id, c.external_id, True, n, pinned, f"selected #{n} ({why})")
         for n, (c, pinned, why) in enumerate(chosen, start=1)
     )
     rest = tuple(
-        Decision(c.article_id, c.external_id, False, None, False, decided[c.article_id])
+        Decision(c.article_id, c.external_id, False, None, False, left_out[c.article_id])
         for c in ranked
-        if decided[c.article_id] != "chosen"
+        if c.article_id in left_out
     )
     reason = None
     if len(chosen_decisions) < min_articles:
