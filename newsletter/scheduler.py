@@ -32,6 +32,7 @@ from datetime import UTC, date, datetime, timedelta
 from types import FrameType
 from typing import Any
 
+from apscheduler.events import EVENT_SCHEDULER_STARTED
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -205,6 +206,7 @@ class Scheduler:
 
     def __post_init__(self) -> None:
         self.stopping = threading.Event()
+        self._stop_lock = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self._plans: dict[str, ListPlan] = {}
         self._pending: set[str] = set()
@@ -372,6 +374,8 @@ class Scheduler:
             lists=",".join(self._targets()),
             run_at=self.run_at.isoformat() if self.run_at else None,
         )
+        # A signal that arrived while the jobs were being set up stops it as soon as it runs.
+        self._aps.add_listener(self._stop_if_asked, EVENT_SCHEDULER_STARTED)
         self._aps.start()
         log_event(log, "scheduler.stopped", owner=self.owner)
 
@@ -379,8 +383,18 @@ class Scheduler:
         log_event(log, "scheduler.stopping", signal=signal.Signals(signum).name)
         self.stop()
 
-    def stop(self) -> None:
-        """Ask running sends to finish their batch in flight, then stop the scheduler."""
-        self.stopping.set()
-        if self._aps.running:
+    def _stop_if_asked(self, _event: object) -> None:
+        if self.stopping.is_set():
             threading.Thread(target=self._aps.shutdown, kwargs={"wait": True}).start()
+
+    def stop(self) -> None:
+        """Ask running sends to finish their batch in flight, then stop the scheduler.
+
+        Idempotent (a second SIGTERM changes nothing). The shutdown waits for running jobs, so
+        it runs on its own thread: a job may call `stop()` too (`--at` does when it is done).
+        """
+        with self._stop_lock:
+            first = not self.stopping.is_set()
+            self.stopping.set()
+            if first and self._aps.running:
+                threading.Thread(target=self._aps.shutdown, kwargs={"wait": True}).start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
@@ -208,3 +209,15 @@ def test_a_day_without_enough_articles_is_skipped_with_the_last_reason(
     [(status, note)] = _statuses(runtime)
     assert status == "skipped"
     assert note and "last attempt:" in note and "minimum is 1" in note
+
+
+def test_a_stop_before_the_scheduler_runs_makes_start_return(runtime: Runtime) -> None:
+    scheduler = Scheduler(runtime)
+    scheduler.stop()
+    scheduler.stop()  # a second signal changes nothing
+    done = threading.Event()
+    thread = threading.Thread(
+        target=lambda: (scheduler.start(install_signals=False), done.set()), daemon=True
+    )
+    thread.start()
+    assert done.wait(10), "start() did not return after stop()"
