@@ -135,3 +135,21 @@ def test_what_the_budget_trimmed_is_stored_for_the_editor(
         both = session.scalar(select(IssueVariant).where(IssueVariant.variant == "both"))
         assert both.trimmed and both.trimmed[0] == "key point bodies shortened to 160 columns"
         assert as_rendered(both).trimmed == tuple(both.trimmed)
+
+
+def test_an_article_reimported_after_the_preview_is_rendered_again(
+    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock
+) -> None:
+    with sessions.begin() as session:
+        issue = store_issue(session, [make_article(1)], built_at=clock.now())
+        ensure_variants(session, issue, settings, clock)  # the editor's preview
+    clock.advance(minutes=20)
+    with sessions.begin() as session:  # a correction arrives; the issue is not rebuilt
+        article = session.scalar(select(Article))
+        article.content("ja").title = "訂正後の見出し"
+        article.updated_at = clock.now()
+    clock.advance(minutes=5)
+    with sessions.begin() as session:
+        stored = ensure_variants(session, session.get(Issue, issue.id), settings, clock)
+        assert "訂正後の見出し" in stored["ja"].html
+        assert stored["ja"].rendered_at == clock.now()

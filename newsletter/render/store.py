@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.clock import Clock
 from newsletter.config import Settings
-from newsletter.db.models import Issue, IssueVariant
+from newsletter.db.models import Article, Issue, IssueArticle, IssueVariant
 from newsletter.render.renderer import render_issue_variants
 from newsletter.render.view import load_issue_view
 from newsletter.types import VARIANTS, RenderedVariant
@@ -21,16 +21,33 @@ def is_current(variant: IssueVariant | None, issue: Issue) -> bool:
     return variant is not None and variant.rendered_at >= issue.built_at
 
 
+def _articles_changed_since(session: Session, issue_id: int, when: datetime) -> bool:
+    """An article of the issue was re-imported after `when` (e.g. between preview and send).
+
+    Checked for snapshotted articles too: a snapshot taken at freeze time holds the newer text,
+    so variants rendered before it would not match what the archive shows.
+    """
+    latest = session.scalar(
+        select(func.max(Article.updated_at))
+        .join(IssueArticle, IssueArticle.article_id == Article.id)
+        .where(IssueArticle.issue_id == issue_id)
+    )
+    return latest is not None and latest > when
+
+
 def ensure_variants(
     session: Session, issue: Issue, settings: Settings, clock: Clock
 ) -> dict[str, IssueVariant]:
-    """The issue's three stored variants, rendered (again) only if missing or stale.
+    """The issue's three stored variants, rendered (again) only if missing or stale: older than
+    the issue's last build, or than the last re-import of one of its articles.
 
     Idempotent: a second call with nothing changed renders nothing and returns the same rows;
     two processes racing to store the same issue end with one set of rows. The caller commits.
     """
     stored = _load(session, issue.id)
-    if all(is_current(stored.get(name), issue) for name in VARIANTS):
+    if all(is_current(stored.get(name), issue) for name in VARIANTS) and not (
+        _articles_changed_since(session, issue.id, min(v.rendered_at for v in stored.values()))
+    ):
         return stored
     rendered = render_issue_variants(load_issue_view(session, issue.id), settings)
     now = clock.now()
