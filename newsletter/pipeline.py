@@ -33,7 +33,7 @@ from newsletter.db.models import Issue, MailingList, SendClaim
 from newsletter.db.session import transaction
 from newsletter.delivery.sending import enqueue_issue, send_issue
 from newsletter.errors import ConfigError
-from newsletter.issues.assembly import build_issue
+from newsletter.issues.assembly import build_issue, schedule_for
 from newsletter.logs import log_event
 from newsletter.providers.base import Provider
 from newsletter.providers.factory import make_provider
@@ -86,26 +86,18 @@ def process_owner() -> str:
 
 
 def list_schedule(settings: Settings, mailing_list: MailingList) -> tuple[ZoneInfo, time]:
-    """The list's own time zone and send time, else NEWSLETTER_TIMEZONE / NEWSLETTER_SEND_TIME."""
-    tz = settings.timezone
-    if mailing_list.timezone:
-        try:
-            tz = ZoneInfo(mailing_list.timezone)
-        except (KeyError, ValueError):
-            raise ConfigError(
-                f"list {mailing_list.slug!r}: unknown time zone {mailing_list.timezone!r}"
-            ) from None
-    send_time = settings.send_time
-    if mailing_list.send_time:
-        try:
-            hours, minutes = mailing_list.send_time.split(":")
-            send_time = time(int(hours), int(minutes))
-        except ValueError:
-            raise ConfigError(
-                f"list {mailing_list.slug!r}: send time must be HH:MM, "
-                f"got {mailing_list.send_time!r}"
-            ) from None
-    return tz, send_time
+    """The list's own time zone and send time, else NEWSLETTER_TIMEZONE / NEWSLETTER_SEND_TIME.
+
+    The same rule the issue assembly uses (`schedule_for`), with errors that name the list.
+    """
+    try:
+        schedule = schedule_for(settings, mailing_list)
+    except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError
+        raise ConfigError(
+            f"list {mailing_list.slug!r}: expected an IANA time zone and an HH:MM send time, "
+            f"got timezone={mailing_list.timezone!r} send_time={mailing_list.send_time!r}"
+        ) from None
+    return schedule.tz, schedule.send_time
 
 
 # --- the send claim -------------------------------------------------------------------------
