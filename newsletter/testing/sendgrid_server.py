@@ -26,6 +26,7 @@ import random
 import re
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -347,16 +348,21 @@ class SendGridServer:
         host: str = "127.0.0.1",
         port: int = 0,
         keep_requests: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.api_key = api_key
         self._state = _State(api_key, keep_requests)
         self._server = _Server((host, port), self._state)
+        self._scheme = "http"
+        if ssl_context is not None:  # HTTPS, e.g. to measure what TLS handshakes cost
+            self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
+            self._scheme = "https"
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self._scheme}://{host}:{port}"
 
     def start(self) -> SendGridServer:
         self._thread = threading.Thread(
