@@ -285,7 +285,10 @@ class Scheduler:
 
     def catch_up_all(self) -> None:
         """Refresh the cron jobs from the lists table, then decide for every list."""
-        self.sync_jobs()
+        try:
+            self.sync_jobs()
+        except Exception as err:  # e.g. the database is briefly away: keep the known lists
+            log_event(log, "scheduler.sync_failed", level=logging.ERROR, error=str(err))
         for slug in self._targets():
             self.tick(slug)
 
