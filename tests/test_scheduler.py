@@ -126,6 +126,10 @@ def test_each_list_is_scheduled_in_its_own_zone_with_the_catch_up_window_as_grac
     assert job.coalesce is True
     assert "hour='6', minute='30'" in str(job.trigger)
     assert str(job.trigger.timezone) == "America/New_York"
+    daily = scheduler._aps.get_job("daily:daily")
+    assert daily is not None
+    next_fire = daily.trigger.get_next_fire_time(None, clock.now())  # from 06:30 JST
+    assert next_fire == datetime(2026, 6, 12, 22, 0, tzinfo=UTC)  # 07:00 JST
 
 
 def test_a_list_sending_after_the_catch_up_deadline_is_a_config_error(
