@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import socket
 import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -31,7 +29,7 @@ from newsletter.catchup import local_datetime
 from newsletter.config import Settings
 from newsletter.db.models import Issue, MailingList, SendClaim
 from newsletter.db.session import transaction
-from newsletter.delivery.sending import enqueue_issue, send_issue
+from newsletter.delivery.sending import default_worker_id, enqueue_issue, send_issue
 from newsletter.errors import ConfigError
 from newsletter.issues.assembly import build_issue, schedule_for
 from newsletter.logs import log_event
@@ -81,8 +79,8 @@ class RunReport:
 
 
 def process_owner() -> str:
-    """Who holds a claim: host and process id, readable in `health` and logs."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Who holds a claim: host and process id, as the sending core names its workers."""
+    return default_worker_id()
 
 
 def list_schedule(settings: Settings, mailing_list: MailingList) -> tuple[ZoneInfo, time]:
@@ -241,8 +239,9 @@ def record_skip(runtime: Runtime, list_slug: str, issue_date: date, note: str) -
             existing = _issue(session, mailing_list.id, issue_date)
             assert existing is not None
             report.issue_id, report.reused, report.status = existing.id, True, existing.status
-            if existing.status != IssueStatus.SKIPPED:
+            if existing.status != IssueStatus.SKIPPED:  # built meanwhile: the next check decides
                 report.outcome = Outcome.ALREADY_DONE
+                report.reason = f"the issue was made {existing.status} concurrently"
                 return report
     report.reason = note
     log_event(
@@ -287,7 +286,7 @@ def run_daily(
         issue = result.issue
         report = RunReport(list_slug=list_slug, outcome=Outcome.NOT_BUILT, issue_date=issue_date)
         if issue is None:
-            report.reason = getattr(result, "reason", None) or "no issue was built"
+            report.reason = result.reason or "no issue was built"
             log_event(log, "pipeline.not_built", list=list_slug, reason=report.reason)
             return report
         report.issue_id, report.issue_date = issue.id, issue.issue_date
