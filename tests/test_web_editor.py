@@ -121,3 +121,23 @@ def test_the_preview_renders_an_issue_that_was_only_built(
     assert frame.status_code == 200
     assert "https://news.example.com/u/preview" in frame.text
     assert "-unsubscribe_url-" not in frame.text
+
+
+def test_events_are_bucketed_per_hour_and_metric() -> None:
+    from datetime import UTC, datetime
+
+    from newsletter.webhooks.stats import bucket_events
+
+    at = datetime(2026, 6, 13, 7, 5, tzinfo=UTC)
+    pairs = [
+        (at, "open"),
+        (at + timedelta(minutes=50), "open"),
+        (at + timedelta(minutes=56), "open"),
+        (at, "bounce"),
+        (at, "dropped"),
+    ]
+    assert bucket_events(pairs, timedelta(hours=1)) == [
+        (datetime(2026, 6, 13, 7, tzinfo=UTC), "bounced", 2),
+        (datetime(2026, 6, 13, 7, tzinfo=UTC), "opened", 2),
+        (datetime(2026, 6, 13, 8, tzinfo=UTC), "opened", 1),
+    ]

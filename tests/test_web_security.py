@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 from starlette.testclient import TestClient
 
@@ -11,8 +14,9 @@ from newsletter.web.security import CsrfSigner, RateLimiter
 
 
 @pytest.fixture
-def database_url(sqlite_url: str) -> str:
+def web_database_url(sqlite_url: str, _web_sqlite_template: Path) -> str:
     """Headers and languages do not depend on the database: SQLite only."""
+    shutil.copyfile(_web_sqlite_template, sqlite_url.removeprefix("sqlite:///"))
     return sqlite_url
 
 

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from newsletter.config import Settings
 from newsletter.db.session import transaction
 from newsletter.paths import templates_dir
 from newsletter.runtime import Runtime
@@ -45,7 +46,7 @@ class WebState:
     _provider_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
-    def settings(self):  # type: ignore[no-untyped-def]
+    def settings(self) -> Settings:
         return self.runtime.settings
 
     def provider(self) -> Any:

@@ -5,6 +5,8 @@ Every string a page shows is here, in both languages, so a page can never be hal
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 PAGE_LANGUAGES = ("ja", "en")
 
 # Version of the consent wording shown on the sign-up form; recorded with each sign-up. Change
@@ -141,7 +143,7 @@ def pick_language(
     return best
 
 
-def translator(language: str):  # type: ignore[no-untyped-def]
+def translator(language: str) -> Callable[..., str]:
     """`t(key, **values)` for one language; a missing key is a bug and raises KeyError."""
 
     def t(key: str, **values: object) -> str:

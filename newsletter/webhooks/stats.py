@@ -6,6 +6,7 @@ redelivered event, or a reader opening the email three times, counts once.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -57,14 +58,17 @@ def issue_event_stats(
             Event.issue_id == issue_id, Event.type.in_(list(_METRIC_OF))
         )
     ).all()
-    return IssueStats(issue_id, counts, total, bucket_events(times, bucket), bucket)
+    pairs = ((row[0], row[1]) for row in times)
+    return IssueStats(issue_id, counts, total, bucket_events(pairs, bucket), bucket)
 
 
-def bucket_events(times: object, bucket: timedelta) -> list[tuple[datetime, str, int]]:
+def bucket_events(
+    times: Iterable[tuple[datetime, str]], bucket: timedelta
+) -> list[tuple[datetime, str, int]]:
     """Group (time, type) pairs into fixed buckets per metric; pure, for the chart."""
     seconds = bucket.total_seconds()
     tally: dict[tuple[datetime, str], int] = {}
-    for at, kind in times:  # type: ignore[attr-defined]
+    for at, kind in times:
         start = datetime.fromtimestamp((at.timestamp() // seconds) * seconds, at.tzinfo)
         key = (start, _METRIC_OF[kind])
         tally[key] = tally.get(key, 0) + 1
