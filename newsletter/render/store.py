@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -14,6 +15,8 @@ from newsletter.db.models import Article, Issue, IssueArticle, IssueVariant
 from newsletter.render.renderer import render_issue_variants
 from newsletter.render.view import load_issue_view
 from newsletter.types import VARIANTS, RenderedVariant
+
+log = logging.getLogger(__name__)
 
 
 def is_current(variant: IssueVariant | None, issue: Issue) -> bool:
@@ -50,6 +53,15 @@ def ensure_variants(
     ):
         return stored
     rendered = render_issue_variants(load_issue_view(session, issue.id), settings)
+    for variant in rendered.values():
+        if variant.trimmed:
+            log.warning(
+                "issue %s variant %s trimmed to fit Gmail's size limit: %s",
+                issue.id,
+                variant.variant,
+                "; ".join(variant.trimmed),
+            )
+    log.info("issue %s: rendered variants %s", issue.id, ", ".join(rendered))
     now = clock.now()
     try:
         with session.begin_nested():
