@@ -202,10 +202,10 @@ class Scheduler:
     run_at: datetime | None = None  # `--at`: a one-off run of every list at this instant
     only_list: str | None = None
     owner: str = field(default_factory=process_owner)
-    on_result: Callable[[TickResult | RunReport], None] | None = None
 
     def __post_init__(self) -> None:
         self.stopping = threading.Event()
+        self.failures = 0  # jobs that raised (a `--at` run exits 1 when any did)
         self._stop_lock = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self._plans: dict[str, ListPlan] = {}
@@ -231,10 +231,9 @@ class Scheduler:
             log.debug("%s: a run is already in progress in this process", slug)
             return
         try:
-            result = work()
-            if self.on_result is not None:
-                self.on_result(result)
+            work()
         except Exception as err:
+            self.failures += 1
             log_event(
                 log,
                 "scheduler.job_failed",
@@ -342,7 +341,7 @@ class Scheduler:
         """
         now = datetime.now(UTC)
         if self.run_at is not None:
-            self._plans = {plan.slug: plan for plan in list_plans(self.runtime)}
+            self._plans = {p.slug: p for p in list_plans(self.runtime, self._bad_list)}
             self._pending = set(self._targets())
             for slug in self._targets():
                 self._aps.add_job(

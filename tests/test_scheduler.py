@@ -10,7 +10,7 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 from sqlalchemy import select
 
-from newsletter.catchup import Action
+from newsletter.catchup import Action, local_datetime
 from newsletter.clock import FixedClock
 from newsletter.db.models import Issue, MailingList, Meta
 from newsletter.errors import ConfigError
@@ -23,7 +23,7 @@ from newsletter.scheduler import (
     list_plans,
     write_heartbeat,
 )
-from tests.fixtures.scheduler import outbox_recipients, seed_subscribers
+from tests.fixtures.scheduler import outbox_recipients, seed_articles, seed_subscribers
 
 JST = timedelta(hours=9)
 
@@ -225,3 +225,18 @@ def test_a_stop_before_the_scheduler_runs_makes_start_return(runtime: Runtime) -
     )
     thread.start()
     assert done.wait(10), "start() did not return after stop()"
+
+
+def test_a_one_off_run_that_fails_is_counted_for_the_exit_code(runtime: Runtime) -> None:
+    at = datetime.now(UTC) - timedelta(seconds=1)  # already due: runs as soon as it starts
+    day = at.astimezone(runtime.settings.timezone).date()
+    seed_articles(runtime.sessions, [local_datetime(day, time(6, 0), runtime.settings.timezone)])
+    runtime.settings = dataclasses.replace(runtime.settings, provider="nonsense")
+    scheduler = Scheduler(runtime, run_at=at)
+    done = threading.Event()
+    thread = threading.Thread(
+        target=lambda: (scheduler.start(install_signals=False), done.set()), daemon=True
+    )
+    thread.start()
+    assert done.wait(20), "a --at run did not exit after its run"
+    assert scheduler.failures == 1

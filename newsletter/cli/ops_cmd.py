@@ -106,7 +106,10 @@ def scheduler(app: AppContext, list_slug: str | None, run_at: str | None) -> Non
 
     configure_logging(app.settings.log_format)
     when = _parse_instant(run_at) if run_at else None
-    Scheduler(app.runtime(), run_at=when, only_list=list_slug).start()
+    runner = Scheduler(app.runtime(), run_at=when, only_list=list_slug)
+    runner.start()
+    if when is not None and runner.failures:
+        sys.exit(1)  # the one-off run failed: say so to the operator's shell
 
 
 @click.command()
