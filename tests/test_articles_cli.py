@@ -142,3 +142,17 @@ def test_an_unknown_article_is_a_clear_error(app: AppContext) -> None:
 def test_every_command_has_help(command: list[str]) -> None:
     result = CliRunner().invoke(cli, [*command, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_import_samples_fills_the_next_issue(app: AppContext) -> None:
+    result = run(app, "articles", "import", "--samples")
+    assert result.exit_code == 0, result.output
+    assert "imported 9" in result.output
+    built = run(app, "issue", "build", "--json")
+    assert len(json.loads(built.output)["issue"]["articles"]) == 8
+
+
+def test_import_needs_a_source(app: AppContext) -> None:
+    result = run(app, "articles", "import")
+    assert result.exit_code == 2
+    assert "give at least one PATH_OR_URL, or --samples" in result.output

@@ -10,6 +10,7 @@ import click
 
 from newsletter.articles.ingest import import_sources
 from newsletter.articles.queries import articles_between, find_article
+from newsletter.articles.samples import import_samples
 from newsletter.articles.schema import article_to_dict
 from newsletter.cli.context import AppContext, emit_json, handle_errors, pass_app
 from newsletter.db.models import Article
@@ -28,18 +29,27 @@ def headline(article: Article) -> str:
 
 
 @click.command("import")
-@click.argument("sources", nargs=-1, required=True, metavar="PATH_OR_URL...")
+@click.argument("sources", nargs=-1, metavar="PATH_OR_URL...")
+@click.option(
+    "--samples",
+    is_flag=True,
+    help="Also import the shipped sample articles, re-dated into today's issue window.",
+)
 @JSON
 @pass_app
 @handle_errors
-def import_cmd(app: AppContext, sources: tuple[str, ...], as_json: bool) -> None:
+def import_cmd(app: AppContext, sources: tuple[str, ...], samples: bool, as_json: bool) -> None:
     """Import articles from JSON / JSON Lines files, RSS 2.0 or Atom feeds, paths or URLs.
 
     Valid articles are kept even when others in the same file are rejected; the exit status
     is 65 when anything was rejected or a source could not be read.
     """
+    if not sources and not samples:
+        raise click.UsageError("give at least one PATH_OR_URL, or --samples")
     runtime = app.runtime()
     report = import_sources(runtime.sessions, list(sources), runtime.clock)
+    if samples:
+        report.add(import_samples(runtime.sessions, runtime.clock, runtime.settings))
     if as_json:
         emit_json(report.to_dict())
     else:
