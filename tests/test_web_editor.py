@@ -16,9 +16,9 @@ BEARER = {"Authorization": f"Bearer {PREVIEW_TOKEN}"}
 
 @pytest.mark.parametrize("path", ["/preview/{id}", "/preview/{id}/ja", "/admin/issues/{id}"])
 def test_editor_pages_are_401_without_the_token(
-    web_client: TestClient, seeded: Seeded, path: str
+    web_client: TestClient, web_seed: Seeded, path: str
 ) -> None:
-    url = path.format(id=seeded.issue_id)
+    url = path.format(id=web_seed.issue_id)
     assert web_client.get(url).status_code == 401
     assert web_client.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
     response = web_client.get(url + "?token=wrong")
@@ -41,9 +41,9 @@ def test_editor_pages_are_401_without_the_token(
     ids=["bearer", "query", "basic"],
 )
 def test_the_preview_shows_three_variants_at_two_widths(
-    web_client: TestClient, seeded: Seeded, auth: dict
+    web_client: TestClient, web_seed: Seeded, auth: dict
 ) -> None:
-    page = web_client.get(f"/preview/{seeded.issue_id}", **auth)
+    page = web_client.get(f"/preview/{web_seed.issue_id}", **auth)
     assert page.status_code == 200
     assert page.text.count("<iframe") == 6
     assert page.text.count('class="phone"') == 3 and page.text.count('class="desktop"') == 3
@@ -51,9 +51,9 @@ def test_the_preview_shows_three_variants_at_two_widths(
 
 
 def test_a_preview_frame_may_be_framed_by_us_only_and_has_sample_links(
-    web_client: TestClient, seeded: Seeded
+    web_client: TestClient, web_seed: Seeded
 ) -> None:
-    frame = web_client.get(f"/preview/{seeded.issue_id}/both", headers=BEARER)
+    frame = web_client.get(f"/preview/{web_seed.issue_id}/both", headers=BEARER)
     assert frame.status_code == 200
     assert frame.headers["x-frame-options"] == "SAMEORIGIN"
     assert "frame-ancestors 'self'" in frame.headers["content-security-policy"]
@@ -61,7 +61,7 @@ def test_a_preview_frame_may_be_framed_by_us_only_and_has_sample_links(
 
 
 def test_without_a_configured_token_the_editor_pages_are_closed(
-    web_runtime: Runtime, seeded: Seeded
+    web_runtime: Runtime, web_seed: Seeded
 ) -> None:
     import dataclasses
 
@@ -69,18 +69,18 @@ def test_without_a_configured_token_the_editor_pages_are_closed(
 
     settings = dataclasses.replace(web_runtime.settings, preview_token=None)
     with TestClient(create_app(dataclasses.replace(web_runtime, settings=settings))) as client:
-        assert client.get(f"/preview/{seeded.issue_id}?token=").status_code == 401
+        assert client.get(f"/preview/{web_seed.issue_id}?token=").status_code == 401
 
 
 def test_statistics_count_recipients_from_the_events_and_draw_a_chart(
-    web_client: TestClient, webhook_key: WebhookKey, clock, seeded: Seeded
+    web_client: TestClient, webhook_key: WebhookKey, clock, web_seed: Seeded
 ) -> None:
     at = clock.now()
     events = [
-        sendgrid_event("delivered", seeded, at),
-        sendgrid_event("open", seeded, at + timedelta(hours=1)),
-        sendgrid_event("open", seeded, at + timedelta(hours=2)),  # same reader: counts once
-        sendgrid_event("click", seeded, at + timedelta(hours=2)),
+        sendgrid_event("delivered", web_seed, at),
+        sendgrid_event("open", web_seed, at + timedelta(hours=1)),
+        sendgrid_event("open", web_seed, at + timedelta(hours=2)),  # same reader: counts once
+        sendgrid_event("click", web_seed, at + timedelta(hours=2)),
     ]
     body = body_of(events)
     web_client.post(
@@ -89,7 +89,7 @@ def test_statistics_count_recipients_from_the_events_and_draw_a_chart(
         headers=webhook_key.headers(body, int(at.timestamp())),
     )
     page = web_client.get(
-        f"/admin/issues/{seeded.issue_id}", headers={**BEARER, "Accept-Language": "en"}
+        f"/admin/issues/{web_seed.issue_id}", headers={**BEARER, "Accept-Language": "en"}
     )
     assert page.status_code == 200
     assert "<th>Delivered</th><td>1</td>" in page.text
@@ -102,7 +102,7 @@ def test_statistics_count_recipients_from_the_events_and_draw_a_chart(
     assert "<th>accepted</th><td>1</td>" in page.text
 
 
-def test_unknown_issue_is_404(web_client: TestClient, seeded: Seeded) -> None:
+def test_unknown_issue_is_404(web_client: TestClient, web_seed: Seeded) -> None:
     assert web_client.get("/admin/issues/9999", headers=BEARER).status_code == 404
 
 

@@ -34,9 +34,9 @@ def _record(runtime: Runtime, events: list[dict]) -> dict:
 
 
 def test_a_bounce_for_an_unknown_address_is_still_suppressed(
-    web_runtime: Runtime, seeded: Seeded, clock
+    web_runtime: Runtime, web_seed: Seeded, clock
 ) -> None:
-    event = sendgrid_event("bounce", seeded, clock.now(), type="bounce", email="gone@example.org")
+    event = sendgrid_event("bounce", web_seed, clock.now(), type="bounce", email="gone@example.org")
     del event["subscriber_id"], event["delivery_id"]
     assert _record(web_runtime, [event])["suppressed"] == 1
     with web_runtime.sessions() as session:
@@ -45,9 +45,9 @@ def test_a_bounce_for_an_unknown_address_is_still_suppressed(
 
 
 def test_an_event_without_an_address_is_matched_through_its_subscriber(
-    web_runtime: Runtime, seeded: Seeded, clock
+    web_runtime: Runtime, web_seed: Seeded, clock
 ) -> None:
-    event = sendgrid_event("spamreport", seeded, clock.now())
+    event = sendgrid_event("spamreport", web_seed, clock.now())
     del event["email"]
     assert _record(web_runtime, [event])["complained"] == 1
     with web_runtime.sessions() as session:
@@ -55,14 +55,14 @@ def test_an_event_without_an_address_is_matched_through_its_subscriber(
 
 
 def test_a_complaint_in_the_same_batch_as_a_bounce_wins(
-    web_runtime: Runtime, seeded: Seeded, clock
+    web_runtime: Runtime, web_seed: Seeded, clock
 ) -> None:
     at = clock.now()
     _record(
         web_runtime,
         [
-            sendgrid_event("bounce", seeded, at, type="bounce"),
-            sendgrid_event("spamreport", seeded, at + timedelta(seconds=1)),
+            sendgrid_event("bounce", web_seed, at, type="bounce"),
+            sendgrid_event("spamreport", web_seed, at + timedelta(seconds=1)),
         ],
     )
     with web_runtime.sessions() as session:
@@ -71,13 +71,13 @@ def test_a_complaint_in_the_same_batch_as_a_bounce_wins(
 
 
 def test_a_suppression_ends_every_live_subscription_of_the_address(
-    web_runtime: Runtime, seeded: Seeded, clock
+    web_runtime: Runtime, web_seed: Seeded, clock
 ) -> None:
     with transaction(web_runtime.sessions) as session:
         weekly = add_list(session, clock, "weekly", "AI週報")
         session.add(
             Subscription(
-                subscriber_id=seeded.subscriber_id,
+                subscriber_id=web_seed.subscriber_id,
                 list_id=weekly,
                 status="active",
                 source="admin",
@@ -85,7 +85,7 @@ def test_a_suppression_ends_every_live_subscription_of_the_address(
                 updated_at=clock.now(),
             )
         )
-    _record(web_runtime, [sendgrid_event("bounce", seeded, clock.now(), type="bounce")])
+    _record(web_runtime, [sendgrid_event("bounce", web_seed, clock.now(), type="bounce")])
     with web_runtime.sessions() as session:
         assert set(session.scalars(select(Subscription.status))) == {"bounced"}
         actions = session.scalars(select(ConsentRecord.action)).all()
@@ -93,14 +93,14 @@ def test_a_suppression_ends_every_live_subscription_of_the_address(
 
 
 def test_an_unsubscribe_touches_only_the_issue_list(
-    web_runtime: Runtime, seeded: Seeded, clock
+    web_runtime: Runtime, web_seed: Seeded, clock
 ) -> None:
     with transaction(web_runtime.sessions) as session:
         weekly = add_list(session, clock, "weekly", "AI週報")
         other = add_subscriber(session, clock, "other@example.jp", weekly)
         session.add(
             Subscription(
-                subscriber_id=seeded.subscriber_id,
+                subscriber_id=web_seed.subscriber_id,
                 list_id=weekly,
                 status="active",
                 source="admin",
@@ -108,17 +108,17 @@ def test_an_unsubscribe_touches_only_the_issue_list(
                 updated_at=clock.now(),
             )
         )
-    _record(web_runtime, [sendgrid_event("unsubscribe", seeded, clock.now())])
+    _record(web_runtime, [sendgrid_event("unsubscribe", web_seed, clock.now())])
     with web_runtime.sessions() as session:
         rows = dict(
             (row[0], row[1])
             for row in session.execute(
                 select(Subscription.list_id, Subscription.status).where(
-                    Subscription.subscriber_id == seeded.subscriber_id
+                    Subscription.subscriber_id == web_seed.subscriber_id
                 )
             )
         )
-        assert rows == {seeded.list_id: "unsubscribed", weekly: "active"}
+        assert rows == {web_seed.list_id: "unsubscribed", weekly: "active"}
         other_status = session.scalar(
             select(Subscription.status).where(Subscription.subscriber_id == other.id)
         )
@@ -142,8 +142,8 @@ def test_two_concurrent_redeliveries_store_each_event_once(
         subscriber = add_subscriber(session, clock, "reader@example.jp", list_id)
         issue_id = add_issue(session, clock, list_id)
         delivery_id = add_delivery(session, clock, issue_id, subscriber.id)
-    seeded = Seeded(list_id, subscriber.id, subscriber.email, issue_id, delivery_id)
-    events = [sendgrid.parse_event(sendgrid_event("open", seeded, clock.now()))]
+    web_seed = Seeded(list_id, subscriber.id, subscriber.email, issue_id, delivery_id)
+    events = [sendgrid.parse_event(sendgrid_event("open", web_seed, clock.now()))]
     first = runtime.sessions()
     result_first = record_events(
         first, events, received_at=clock.now(), hash_email=EmailHasher.load(first)
