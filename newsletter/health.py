@@ -152,11 +152,16 @@ def _lists(session: Session, settings: Settings, now: datetime) -> list[Check]:
         if last is not None and last.status == IssueStatus.PAUSED:
             level = Level.DEGRADED
             detail += ": `newsletter issue resume` continues it"
-        elif (
-            decision.action in (Action.RUN, Action.SKIP) and now >= decision.send_at + OVERDUE_AFTER
-        ):
+        elif decision.action is Action.RUN and now >= decision.send_at + OVERDUE_AFTER:
             level = Level.DEGRADED
             detail += f"; today's issue ({today}) is overdue since {send_time:%H:%M}"
+        elif decision.action is Action.SKIP:
+            level = Level.DEGRADED
+            detail += (
+                f"; today's issue ({today}) was not sent by the deadline "
+                f"{settings.catchup_deadline:%H:%M} and no skip is recorded: "
+                "is a scheduler running?"
+            )
         checks.append(Check(f"list {mailing_list.slug}", level, detail, data))
     return checks
 

@@ -31,7 +31,7 @@ from newsletter.db.models import Issue, MailingList, SendClaim
 from newsletter.db.session import transaction
 from newsletter.delivery.sending import default_worker_id, enqueue_issue, send_issue
 from newsletter.errors import ConfigError
-from newsletter.issues.assembly import build_issue, schedule_for
+from newsletter.issues.assembly import build_issue, issue_date_for, schedule_for
 from newsletter.logs import log_event
 from newsletter.providers.base import Provider
 from newsletter.providers.factory import make_provider
@@ -282,12 +282,21 @@ def run_daily(
     settings, clock = runtime.settings, runtime.clock
     owner = owner or process_owner()
     with transaction(runtime.sessions) as session:
+        if issue_date is None:  # decided here so that every report names its date
+            mailing_list = session.scalar(select(MailingList).where(MailingList.slug == list_slug))
+            issue_date = issue_date_for(settings, mailing_list, clock.now())
         result = build_issue(session, settings, clock, list_slug=list_slug, issue_date=issue_date)
         issue = result.issue
         report = RunReport(list_slug=list_slug, outcome=Outcome.NOT_BUILT, issue_date=issue_date)
         if issue is None:
             report.reason = result.reason or "no issue was built"
-            log_event(log, "pipeline.not_built", list=list_slug, reason=report.reason)
+            log_event(
+                log,
+                "pipeline.not_built",
+                list=list_slug,
+                issue_date=issue_date.isoformat(),
+                reason=report.reason,
+            )
             return report
         report.issue_id, report.issue_date = issue.id, issue.issue_date
         report.built, report.reused = bool(result.created), not result.created

@@ -166,3 +166,12 @@ def test_times_in_the_heartbeat_are_utc(runtime: Runtime, clock: FixedClock) -> 
         2026, 6, 12, 21, 30, tzinfo=UTC
     )
     assert check.data["age_s"] == 0
+
+
+def test_a_day_missed_without_a_scheduler_is_degraded(runtime: Runtime, clock: FixedClock) -> None:
+    record_skip(runtime, "daily", date(2026, 6, 12), "missed")  # the list exists
+    clock.advance(hours=6)  # 12:30 JST: past the deadline, nothing recorded for today
+    _healthy(runtime)
+    check = _check(check_health(runtime.settings, clock, engine=runtime.engine), "list daily")
+    assert check.level is Level.DEGRADED
+    assert "not sent by the deadline 11:00" in check.detail
