@@ -1,0 +1,404 @@
+"""Benchmark the sending core end to end: database, links, payloads, HTTP/SMTP and the ledger.
+
+    python scripts/bench_send.py --subscribers 1000000
+    python scripts/bench_send.py --subscribers 100000 --provider smtp
+    python scripts/bench_send.py --subscribers 100000 --fail-rate 0.2
+    python scripts/bench_send.py --subscribers 200000 --workers 1,2,4 \
+        --database-url postgresql://postgres@127.0.0.1/test
+    python scripts/bench_send.py --subscribers 20000 --naive
+
+Subscribers are generated inside the database (one INSERT ... SELECT), the issue and its three
+variants are written directly, the local SendGrid-compatible server (or the SMTP sink) runs in
+its own process. One JSON line per run; the last line is the last run:
+provider, recipients, seconds, recipients_per_s, requests, peak_rss_mb, duplicates, missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import bindparam, create_engine, delete, func, select, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from newsletter.clock import SYSTEM_CLOCK  # noqa: E402
+from newsletter.config import Secret, load_settings  # noqa: E402
+from newsletter.db.migrate import upgrade  # noqa: E402
+from newsletter.db.models import (  # noqa: E402
+    Delivery,
+    Issue,
+    IssueVariant,
+    MailingList,
+    SendBatch,
+    Subscriber,
+    Subscription,
+)
+from newsletter.db.session import make_engine, session_factory  # noqa: E402
+from newsletter.db.types import UTCDateTime  # noqa: E402
+from newsletter.delivery.sendconfig import SendConfig  # noqa: E402
+from newsletter.delivery.sending import enqueue_issue, send_issue  # noqa: E402
+from newsletter.providers.factory import make_provider  # noqa: E402
+from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL  # noqa: E402
+
+T0 = datetime(2026, 6, 12, 20, 0, tzinfo=UTC)
+API_KEY = "test-key"
+SECRET = "bench-secret-key-0123456789abcdef"
+FROM = "AI日報 <news@example.com>"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def rss_mb(children: bool = False) -> float:
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def seed(sessions: sessionmaker[Session], count: int) -> int:
+    """N active subscribers generated in SQL, a list, a built issue with three variants."""
+    with sessions.begin() as session:
+        dialect = session.get_bind().dialect.name
+        the_list = MailingList(slug="daily", name="AI日報", created_at=T0)
+        session.add(the_list)
+        session.flush()
+        if dialect == "sqlite":
+            rows = (
+                "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < :n) "
+                "SELECT 'reader' || n || '@example.com', 'reader' || n || '@example.com', "
+                "printf('%064x', n), 'Reader ' || n, "
+                "CASE n % 3 WHEN 0 THEN 'ja' WHEN 1 THEN 'en' ELSE 'both' END, '{}', :t, :t "
+                "FROM seq"
+            )
+        else:
+            rows = (
+                "SELECT 'reader' || n || '@example.com', 'reader' || n || '@example.com', "
+                "md5(n::text), 'Reader ' || n, "
+                "CASE n % 3 WHEN 0 THEN 'ja' WHEN 1 THEN 'en' ELSE 'both' END, '{}', :t, :t "
+                "FROM generate_series(1, :n) AS n"
+            )
+        now = bindparam("t", T0, type_=UTCDateTime())
+        session.execute(
+            text(
+                "INSERT INTO subscribers (email, email_key, email_hash, name, language, "
+                f"attributes, created_at, updated_at) {rows}"
+            ).bindparams(now, n=count)
+        )
+        session.execute(
+            text(
+                "INSERT INTO subscriptions (subscriber_id, list_id, status, source, created_at, "
+                "updated_at, confirmed_at) SELECT id, :list, 'active', 'import', :t, :t, :t "
+                "FROM subscribers"
+            ).bindparams(now, list=the_list.id)
+        )
+        issue = Issue(
+            list_id=the_list.id,
+            issue_date=date(2026, 6, 13),
+            status="built",
+            window_start=T0 - timedelta(days=1),
+            cutoff_at=T0,
+            created_at=T0,
+            built_at=T0,
+        )
+        session.add(issue)
+        session.flush()
+        article = (
+            "<tr><td><h2>見出し Headline {i}</h2><p>" + "本文 body text " * 60 + "</p></td></tr>"
+        )
+        body = "".join(article.format(i=i) for i in range(8))
+        for variant in ("ja", "en", "both"):
+            session.add(
+                IssueVariant(
+                    issue_id=issue.id,
+                    variant=variant,
+                    subject=f"AI日報 {variant} 2026-06-13",
+                    preheader="today",
+                    html=(
+                        f"<html><body><p>{SLOT_NAME}</p><table>{body}</table>"
+                        f"<a href='{SLOT_UNSUBSCRIBE_URL}'>unsubscribe</a> "
+                        f"<a href='{SLOT_PREFERENCES_URL}'>preferences</a></body></html>"
+                    ),
+                    text=f"{SLOT_NAME}\n{body}\n{SLOT_UNSUBSCRIBE_URL}\n{SLOT_PREFERENCES_URL}",
+                    trimmed=[],
+                    rendered_at=T0 + timedelta(minutes=1),
+                )
+            )
+        return issue.id
+
+
+def reset_ledger(sessions: sessionmaker[Session], issue_id: int) -> None:
+    with sessions.begin() as session:
+        session.execute(delete(Delivery))
+        session.execute(delete(SendBatch))
+        session.execute(
+            update(Issue)
+            .where(Issue.id == issue_id)
+            .values(status="built", send_started_at=None, sent_at=None)
+        )
+
+
+def ledger_counts(sessions: sessionmaker[Session], issue_id: int) -> dict[str, int]:
+    with sessions() as session:
+        return dict(
+            session.execute(
+                select(Delivery.status, func.count())
+                .where(Delivery.issue_id == issue_id)
+                .group_by(Delivery.status)
+            ).all()
+        )
+
+
+# --- servers --------------------------------------------------------------------------------
+
+
+class Server:
+    def __init__(self, provider: str, fail_rate: float) -> None:
+        if provider == "sendgrid":
+            args = ["-m", "newsletter.testing.sendgrid_server", "--port", "0", "--api-key", API_KEY,
+                    "--fail-rate", str(fail_rate), "--retry-after", "0.1"]  # fmt: skip
+        else:
+            args = ["-m", "newsletter.testing.smtp_sink", "--port", "0", "--count-only",
+                    "--fast-data"]  # fmt: skip
+        self.provider = provider
+        self.proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+
+    def stats(self) -> dict[str, Any]:
+        if self.provider == "sendgrid":
+            return httpx.get(self.url + "/_stats", timeout=10).json()
+        return {}
+
+    def reset(self) -> None:
+        if self.provider == "sendgrid":
+            httpx.post(self.url + "/_reset", timeout=10)
+
+    def close(self) -> dict[str, Any]:
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=30)
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        return json.loads(lines[-1]) if lines else {}
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+
+def run_core(args: argparse.Namespace, url: str, server: Server, workers: int) -> dict[str, Any]:
+    settings = load_settings(
+        {"NEWSLETTER_FROM": FROM},
+        database_url=url,
+        provider=args.provider,
+        sendgrid_api_key=Secret(API_KEY),
+        sendgrid_host=server.url if args.provider == "sendgrid" else "https://api.sendgrid.com",
+        smtp_url=Secret(server.url) if args.provider == "smtp" else None,
+        secret_keys=(Secret(SECRET),),
+        base_url="https://news.example.com",
+        send_concurrency=args.concurrency,
+        send_batch_size=args.batch_size,
+        var_dir=Path(args.tmp),
+    )
+    config = SendConfig.from_settings(settings, backoff_base_s=0.05, backoff_max_s=0.5, poll_s=0.05)
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+    issue_id = args.issue_id
+    reset_ledger(sessions, issue_id)
+    server.reset()
+    started = time.monotonic()
+    requests = 0
+    if workers <= 1:
+        provider = make_provider(settings)
+        try:
+            report = send_issue(
+                sessions, settings, provider, issue_id, SYSTEM_CLOCK, worker_id="bench",
+                config=config,
+            )  # fmt: skip
+        finally:
+            provider.close()
+        requests = report.requests
+        peak = rss_mb()
+    else:
+        with sessions.begin() as session:
+            issue = session.get_one(Issue, issue_id)
+            enqueue_issue(session, issue, settings, SYSTEM_CLOCK, batch_size=config.batch_size)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+        env.update(
+            NEWSLETTER_DATABASE_URL=url,
+            NEWSLETTER_PROVIDER=args.provider,
+            SENDGRID_API_KEY=API_KEY,
+            NEWSLETTER_SENDGRID_HOST=server.url,
+            NEWSLETTER_SMTP_URL=server.url,
+            NEWSLETTER_SECRET_KEY=SECRET,
+            NEWSLETTER_BASE_URL="https://news.example.com",
+            NEWSLETTER_VAR_DIR=args.tmp,
+            NEWSLETTER_SEND_CONCURRENCY=str(args.concurrency),
+            NEWSLETTER_FROM=FROM,
+        )
+        command = [sys.executable, "-c", "from newsletter.cli.main import main; main()",
+                   "worker", "--issue", str(issue_id), "--json"]  # fmt: skip
+        procs = [
+            subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+            for _ in range(workers)
+        ]
+        for proc in procs:
+            out, _ = proc.communicate()
+            requests += json.loads(out)["requests"]
+        peak = rss_mb(children=True)
+    seconds = time.monotonic() - started
+    counts = ledger_counts(sessions, issue_id)
+    engine.dispose()
+    stats = server.stats()
+    accepted = counts.get("accepted", 0)
+    if args.provider == "sendgrid":
+        duplicates = stats["duplicates"]
+        received = stats["unique_recipients"]
+    else:
+        received = accepted
+        duplicates = 0
+    return {
+        "provider": args.provider,
+        "database": url.split(":", 1)[0],
+        "workers": workers,
+        "fail_rate": args.fail_rate,
+        "recipients": accepted,
+        "seconds": round(seconds, 2),
+        "recipients_per_s": round(accepted / seconds),
+        "requests": requests,
+        "peak_rss_mb": round(peak, 1),
+        "duplicates": duplicates,
+        "missing": args.subscribers - received,
+        "ledger": counts,
+    }
+
+
+def run_naive(args: argparse.Namespace, url: str, server: Server, limit: int) -> dict[str, Any]:
+    """The obvious approach: ORM rows, sendgrid's Mail helper and client, one mail per row."""
+    from sendgrid import SendGridAPIClient
+    from sendgrid.helpers.mail import Mail
+
+    from subscribers.tokens import LinkSigner
+
+    settings = load_settings({}, secret_keys=(Secret(SECRET),), base_url="https://news.example.com",
+                             var_dir=Path(args.tmp))  # fmt: skip
+    signer = LinkSigner(settings)
+    client = SendGridAPIClient(api_key=API_KEY, host=server.url)
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+    reset_ledger(sessions, args.issue_id)
+    server.reset()
+    started = time.monotonic()
+    sent = 0
+    with sessions() as session:
+        variants = {
+            v.variant: v
+            for v in session.scalars(
+                select(IssueVariant).where(IssueVariant.issue_id == args.issue_id)
+            )
+        }
+        query = select(Subscriber).join(Subscription).order_by(Subscriber.id).limit(limit)
+        for subscriber in session.scalars(query):
+            variant = variants[subscriber.language]
+            unsubscribe, preferences = signer.links(subscriber.id, 1)
+            html = (
+                variant.html.replace(SLOT_UNSUBSCRIBE_URL, unsubscribe)
+                .replace(SLOT_PREFERENCES_URL, preferences)
+                .replace(SLOT_NAME, subscriber.name or "")
+            )
+            mail = Mail(
+                from_email="news@example.com",
+                to_emails=subscriber.email,
+                subject=variant.subject,
+                html_content=html,
+            )
+            client.send(mail)
+            session.add(
+                Delivery(
+                    issue_id=args.issue_id,
+                    subscriber_id=subscriber.id,
+                    variant=subscriber.language,
+                    status="accepted",
+                    accepted_at=datetime.now(UTC),
+                    updated_at=datetime.now(UTC),
+                )
+            )
+            session.commit()
+            sent += 1
+    seconds = time.monotonic() - started
+    engine.dispose()
+    return {
+        "provider": "sendgrid-naive",
+        "recipients": sent,
+        "seconds": round(seconds, 2),
+        "recipients_per_s": round(sent / seconds),
+        "requests": server.stats().get("requests"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--database-url", help="PostgreSQL URL (default: a fresh SQLite file)")
+    parser.add_argument("--provider", choices=("sendgrid", "smtp"), default="sendgrid")
+    parser.add_argument("--fail-rate", type=float, default=0.0)
+    parser.add_argument("--workers", default="1", help="comma-separated, e.g. 1,2,4 (PostgreSQL)")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--naive", action="store_true", help="also run the obvious approach")
+    parser.add_argument("--naive-limit", type=int, default=3000, help="recipients for --naive")
+    args = parser.parse_args()
+    args.tmp = tempfile.mkdtemp(prefix="bench-send-")
+    schema = None
+    if args.database_url:
+        schema = f"bench_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(args.database_url.replace("postgresql://", "postgresql+psycopg://"))
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        base = admin.url.render_as_string(hide_password=False)
+        sep = "&" if "?" in base else "?"
+        url = f"{base}{sep}options=-csearch_path%3D{schema}"
+    else:
+        url = f"sqlite:///{args.tmp}/bench.db"
+    engine = make_engine(url)
+    upgrade(engine)
+    started = time.monotonic()
+    args.issue_id = seed(session_factory(engine), args.subscribers)
+    engine.dispose()
+    log(f"seeded {args.subscribers} subscribers in {time.monotonic() - started:.1f}s")
+    server = Server(args.provider, args.fail_rate)
+    results: list[dict[str, Any]] = []
+    try:
+        for workers in [int(w) for w in args.workers.split(",")]:
+            result = run_core(args, url, server, workers)
+            results.append(result)
+            print(json.dumps(result), flush=True)
+        if args.naive:
+            naive = run_naive(args, url, server, min(args.naive_limit, args.subscribers))
+            naive["speedup"] = round(results[0]["recipients_per_s"] / naive["recipients_per_s"], 1)
+            print(json.dumps(naive), flush=True)
+            print(json.dumps(results[0]), flush=True)  # the last line is the core's figures
+    finally:
+        server.close()
+        if schema:
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
