@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from newsletter.clock import FixedClock
@@ -15,6 +16,12 @@ from subscribers.importing import import_csv
 from subscribers.service import unsubscribe
 from subscribers.suppression import suppress
 from tests.fixtures.subscribers import RecordingProvider, subscribe
+
+
+@pytest.fixture
+def engine(subscribers_engine: Engine) -> Engine:
+    """This module's database: migrated once, emptied per test (see tests/fixtures)."""
+    return subscribers_engine
 
 
 def _eligible_emails(session: Session, list_id: int) -> set[str]:

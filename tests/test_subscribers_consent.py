@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from newsletter.clock import FixedClock
@@ -18,6 +18,13 @@ from subscribers.lists import create_list
 from subscribers.service import unsubscribe
 from subscribers.suppression import suppress
 from tests.fixtures.subscribers import RecordingProvider, subscribe
+
+
+@pytest.fixture
+def engine(subscribers_engine: Engine) -> Engine:
+    """This module's database: migrated once, emptied per test (see tests/fixtures)."""
+    return subscribers_engine
+
 
 CONFIRM_LINK = re.compile(r"https://news\.example\.com/confirm/([A-Za-z0-9_.\-]+)")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.clock import FixedClock
@@ -16,6 +16,12 @@ from subscribers.importing import import_csv
 from subscribers.service import add_subscriber
 from subscribers.suppression import is_suppressed
 from tests.fixtures.subscribers import subscribe
+
+
+@pytest.fixture
+def engine(subscribers_engine: Engine) -> Engine:
+    """This module's database: migrated once, emptied per test (see tests/fixtures)."""
+    return subscribers_engine
 
 
 def _event(session: Session, clock: FixedClock, email: str, subscriber_id: int | None) -> None:

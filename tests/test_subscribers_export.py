@@ -7,6 +7,7 @@ import io
 import json
 
 import pytest
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from newsletter.clock import FixedClock
@@ -16,6 +17,12 @@ from subscribers.exporting import iter_export, neutralise, write_export
 from subscribers.lists import create_list
 from subscribers.service import unsubscribe_by_email
 from tests.fixtures.subscribers import subscribe
+
+
+@pytest.fixture
+def engine(subscribers_engine: Engine) -> Engine:
+    """This module's database: migrated once, emptied per test (see tests/fixtures)."""
+    return subscribers_engine
 
 
 @pytest.mark.parametrize("cell", ["=1+2", "+81 3", "-2", "@SUM(A1)", "\tx", "\rx"])

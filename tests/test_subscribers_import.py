@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.clock import FixedClock
@@ -18,6 +18,13 @@ from subscribers.importing import detect_encoding, import_csv
 from subscribers.service import show_subscriber
 from subscribers.suppression import suppress
 from tests.fixtures.subscribers import subscribe
+
+
+@pytest.fixture
+def engine(subscribers_engine: Engine) -> Engine:
+    """This module's database: migrated once, emptied per test (see tests/fixtures)."""
+    return subscribers_engine
+
 
 MIXED = (
     "メールアドレス,名前,言語,会社\r\n"

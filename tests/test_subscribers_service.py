@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from newsletter.clock import FixedClock
@@ -23,6 +23,12 @@ from subscribers.service import (
 )
 from subscribers.suppression import is_suppressed, suppress, unsuppress
 from tests.fixtures.subscribers import subscribe
+
+
+@pytest.fixture
+def engine(subscribers_engine: Engine) -> Engine:
+    """This module's database: migrated once, emptied per test (see tests/fixtures)."""
+    return subscribers_engine
 
 
 def _actions(session: Session, subscriber_id: int) -> list[str]:
