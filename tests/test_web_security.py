@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from newsletter.config import Secret, load_settings
+from newsletter.runtime import Runtime
+from newsletter.web import create_app
 from newsletter.web.i18n import MESSAGES, pick_language
 from newsletter.web.security import CsrfSigner, RateLimiter
 
@@ -100,3 +104,18 @@ def test_the_rate_limiter_forgets_the_oldest_keys_beyond_its_bound() -> None:
     limiter.allow("b")
     limiter.allow("c")  # "a" is forgotten
     assert limiter.allow("a")
+
+
+def test_an_unexpected_error_is_a_500_page_with_the_headers_and_no_detail(
+    web_runtime: Runtime,
+) -> None:
+    def broken_sessions() -> Session:
+        raise RuntimeError("database down")
+
+    broken = dataclasses.replace(web_runtime, sessions=broken_sessions)
+    with TestClient(create_app(broken), raise_server_exceptions=False) as client:
+        response = client.get("/issues/", headers={"Accept-Language": "en"})
+    assert response.status_code == 500
+    assert "Something went wrong" in response.text
+    assert "RuntimeError" not in response.text and "database down" not in response.text
+    assert response.headers["x-frame-options"] == "DENY"

@@ -32,7 +32,7 @@ from newsletter.runtime import Runtime
 from newsletter.web import archive, editor, signup, subscriber_links, webhook_routes
 from newsletter.web.context import WebState, make_environment, page_language, render
 from newsletter.web.i18n import MESSAGES
-from newsletter.web.security import CsrfSigner, RateLimiter, SecurityHeaders
+from newsletter.web.security import DEFAULT_HEADERS, CsrfSigner, RateLimiter, SecurityHeaders
 from subscribers.tokens import LinkSigner
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,17 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     log_event(
         logger, "web.error", level=logging.ERROR, path=request.url.path, error=type(exc).__name__
     )
-    return _message(request, 500, "error_title", "error_body")
+    # Rendered outside the middleware stack (Starlette's ServerErrorMiddleware): add the headers.
+    lang = page_language(request)
+    return render(
+        request,
+        "message.html",
+        lang,
+        status=500,
+        headers=DEFAULT_HEADERS,
+        title=MESSAGES["error_title"][lang],
+        body=MESSAGES["error_body"][lang],
+    )
 
 
 def create_app(

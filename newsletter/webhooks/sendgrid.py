@@ -148,13 +148,11 @@ def _occurred_at(value: Any, index: int) -> datetime:
 def _int_arg(item: dict[str, Any], name: str) -> int | None:
     """A custom arg set by our sender; SendGrid returns them as strings at the top level."""
     value = item.get(name)
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, str) and value.isdigit() and len(value) < 19:
-        return int(value)
-    return None
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return None  # 0 marks transactional mail (no ledger row)
+    return value
 
 
 def _str_or_none(value: Any) -> str | None:
