@@ -9,7 +9,7 @@ from email import policy
 
 import pytest
 
-from newsletter.errors import ConfigError, TransientProviderError
+from newsletter.errors import ConfigError, PermanentProviderError, TransientProviderError
 from newsletter.providers.base import Batch
 from newsletter.providers.smtp import SmtpProvider, classify_smtp_code, parse_smtp_url
 from newsletter.testing.smtp_sink import SmtpSink
@@ -223,3 +223,35 @@ def test_the_fast_data_sink_receives_the_same_bytes():
 
 
 TEXT_WITH_SLOT = "unsubscribe: -unsubscribe_url-\n"
+
+
+def test_credentials_in_the_url_log_in():
+    with SmtpSink(login=("news", "s3cret")) as sink:
+        smtp = SmtpProvider(
+            parse_smtp_url(f"smtp://news:s3cret@{sink.host}:{sink.port}?starttls=never")
+        )
+        try:
+            result = smtp.send_batch(make_batch(2))
+        finally:
+            smtp.close()
+        assert result.accepted == [1001, 1002]
+
+
+def test_a_refused_login_is_permanent_and_hides_the_password():
+    with SmtpSink(login=("news", "s3cret")) as sink:
+        url = f"smtp://news:wrong-pass@{sink.host}:{sink.port}?starttls=never&timeout=5"
+        smtp = SmtpProvider(parse_smtp_url(url))
+        with pytest.raises(PermanentProviderError) as caught:
+            smtp.send_batch(make_batch(1))
+        smtp.close()
+    assert "wrong-pass" not in str(caught.value)
+    assert not getattr(caught.value, "splittable", False)
+
+
+def test_starttls_required_but_not_offered_is_permanent(smtp_sink):
+    smtp = SmtpProvider(
+        parse_smtp_url(f"smtp://{smtp_sink.host}:{smtp_sink.port}?starttls=require")
+    )
+    with pytest.raises(PermanentProviderError, match="STARTTLS"):
+        smtp.send_batch(make_batch(1))
+    assert smtp_sink.stats()["messages"] == 0

@@ -24,7 +24,12 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from newsletter.config import Secret, Settings
-from newsletter.errors import ConfigError, PermanentProviderError, TransientProviderError
+from newsletter.errors import (
+    ConfigError,
+    PermanentProviderError,
+    ProviderError,
+    TransientProviderError,
+)
 from newsletter.providers.base import Batch, BatchResult, Recipient
 from newsletter.providers.mime import MimeTemplate, address_problem, template_for
 from newsletter.providers.redact import mask_email
@@ -272,7 +277,9 @@ class SmtpProvider:
                     continue
                 try:
                     conn = holder.get()
-                except TransientProviderError as err:
+                except ProviderError as err:
+                    # Before any outcome the batch as a whole failed; after, the outcomes so
+                    # far stand and the rest is retried later.
                     if not result.accepted and not result.failed and not result.deferred:
                         raise
                     for rest in recipients[position:]:

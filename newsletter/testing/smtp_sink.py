@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
 
 @dataclass(frozen=True)
@@ -181,17 +181,39 @@ class SmtpSink:
     """The sink running in a background thread of this process."""
 
     def __init__(
-        self, *, host: str = "127.0.0.1", port: int = 0, store: bool = True, fast_data: bool = False
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        store: bool = True,
+        fast_data: bool = False,
+        login: tuple[str, str] | None = None,
     ) -> None:
         self.handler = SinkHandler(store=store)
+        self.login = login
+        auth: dict[str, Any] = {}
+        if login is not None:  # AUTH PLAIN/LOGIN without TLS: a local test server only
+            auth = {"authenticator": self._authenticate, "auth_require_tls": False}
         self.controller = _CountingController(
             self.handler,
             fast_data=fast_data,
+            **auth,
             hostname=host,
             port=port,
             enable_SMTPUTF8=True,
             data_size_limit=50 * 1024 * 1024,
         )
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        expected = self.login
+        ok = (
+            expected is not None
+            and isinstance(data, LoginPassword)
+            and (data.login.decode(), data.password.decode()) == expected
+        )
+        return AuthResult(success=ok, handled=False)
 
     def start(self) -> SmtpSink:
         self.controller.start()
