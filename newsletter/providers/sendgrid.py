@@ -294,6 +294,8 @@ class SendGridProvider:
             raise TransientProviderError(
                 f"SendGrid unreachable: {type(err).__name__}: {redact_text(str(err))}"
             ) from None
+        except RuntimeError as err:  # httpx: "the client has been closed"
+            raise PermanentProviderError(f"SendGrid provider is closed: {err}") from None
 
     def _rejected_positions(self, response: httpx.Response, size: int) -> dict[int, str]:
         """For a 400 naming personalizations: {position: reason}. Any other answer raises."""
