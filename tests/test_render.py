@@ -200,6 +200,16 @@ def test_footer_has_recipient_slots_web_version_reason_and_postal_address(
     assert "because you subscribed" in issue["en"].html
 
 
+def test_both_variant_summary_lists_both_headlines(
+    issue: dict[str, RenderedVariant],
+) -> None:
+    summary = issue["both"].html.split('id="article-1"', 1)[0]
+    assert "記事1: 新しいAI評価指標が登場" in summary and "Article 1: a new AI benchmark" in summary
+    assert "Article 1: a new AI benchmark" not in issue["ja"].html
+    toc_entry = "1. 記事1: 新しいAI評価指標が登場\n   Article 1: a new AI benchmark"
+    assert toc_entry in issue["both"].text
+
+
 def test_both_variant_shows_japanese_first_then_english(issue: dict[str, RenderedVariant]) -> None:
     html = issue["both"].html.split('id="article-1"', 1)[1]
     ja, en = (

@@ -78,6 +78,8 @@ def _context(view: IssueView, variant: str, settings: Settings) -> dict[str, Any
                 "number": number,
                 "anchor": f"article-{number}",
                 "headline": sections[0].title,
+                # The bilingual summary lists the English headline under the Japanese one.
+                "subheadline": sections[1].title if len(sections) > 1 else "",
                 "url": add_utm(article.url, utm) if article.url else None,
                 "source_url": article.source_url,
                 "source_name": article.source_name,
