@@ -37,6 +37,9 @@ def preview_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     articles = [make_article(n, long=True) for n in range(1, 8)]
     articles.append(make_article(8, languages=("en",), url="https://ainippo.example/" + "z" * 300))
+    # Unbreakable runs (a pasted URL, a model name) must wrap, not widen the phone layout.
+    articles[0]["content"]["ja"]["summary"] += " https://example.com/" + "a" * 120
+    articles[0]["content"]["en"]["key_points"][0]["heading"] = "Model-" + "X" * 90
     view = issue_view_from_dicts(1, ISSUE_DATE, articles)
     write_preview(render_issue_variants(view, settings).values(), root, settings, issue_label="x")
     return root
