@@ -362,6 +362,7 @@ class SendGridServer:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
         return f"{self._scheme}://{host}:{port}"
 
     def start(self) -> SendGridServer:

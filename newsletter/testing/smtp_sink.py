@@ -14,6 +14,7 @@ SIGTERM/SIGINT, one JSON line of stats.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import signal
 import subprocess
@@ -78,8 +79,9 @@ class SinkHandler:
             self.data_commands += 1
             number = self.data_commands
         if number in self.faults.drop_at:
-            if server.transport is not None:
-                server.transport.abort()
+            transport = server.transport
+            if isinstance(transport, asyncio.Transport):
+                transport.abort()  # no reply, like a crashed or overloaded server
             return "421 4.3.0 connection dropped by the test sink"
         reply = self.faults.data_replies.get(number)
         if reply:
@@ -172,7 +174,7 @@ class _CountingController(Controller):
         return smtp
 
     def _trigger_server(self) -> None:
-        if self.port == 0 and self.server is not None:
+        if self.port == 0 and isinstance(self.server, asyncio.Server):
             self.port = self.server.sockets[0].getsockname()[1]
         super()._trigger_server()
 
