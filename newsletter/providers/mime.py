@@ -8,8 +8,9 @@ which a reader removes when decoding, so no marker can ever be cut by a line fol
 
 The output is a complete RFC 5322 `multipart/alternative` message (text first, then HTML) with
 CRLF line ends, 7-bit clean by default, ready for `smtplib` and for `.eml` files. For servers
-that announce 8BITMIME, `render(..., eightbit=True)` sends the bodies as raw UTF-8 instead
-(a third of the size for Japanese, and far fewer lines for the receiver to parse).
+that announce 8BITMIME, `render(..., eightbit=True)` sends each part whose lines fit within 998
+octets as raw UTF-8 instead (a third of the size for Japanese text, and far fewer lines for the
+receiver to parse); minified HTML with one long line stays quoted-printable.
 
 Headers for bulk mail: `List-Id` (RFC 2919), `List-Unsubscribe` with the recipient's https and
 mailto targets (RFC 2369) and `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058),
