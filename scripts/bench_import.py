@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from newsletter.clock import SYSTEM_CLOCK  # noqa: E402
 from newsletter.db.migrate import upgrade  # noqa: E402
 from newsletter.db.session import make_engine, session_factory  # noqa: E402
-from subscribers.importing import import_csv  # noqa: E402
+from subscribers.importing import CHUNK_SIZE, import_csv  # noqa: E402
 
 DOMAINS = ("example.com", "example.jp", "mail.example.co.jp", "example.org", "Example.NET")
 NAMES = ("山田 太郎", "Suzuki Hanako", "佐藤 花子", "", "Tanaka Ichiro", "高橋 健")
@@ -52,6 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--keep", type=Path, help="work in this folder and keep the files")
+    parser.add_argument("--chunk", type=int, default=CHUNK_SIZE, help="rows per transaction")
     parser.add_argument("--profile", action="store_true", help="print the top cProfile entries")
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-import-"))
@@ -70,17 +71,24 @@ def main() -> None:
     started, cpu_started = time.perf_counter(), time.process_time()
     if profiler:
         profiler.enable()
-    first = import_csv(sessions, SYSTEM_CLOCK, csv_path, report_path=folder / "report.csv")
+    first = import_csv(
+        sessions,
+        SYSTEM_CLOCK,
+        csv_path,
+        report_path=folder / "report.csv",
+        chunk_size=args.chunk,
+    )
     if profiler:
         profiler.disable()
     first_s = time.perf_counter() - started
     first_cpu_s = time.process_time() - cpu_started
     started = time.perf_counter()
-    second = import_csv(sessions, SYSTEM_CLOCK, csv_path)
+    second = import_csv(sessions, SYSTEM_CLOCK, csv_path, chunk_size=args.chunk)
     second_s = time.perf_counter() - started
     engine.dispose()
     result = {
         "rows": args.rows,
+        "chunk": args.chunk,
         "machine": f"{platform.machine()}, Python {platform.python_version()}",
         "generate_csv_s": round(generate_s, 2),
         "import_s": round(first_s, 2),

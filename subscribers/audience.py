@@ -21,7 +21,7 @@ def _not_suppressed():  # type: ignore[no-untyped-def]
     return ~exists().where(Suppression.email_hash == Subscriber.email_hash)
 
 
-def eligible_recipients(list_id: int) -> Select[tuple[int, str, str | None, str]]:
+def eligible_recipients(list_id: int) -> Select[int, str, str | None, str]:
     """(subscriber_id, email, name, language) of every mailable subscriber, by id."""
     return (
         select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.language)

@@ -61,13 +61,13 @@ def erase(session: Session, clock: Clock, *, email: str) -> bool:
             update(ConsentRecord)
             .where(ConsentRecord.subscriber_id == subscriber_id)
             .values(subscriber_id=None, ip=None, user_agent=None)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session="fetch")
         )
         session.execute(
             update(Delivery)
             .where(Delivery.subscriber_id == subscriber_id)
             .values(subscriber_id=None)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session="fetch")
         )
     match = [Event.email_hash == email_hash]
     if subscriber_id is not None:

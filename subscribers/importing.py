@@ -90,7 +90,7 @@ class ImportSummary:
 
     file: str
     encoding: str
-    list: str
+    list_slug: str
     rows: int = 0
     imported: int = 0  # new subscriptions (new subscriber, or known subscriber new to the list)
     updated: int = 0  # subscription already there; name, language or attributes changed
@@ -105,6 +105,7 @@ class ImportSummary:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("problems")
+        data["list"] = data.pop("list_slug")
         return data
 
 
@@ -303,10 +304,10 @@ def _bulk_insert(
     dialect = session.get_bind().dialect
     table = model.__table__
     if dialect.name == "postgresql":
-        stmt = postgresql.insert(table)
+        pg_stmt = postgresql.insert(table)
         if conflict:
-            stmt = stmt.on_conflict_do_nothing(index_elements=conflict)
-        session.connection().execute(stmt, rows)
+            pg_stmt = pg_stmt.on_conflict_do_nothing(index_elements=conflict)
+        session.connection().execute(pg_stmt, rows)
         return
     stmt = sqlite.insert(table).values({name: None for name in rows[0]})
     if conflict:
@@ -537,7 +538,7 @@ def import_csv(
         mailing_list = resolve_list(session, clock, list_slug)
         list_id = mailing_list.id
         hasher = EmailHasher.load(session)
-    summary = ImportSummary(file=str(path), encoding=chosen, list=list_slug)
+    summary = ImportSummary(file=str(path), encoding=chosen, list_slug=list_slug)
     report_file = report_path.open("w", encoding="utf-8", newline="") if report_path else None
     summary.report = str(report_path) if report_path else None
     try:
