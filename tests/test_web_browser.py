@@ -25,8 +25,6 @@ from newsletter.runtime import Runtime
 from subscribers.audience import eligible_recipients
 from tests.fixtures.web import add_issue, add_list, add_subscriber, free_port, live_server
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
 
 @pytest.fixture
 def sent_email(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> tuple[Runtime, Path, int]:
@@ -67,6 +65,8 @@ def _links(eml: Path) -> tuple[str, str]:
     return from_header.group(1), from_html.group(1)
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_a_reader_unsubscribes_from_a_sent_email_in_a_browser(
     sent_email: tuple[Runtime, Path, int], chromium_browser: Any, tmp_path: Path
 ) -> None:
@@ -89,4 +89,23 @@ def test_a_reader_unsubscribes_from_a_sent_email_in_a_browser(
     with runtime.sessions() as session:
         assert session.scalars(select(Subscription.status)).one() == "unsubscribed"
         assert session.execute(eligible_recipients(1)).all() == []
+    runtime.close()
+
+
+def test_a_mail_client_one_click_post_to_the_header_link_unsubscribes(
+    sent_email: tuple[Runtime, Path, int],
+) -> None:
+    """What Gmail or Apple Mail do with List-Unsubscribe-Post, over real HTTP."""
+    import httpx
+
+    runtime, eml, port = sent_email
+    header_url, _ = _links(eml)
+    with live_server(runtime, port):
+        response = httpx.post(
+            header_url, data={"List-Unsubscribe": "One-Click"}, follow_redirects=False
+        )
+    assert response.status_code == 200
+    assert "set-cookie" not in response.headers
+    with runtime.sessions() as session:
+        assert session.scalars(select(Subscription.status)).one() == "unsubscribed"
     runtime.close()
