@@ -43,7 +43,13 @@ def _rendered(app: AppContext, ref: str, lang: str) -> tuple[Issue, list[Rendere
     help="Folder for the files [default: var/preview/<issue id>].",
 )
 @click.option("--serve", is_flag=True, help="Serve the side-by-side preview page on 127.0.0.1.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8025, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8025,
+    show_default=True,
+    help="Port for --serve (0: any free port).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @pass_app
 @handle_errors
@@ -56,7 +62,11 @@ def preview(
     port: int,
     as_json: bool,
 ) -> None:
-    """Write each variant's .html, .txt and .eml (sample links) and an index.html page."""
+    """Write each variant's .html, .txt and .eml (sample links) and an index.html page.
+
+    ISSUE is an id, YYYY-MM-DD (default list) or list:YYYY-MM-DD. Variants are rendered and
+    stored first if the issue changed since they were last rendered.
+    """
     found, variants = _rendered(app, issue, lang)
     folder = out_dir or app.settings.var_dir / "preview" / str(found.id)
     files, index = write_preview(
@@ -107,7 +117,11 @@ def preview(
 def test_send_command(
     app: AppContext, issue: str, addresses: tuple[str, ...], lang: str, as_json: bool
 ) -> None:
-    """Send the issue to the given addresses only, subject "[TEST] ...", outside the ledger."""
+    """Send the issue to the given addresses only, subject "[TEST] ...", outside the ledger.
+
+    ISSUE is an id, YYYY-MM-DD (default list) or list:YYYY-MM-DD. A suppressed address stops
+    the whole test send before anything goes out.
+    """
     _, variants = _rendered(app, issue, lang)
     runtime = app.runtime()
     with runtime.sessions.begin() as session:
