@@ -1,19 +1,18 @@
-"""Addresses as logs and file names may show them: enough to recognise, never the full address."""
+"""Addresses as errors and file names may show them: enough to recognise, never the full address.
+
+The masking rule itself is `newsletter.logs` (one rule for logs, errors and files); this adds
+the file-name form the outbox uses.
+"""
 
 from __future__ import annotations
 
 import re
 
+from newsletter.logs import mask_email, mask_text
+
+__all__ = ["mask_email", "masked_filename_part", "redact_text"]
+
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._@+-]")
-_EMAIL_IN_TEXT = re.compile(r"[^\s@<>\[\]\"'(),;:]+@[^\s@<>\[\]\"'(),;:]+")
-
-
-def mask_email(email: str) -> str:
-    """`taro.yamada@example.com` -> `t***@example.com` (the domain helps diagnose, the user not)."""
-    local, sep, domain = email.rpartition("@")
-    if not sep:
-        return "***"
-    return f"{local[:1]}***@{domain}"
 
 
 def masked_filename_part(email: str) -> str:
@@ -23,4 +22,4 @@ def masked_filename_part(email: str) -> str:
 
 def redact_text(text: str) -> str:
     """`text` with every address in it masked (provider replies often echo the address)."""
-    return _EMAIL_IN_TEXT.sub(lambda m: mask_email(m.group(0)), text)
+    return mask_text(text)
