@@ -23,7 +23,14 @@ from newsletter.delivery.sending import send_issue
 from newsletter.providers.factory import make_provider
 from newsletter.runtime import Runtime
 from subscribers.audience import eligible_recipients
-from tests.fixtures.web import add_issue, add_list, add_subscriber, free_port, live_server
+from tests.fixtures.web import (
+    PREVIEW_TOKEN,
+    add_issue,
+    add_list,
+    add_subscriber,
+    free_port,
+    live_server,
+)
 
 
 @pytest.fixture
@@ -38,6 +45,7 @@ def sent_email(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> tuple[Runt
         secret_keys=(Secret("test-secret-key-0123456789abcdef"),),
         base_url=f"http://127.0.0.1:{port}",
         provider="outbox",
+        preview_token=Secret(PREVIEW_TOKEN),
     )
     runtime = Runtime.open(live, migrate=True, clock=clock)
     with transaction(runtime.sessions) as session:
@@ -108,4 +116,26 @@ def test_a_mail_client_one_click_post_to_the_header_link_unsubscribes(
     assert "set-cookie" not in response.headers
     with runtime.sessions() as session:
         assert session.scalars(select(Subscription.status)).one() == "unsubscribed"
+    runtime.close()
+
+
+@pytest.mark.browser
+def test_the_preview_frames_load_in_a_browser_at_both_widths(
+    sent_email: tuple[Runtime, Path, int], chromium_browser: Any
+) -> None:
+    """The page's CSP (frame-src 'self') and the frames' SAMEORIGIN really let them render."""
+    runtime, _, port = sent_email
+    with live_server(runtime, port) as base:
+        context = chromium_browser.new_context(viewport={"width": 1400, "height": 900})
+        page = context.new_page()
+        response = page.goto(f"{base}/preview/1?token={PREVIEW_TOKEN}")
+        assert response is not None and response.status == 200
+        frames = page.locator("iframe")
+        assert frames.count() == 6
+        widths = sorted(round(frames.nth(i).bounding_box()["width"]) for i in range(6))
+        assert widths == [375, 375, 375, 640, 640, 640]
+        for frame in page.frames[1:]:
+            frame.wait_for_load_state()
+            assert "2026-06-13" in frame.locator("h1").inner_text()
+        context.close()
     runtime.close()
