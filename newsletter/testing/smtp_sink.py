@@ -123,10 +123,23 @@ class _FastDataSMTP(SMTP):
 
     aiosmtpd reads DATA one line at a time (~2 us a line in Python); a 100 KB newsletter in
     quoted-printable has ~1,700 lines, so the sink, not the sender, would set a benchmark's
-    pace. This reads until the final `CRLF . CRLF` and undoes dot-stuffing with one replace.
-    Commands, replies and handler hooks are aiosmtpd's own. Used only with `fast_data=True`;
+    pace. This reads until the final `CRLF . CRLF` and undoes dot-stuffing with one replace,
+    and splits plain `<address>` arguments without the RFC 5322 parser. Commands, replies and
+    handler hooks are aiosmtpd's own. Used only with `fast_data=True`;
     tests use the standard line parser, which also enforces the 998-octet line limit.
     """
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """`<addr> rest` split by hand; aiosmtpd's RFC 5322 parser costs ~50 us a command.
+
+        Plain `<local@domain>` forms only (what our sender writes); anything else goes to
+        aiosmtpd's own parser.
+        """
+        stripped = arg.lstrip()
+        end = stripped.find(">")
+        if stripped.startswith("<") and end > 0 and '"' not in stripped[:end]:
+            return stripped[1:end], stripped[end + 1 :]
+        return super()._getaddr(arg)
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
