@@ -19,7 +19,9 @@ _URL_LINE = re.compile(r"^(\[\d+\] )?https?://\S+$")
 _NO_START = frozenset(
     "、。，．,.)）」』】〕〉》・：；:;!?！？ー…ぁぃぅぇぉっゃゅょァィゥェォッャュョ"
 )
-_TOKEN = re.compile(r"https?://\S+|[^\s\u3000-\u30ff\u3400-\u9fff\uff00-\uffef]+|\s+|.", re.S)
+_WIDE = "\u3000-\u30ff\u3400-\u9fff\uff00-\uffef"
+_TOKEN = re.compile(rf"https?://\S+|[^\s{_WIDE}]+|[{_WIDE}]+|\s+|.", re.S)
+_WIDE_RUN = re.compile(rf"[{_WIDE}]")
 
 
 class LinkRefs:
@@ -43,30 +45,54 @@ def _indent_of(line: str) -> str:
 
 
 def wrap_line(line: str, width: int = WIDTH) -> list[str]:
-    """One logical line as display lines of at most `width` columns (URLs kept whole)."""
+    """One logical line as display lines of at most `width` columns (URLs kept whole).
+
+    Latin text breaks at spaces; Japanese between any two characters, except that closing
+    punctuation never starts a line (it may hang up to two columns past `width`).
+    """
     if display_width(line) <= width or _URL_LINE.match(line):
         return [line]
     indent = _indent_of(line)
+    indent_width = display_width(indent)
     lines: list[str] = []
-    current = ""
+    current: list[str] = []
     used = 0
+
+    def has_text() -> bool:
+        return any(part.strip() for part in current)
+
+    def new_line() -> None:
+        nonlocal current, used
+        lines.append("".join(current).rstrip())
+        current, used = [indent], indent_width
+
     for token in _TOKEN.findall(line):
         w = display_width(token)
-        if used + w > width and current.strip():
-            if token.isspace():
-                lines.append(current.rstrip())
-                current, used = indent, display_width(indent)
-                continue
-            if token[0] in _NO_START and used + w <= width + 2:
-                current += token  # keep closing punctuation with its word
-                used += w
-                continue
-            lines.append(current.rstrip())
-            current, used = indent, display_width(indent)
-        current += token
-        used += w
-    if current.strip():
-        lines.append(current.rstrip())
+        if used + w <= width:
+            current.append(token)
+            used += w
+        elif _WIDE_RUN.match(token):  # a Japanese run: break between characters
+            for char in token:
+                cw = char_width(char)
+                hangs = char in _NO_START and used + cw <= width + 2
+                if used + cw > width and not hangs and has_text():
+                    new_line()
+                current.append(char)
+                used += cw
+        elif not has_text():  # an overlong word (a URL) at the start of a line stays whole
+            current.append(token)
+            used += w
+        elif token.isspace():
+            new_line()
+        elif token[0] in _NO_START and used + w <= width + 2:
+            current.append(token)  # keep closing punctuation with its word
+            used += w
+        else:
+            new_line()
+            current.append(token)
+            used += w
+    if has_text():
+        lines.append("".join(current).rstrip())
     return lines
 
 
