@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse
 from newsletter.config import Settings
 from newsletter.db.session import transaction
 from newsletter.paths import templates_dir
+from newsletter.providers.factory import make_provider
 from newsletter.runtime import Runtime
 from newsletter.web.i18n import pick_language, translator
 from newsletter.web.security import CsrfSigner, RateLimiter
@@ -53,8 +54,6 @@ class WebState:
         """The mail provider for confirmation emails, built on first sign-up."""
         with self._provider_lock:
             if self._provider is None:
-                from newsletter.providers.factory import make_provider
-
                 self._provider = make_provider(self.runtime.settings)
             return self._provider
 

@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse, Response
 from newsletter.db.models import Issue, IssueVariant, MailingList
 from newsletter.delivery.status import send_status
 from newsletter.errors import NotFoundError
+from newsletter.render.store import ensure_variants
 from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL, VARIANTS
 from newsletter.urls import preferences_url, unsubscribe_url
 from newsletter.web.chart import events_chart_svg
@@ -59,8 +60,6 @@ def _variants(session: Session, issue: Issue, request: Request) -> list[IssueVar
     """The stored variants; an issue not rendered yet is rendered (and stored) now."""
     rows = list(session.scalars(select(IssueVariant).where(IssueVariant.issue_id == issue.id)))
     if len(rows) < len(VARIANTS):
-        from newsletter.render.store import ensure_variants
-
         state = state_of(request)
         ensure_variants(session, issue, state.settings, state.runtime.clock)
         session.flush()

@@ -19,6 +19,8 @@ from newsletter.urls import DEFAULT_LIST_SLUG
 from newsletter.web.context import in_transaction, page_language, render, state_of
 from newsletter.web.i18n import CONSENT_WORDING_VERSION, MESSAGES
 from newsletter.web.security import CsrfSigner, client_ip
+from subscribers.consent import confirm, start_signup
+from subscribers.service import resolve_list
 from subscribers.tokens import ConfirmSigner
 
 _COOKIE_PATH = "/subscribe"
@@ -26,8 +28,6 @@ _COOKIE_PATH = "/subscribe"
 
 def _list_name(request: Request, session: Session, slug: str) -> str:
     """The list's name; the default list exists from the first visit on, others must exist."""
-    from subscribers.service import resolve_list
-
     return resolve_list(session, state_of(request).runtime.clock, slug).name
 
 
@@ -111,8 +111,6 @@ async def subscribe_post(request: Request) -> Response:
     user_agent = request.headers.get("user-agent", "")[:500]
 
     def work(session: Session) -> None:
-        from subscribers.consent import start_signup
-
         start_signup(
             session,
             state.settings,
@@ -155,8 +153,6 @@ async def confirm_post(request: Request) -> Response:
     user_agent = request.headers.get("user-agent", "")[:500]
 
     def work(session: Session) -> None:
-        from subscribers.consent import confirm
-
         confirm(
             session, state.settings, state.runtime.clock, token=token, ip=ip, user_agent=user_agent
         )

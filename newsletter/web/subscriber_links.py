@@ -21,8 +21,9 @@ from newsletter.logs import mask_email
 from newsletter.types import VARIANTS, SubscriptionStatus
 from newsletter.urls import preferences_url
 from newsletter.web.context import in_transaction, page_language, render, state_of
-from newsletter.web.i18n import MESSAGES
+from newsletter.web.i18n import MESSAGES, translator
 from newsletter.web.security import client_ip
+from subscribers.service import set_preferences, unsubscribe
 from subscribers.tokens import LinkClaim
 
 ONE_CLICK = "One-Click"
@@ -75,8 +76,6 @@ async def unsubscribe_post(request: Request) -> Response:
     ip = client_ip(request)
 
     def work(session: Session) -> _LinkView:
-        from subscribers.service import unsubscribe
-
         view = _view(session, claim)
         if view.masked_email is not None:
             unsubscribe(
@@ -91,15 +90,15 @@ async def unsubscribe_post(request: Request) -> Response:
 
     view = await in_transaction(request, work)
     lang = page_language(request, view.language)
-    t = MESSAGES
+    t = translator(lang)
     return render(
         request,
         "message.html",
         lang,
-        title=t["unsubscribed_title"][lang],
-        body=t["unsubscribed_body"][lang].format(list=view.list_name),
+        title=t("unsubscribed_title"),
+        body=t("unsubscribed_body", list=view.list_name),
         link_url=f"/p/{request.path_params['token']}",
-        link_text=t["preferences_link"][lang],
+        link_text=t("preferences_link"),
     )
 
 
@@ -184,8 +183,6 @@ async def preferences_post(request: Request) -> Response:
         raise ValidationError("lists: expected list ids") from None
 
     def work(session: Session) -> _Preferences:
-        from subscribers.service import set_preferences
-
         _load_preferences(session, claim)  # the subscriber and list still exist
         known = set(session.scalars(select(MailingList.id).where(MailingList.id.in_(list_ids))))
         if known != set(list_ids):
