@@ -47,5 +47,9 @@ class EmailHasher:
         return cls(load_hash_key(session))
 
     def __call__(self, email: str) -> str:
+        return self.of_key(email_key(email))
+
+    def of_key(self, key: str) -> str:
+        """The hash of an address already reduced by `email_key` (bulk paths skip the redo)."""
         # hmac.digest is the one-call C fast path of hmac.new(...).hexdigest(): same value.
-        return hmac.digest(self._key, email_key(email).encode("utf-8"), "sha256").hex()
+        return hmac.digest(self._key, key.encode("utf-8"), "sha256").hex()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import json
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
 from sqlalchemy import String, any_, bindparam, func, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
@@ -43,7 +43,7 @@ from subscribers.exporting import neutralise
 from subscribers.hashing import EmailHasher
 from subscribers.service import resolve_list
 
-CHUNK_SIZE = 5000
+CHUNK_SIZE = 50_000  # rows per transaction: fewer commits, each index page rewritten less
 
 EMAIL_HEADERS = frozenset(
     {
@@ -233,7 +233,7 @@ def _rows(
         columns.name,
         columns.language,
     )
-    extra, padding = columns.extra, [""] * width
+    extra, padding, hash_of = columns.extra, [""] * width, hasher.of_key
     line = line_of() + 1
     for cells in reader:
         start, line = line, line_of() + 1
@@ -287,7 +287,7 @@ def _rows(
             continue
         seen[key] = start
         attributes = {label: value for index, label in extra if (value := cells[index].strip())}
-        yield _Row(start, email, key, hasher(email), name or None, language, attributes)
+        yield _Row(start, email, key, hash_of(key), name or None, language, attributes)
 
 
 def _bulk_insert(
@@ -332,8 +332,7 @@ def _sqlite_datetime(value: datetime) -> str:
 
 _SQLITE_CONVERT: dict[str, Any] = {
     "UTCDateTime": _sqlite_datetime,
-    "JSON": lambda value: json.dumps(value, ensure_ascii=False),
-    "Variant": lambda value: json.dumps(value, ensure_ascii=False),
+    "JSON": lambda value: orjson.dumps(value).decode() if value else "{}",
 }
 
 
@@ -346,7 +345,7 @@ def _among(session: Session, column: Any, values: list[Any]) -> Any:
     """
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type)))
-    table = func.json_each(bindparam(None, json.dumps(values), type_=String))
+    table = func.json_each(bindparam(None, orjson.dumps(values).decode(), type_=String))
     return column.in_(select(literal_column("value")).select_from(table))
 
 
