@@ -35,7 +35,11 @@ from newsletter.providers.sendgrid import SendGridProvider, build_payload  # noq
 from newsletter.providers.smtp import SmtpProvider, parse_smtp_url  # noqa: E402
 from newsletter.render.mime import build_mime  # noqa: E402
 from newsletter.testing.sendgrid_server import SendGridServer, ServerProcess  # noqa: E402
-from newsletter.testing.smtp_sink import SinkProcess  # noqa: E402
+from newsletter.testing.smtp_sink import (  # noqa: E402
+    SinkProcess,
+    self_signed_certificate,
+    server_tls_context,
+)
 
 KEY = "bench-key"
 
@@ -215,53 +219,13 @@ def bench_http(requests: int = 40) -> dict[str, float]:
     }
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    """A throw-away certificate for 127.0.0.1 (cryptography is already a dependency)."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 def bench_tls(requests: int = 40) -> dict[str, float]:
     """Small requests over HTTPS: what a TLS handshake per request (no keep-alive) costs."""
     import ssl
 
     with tempfile.TemporaryDirectory() as tmp:
-        cert, key = _self_signed(Path(tmp))
-        server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        server_ctx.load_cert_chain(cert, key)
+        cert, key = self_signed_certificate(Path(tmp))
+        server_ctx = server_tls_context(cert, key)
         client_ctx = ssl.create_default_context(cafile=str(cert))
         msg = message()
         batch = Batch(1, msg, recipients(10))

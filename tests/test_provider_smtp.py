@@ -12,7 +12,7 @@ import pytest
 from newsletter.errors import ConfigError, PermanentProviderError, TransientProviderError
 from newsletter.providers.base import Batch
 from newsletter.providers.smtp import SmtpProvider, classify_smtp_code, parse_smtp_url
-from newsletter.testing.smtp_sink import SmtpSink
+from newsletter.testing.smtp_sink import SmtpSink, server_tls_context
 from tests.fixtures.providers import JA_SUBJECT, make_batch, make_message, make_recipient
 
 
@@ -255,3 +255,36 @@ def test_starttls_required_but_not_offered_is_permanent(smtp_sink):
     with pytest.raises(PermanentProviderError, match="STARTTLS"):
         smtp.send_batch(make_batch(1))
     assert smtp_sink.stats()["messages"] == 0
+
+
+def test_starttls_with_a_private_ca_delivers(tls_certificate):
+    cert, key = tls_certificate
+    with SmtpSink(tls=server_tls_context(cert, key)) as sink:  # refuses MAIL before STARTTLS
+        smtp = SmtpProvider(parse_smtp_url(f"{sink.url}&cafile={cert}"))
+        try:
+            result = smtp.send_batch(make_batch(2))
+        finally:
+            smtp.close()
+        assert result.accepted == [1001, 1002]
+        assert sink.stats()["messages"] == 2
+
+
+def test_implicit_tls_smtps_delivers(tls_certificate):
+    cert, key = tls_certificate
+    with SmtpSink(tls=server_tls_context(cert, key), implicit_tls=True) as sink:
+        smtp = SmtpProvider(parse_smtp_url(f"{sink.url}&cafile={cert}"))
+        try:
+            result = smtp.send_batch(make_batch(1))
+        finally:
+            smtp.close()
+        assert result.accepted == [1001]
+
+
+def test_an_untrusted_certificate_is_permanent(tls_certificate):
+    cert, key = tls_certificate
+    with SmtpSink(tls=server_tls_context(cert, key)) as sink:
+        smtp = SmtpProvider(parse_smtp_url(sink.url))  # system CAs only
+        with pytest.raises(PermanentProviderError, match="certificate not trusted"):
+            smtp.send_batch(make_batch(1))
+        smtp.close()
+        assert sink.stats()["messages"] == 0

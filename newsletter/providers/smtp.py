@@ -4,7 +4,9 @@
 `smtp://...?starttls=require` (refuse to send in clear), `smtp://...?starttls=never` (local
 relays), `smtps://user:pass@host:465` (implicit TLS). Query options: `pool` (connections,
 default NEWSLETTER_SEND_CONCURRENCY), `recycle` (messages per connection before it is renewed,
-default 1000), `timeout` (seconds, default 30), `helo` (EHLO name, default the From domain).
+default 1000), `timeout` (seconds, default 30), `helo` (EHLO name, default the From domain),
+`cafile` (PEM file of the CA that signed a private relay's certificate; certificates are
+always verified).
 
 Connections are kept open and reused across batches; a connection is dropped on any error
 and renewed after `recycle` messages (Mailman's `Connection` does the same). Outcomes follow
@@ -52,6 +54,11 @@ class SmtpTarget:
     recycle_after: int = 1000
     timeout: float = 30.0
     helo: str | None = None
+    cafile: str | None = None
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Verifying context: the system's CAs, or `cafile` for a private relay."""
+        return ssl.create_default_context(cafile=self.cafile)
 
     def describe(self) -> str:
         scheme = "smtps" if self.implicit_tls else "smtp"
@@ -61,12 +68,12 @@ class SmtpTarget:
 def parse_smtp_url(
     url: str, *, default_pool: int = 4, default_helo: str | None = None
 ) -> SmtpTarget:
-    """Read `smtp[s]://[user:pass@]host[:port][?pool=&recycle=&timeout=&starttls=&helo=]`."""
+    """Read `smtp[s]://[user:pass@]host[:port][?pool=&recycle=&timeout=&starttls=&helo=&cafile=]`."""
     parts = urlsplit(url)
     if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
         raise ConfigError(f"{_ENV}: expected smtp://[user:pass@]host[:port] or smtps://...")
     query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-    unknown = set(query) - {"pool", "recycle", "timeout", "starttls", "helo"}
+    unknown = set(query) - {"pool", "recycle", "timeout", "starttls", "helo", "cafile"}
     if unknown:
         raise ConfigError(f"{_ENV}: unknown option(s) {', '.join(sorted(unknown))}")
     try:
@@ -94,6 +101,7 @@ def parse_smtp_url(
         recycle_after=recycle,
         timeout=timeout,
         helo=query.get("helo") or default_helo,
+        cafile=query.get("cafile") or None,
     )
 
 
@@ -149,7 +157,7 @@ class SmtpPool:
                     target.port,
                     local_hostname=target.helo,
                     timeout=target.timeout,
-                    context=ssl.create_default_context(),
+                    context=target.tls_context(),
                 )
             else:
                 smtp = smtplib.SMTP(
@@ -158,7 +166,7 @@ class SmtpPool:
             smtp.ehlo()
             if not target.implicit_tls and target.starttls != "never":
                 if smtp.has_extn("starttls"):
-                    smtp.starttls(context=ssl.create_default_context())
+                    smtp.starttls(context=target.tls_context())
                     smtp.ehlo()
                 elif target.starttls == "require":
                     smtp.close()
@@ -170,6 +178,11 @@ class SmtpPool:
         except smtplib.SMTPAuthenticationError as err:
             raise PermanentProviderError(
                 f"SMTP {where}: login refused ({err.smtp_code})", status=err.smtp_code
+            ) from None
+        except ssl.SSLCertVerificationError as err:  # retrying will not make it trusted
+            raise PermanentProviderError(
+                f"SMTP {where}: certificate not trusted ({err.verify_message}); "
+                f"set cafile= in {_ENV} for a private CA"
             ) from None
         except (smtplib.SMTPException, OSError, ssl.SSLError) as err:
             raise TransientProviderError(f"SMTP {where}: cannot connect: {err}") from None

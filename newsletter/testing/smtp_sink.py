@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
+import ipaddress
 import json
 import signal
+import ssl
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -203,12 +207,20 @@ class SmtpSink:
         store: bool = True,
         fast_data: bool = False,
         login: tuple[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
     ) -> None:
         self.handler = SinkHandler(store=store)
         self.login = login
+        self.tls = tls
+        self.implicit_tls = implicit_tls and tls is not None
         auth: dict[str, Any] = {}
-        if login is not None:  # AUTH PLAIN/LOGIN without TLS: a local test server only
-            auth = {"authenticator": self._authenticate, "auth_require_tls": False}
+        if tls is not None and self.implicit_tls:  # smtps://: TLS from the first byte
+            auth["ssl_context"] = tls
+        elif tls is not None:  # STARTTLS offered and required before MAIL
+            auth.update(tls_context=tls, require_starttls=True)
+        if login is not None:  # AUTH PLAIN/LOGIN, also without TLS: a local test server only
+            auth.update(authenticator=self._authenticate, auth_require_tls=False)
         self.controller = _CountingController(
             self.handler,
             fast_data=fast_data,
@@ -254,7 +266,11 @@ class SmtpSink:
 
     @property
     def url(self) -> str:
-        """An `NEWSLETTER_SMTP_URL` for this sink (plain text: it offers no TLS)."""
+        """An `NEWSLETTER_SMTP_URL` for this sink (add `&cafile=` when it speaks TLS)."""
+        if self.implicit_tls:
+            return f"smtps://{self.host}:{self.port}?timeout=10"
+        if self.tls is not None:
+            return f"smtp://{self.host}:{self.port}?starttls=require"
         return f"smtp://{self.host}:{self.port}?starttls=never"
 
     @property
@@ -280,6 +296,49 @@ class SmtpSink:
             data_replies=dict(data_replies or {}),
             drop_at=set(drop_at),
         )
+
+
+def self_signed_certificate(folder: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A throw-away certificate and key for `host` (an IP address), valid for one hour."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 class SinkProcess:
