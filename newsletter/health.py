@@ -231,7 +231,11 @@ def _heartbeat(session: Session, now: datetime) -> Check:
             "is `newsletter scheduler` running?",
             data,
         )
-    return Check("scheduler", Level.OK, f"alive ({beat.get('owner')})", data)
+    next_runs = beat.get("next_runs") or {}
+    data["next_runs"] = next_runs
+    upcoming = ", ".join(f"{slug} at {when}" for slug, when in sorted(next_runs.items()))
+    detail = f"alive ({beat.get('owner')})" + (f"; next: {upcoming}" if upcoming else "")
+    return Check("scheduler", Level.OK, detail, data)
 
 
 def render_text(report: HealthReport, echo: Callable[[str], None]) -> None:

@@ -178,10 +178,20 @@ def catch_up_list(
     return result
 
 
-def write_heartbeat(runtime: Runtime, owner: str, lists: Iterable[str]) -> None:
-    """Upsert `meta.scheduler_heartbeat` = {"at", "owner", "lists"} for `newsletter health`."""
+def write_heartbeat(
+    runtime: Runtime, owner: str, lists: Iterable[str], next_runs: dict[str, str] | None = None
+) -> None:
+    """Upsert `meta.scheduler_heartbeat` for `newsletter health`.
+
+    The value is {"at", "owner", "lists", "next_runs": {slug: ISO date-time}}.
+    """
     value = json.dumps(
-        {"at": runtime.clock.now().isoformat(), "owner": owner, "lists": sorted(lists)}
+        {
+            "at": runtime.clock.now().isoformat(),
+            "owner": owner,
+            "lists": sorted(lists),
+            "next_runs": next_runs or {},
+        }
     )
     with transaction(runtime.sessions) as session:
         updated = session.execute(update(Meta).where(Meta.key == HEARTBEAT_KEY).values(value=value))
@@ -293,9 +303,19 @@ class Scheduler:
 
     def heartbeat(self) -> None:
         try:
-            write_heartbeat(self.runtime, self.owner, self._targets())
+            write_heartbeat(self.runtime, self.owner, self._targets(), self.next_runs())
         except Exception as err:
             log_event(log, "scheduler.heartbeat_failed", level=logging.WARNING, error=str(err))
+
+    def next_runs(self) -> dict[str, str]:
+        """Each list's next scheduled send, in the list's own zone (for `health`)."""
+        runs = {}
+        for slug in self._targets():
+            job = self._aps.get_job(f"daily:{slug}")
+            when = getattr(job, "next_run_time", None) if job is not None else None
+            if when is not None:
+                runs[slug] = when.isoformat()
+        return runs
 
     def _targets(self) -> list[str]:
         return [s for s in self._plans if self.only_list in (None, s)]

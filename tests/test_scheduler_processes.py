@@ -15,13 +15,15 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.clock import FixedClock
-from newsletter.db.models import Delivery, Issue
+from newsletter.db.models import Delivery, Issue, Meta
+from newsletter.scheduler import HEARTBEAT_KEY
 from tests.fixtures.scheduler import outbox_recipients, seed_articles, seed_subscribers
 
 pytestmark = pytest.mark.slow
@@ -96,6 +98,12 @@ def issue_statuses(sessions: sessionmaker[Session]) -> list[str]:
         return list(session.scalars(select(Issue.status)))
 
 
+def heartbeat(sessions: sessionmaker[Session]) -> dict[str, Any] | None:
+    with sessions() as session:
+        raw = session.scalar(select(Meta.value).where(Meta.key == HEARTBEAT_KEY))
+    return json.loads(raw) if raw else None
+
+
 def stop(proc: subprocess.Popen[str], timeout: float = 30) -> tuple[int, str]:
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=timeout)
@@ -133,6 +141,8 @@ def test_two_schedulers_firing_at_once_send_one_issue_to_each_subscriber_once(
     assert outbox_recipients(tmp_path / "outbox") == dict.fromkeys(addresses, 1)
     senders = [e for _, err in outputs for e in events(err) if e["event"] == "pipeline.sent"]
     assert len(senders) == 1
+    logs = "".join(err for _, err in outputs)
+    assert not [a for a in addresses if a in logs]  # the logs never hold a full address
 
 
 @pytest.mark.parametrize(
@@ -159,6 +169,9 @@ def test_a_scheduler_started_after_the_send_time_catches_up_or_skips_by_the_dead
     )
     proc = start_scheduler(env)
     wait_for(lambda: issue_statuses(sessions) == [expected], 30, f"a {expected} issue")
+    wait_for(lambda: heartbeat(sessions) is not None, 10, "the heartbeat")
+    beat = heartbeat(sessions)
+    assert beat is not None and "T09:00:00" in beat["next_runs"]["daily"]
     code, err = stop(proc)
     assert code == 0, err[-2000:]
     mailed = outbox_recipients(tmp_path / "outbox")
