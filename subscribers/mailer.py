@@ -52,10 +52,10 @@ def _environment(autoescape: bool) -> Environment:
 
 def _clean(value: str | None) -> str:
     """A person's name as text: no slot markers (a provider would fill them), no newlines."""
-    text = " ".join((value or "").split())
+    text = value or ""
     for slot in SLOTS:
         text = text.replace(slot, "")
-    return text
+    return " ".join(text.split())
 
 
 def render_confirmation(
