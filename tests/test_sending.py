@@ -169,9 +169,15 @@ def test_per_recipient_failures_are_recorded_and_deferrals_retried(
     sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
 ) -> None:
     failing, deferred = delivery_seed.emails[0], delivery_seed.emails[1]
-    provider = MemoryProvider(
-        script=[per_recipient(fail=[failing], defer=[deferred])],
-    )
+    deferred_once: list[str] = []
+
+    def rule(batch: Batch) -> Outcome | None:
+        emails = {r.email for r in batch.recipients}
+        defer = [deferred] if deferred in emails and not deferred_once else []
+        deferred_once.extend(defer)
+        return per_recipient(fail=[failing], defer=defer)
+
+    provider = MemoryProvider(rule=rule)
     _send(sessions, settings, provider, delivery_seed, config=FAST)
     assert failing not in provider.delivered
     assert provider.delivered[deferred] == 1

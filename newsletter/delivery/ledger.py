@@ -312,14 +312,17 @@ def prepare_batch(
     issue = get_issue_row(session, batch.issue_id)
     rows = session.execute(
         select(Delivery.id, Delivery.subscriber_id, Subscriber.email, Subscriber.name)
-        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .where(Delivery.batch_id == batch.id, Delivery.status == DeliveryStatus.QUEUED)
         .order_by(Delivery.id)
     ).all()
-    allowed = still_eligible(session, issue.list_id, (r.subscriber_id for r in rows))
+    allowed = still_eligible(
+        session, issue.list_id, (r.subscriber_id for r in rows if r.subscriber_id is not None)
+    )
     keep = [r for r in rows if r.subscriber_id in allowed]
     skipped = len(rows) - len(keep)
     if skipped:
+        # No longer subscribed, suppressed, or erased since planning (subscriber_id NULL).
         dropped = [r.id for r in rows if r.subscriber_id not in allowed]
         for chunk in _chunks(dropped):
             session.execute(
@@ -327,20 +330,10 @@ def prepare_batch(
                 .where(_DELIVERIES.c.id.in_(chunk))
                 .values(
                     status=DeliveryStatus.SKIPPED,
-                    error="no longer subscribed or suppressed",
+                    error="no longer subscribed, suppressed or erased",
                     updated_at=now,
                 )
             )
-    # Recipients that vanished (subscriber erased: subscriber_id NULL) are skipped too.
-    session.execute(
-        update(_DELIVERIES)
-        .where(
-            _DELIVERIES.c.batch_id == batch.id,
-            _DELIVERIES.c.status == DeliveryStatus.QUEUED,
-            _DELIVERIES.c.subscriber_id.is_(None),
-        )
-        .values(status=DeliveryStatus.SKIPPED, error="subscriber erased", updated_at=now)
-    )
     marked = session.execute(
         update(SendBatch)
         .where(
