@@ -132,8 +132,16 @@ def configure_logging(
 
 
 def log_event(
-    logger: logging.Logger, event: str, *, level: int = logging.INFO, **fields: Any
+    logger: logging.Logger,
+    event: str,
+    *,
+    level: int = logging.INFO,
+    exc_info: bool = False,
+    **fields: Any,
 ) -> None:
-    """Log one structured event: `event` is a dotted name, `fields` its values."""
+    """Log one structured event: `event` is a dotted name, `fields` its values.
+
+    `exc_info=True` inside an `except` block adds the traceback (masked like the rest).
+    """
     if logger.isEnabledFor(level):
-        logger.log(level, event, extra={FIELDS_ATTR: fields})
+        logger.log(level, event, exc_info=exc_info, extra={FIELDS_ATTR: fields})

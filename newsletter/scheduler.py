@@ -220,7 +220,7 @@ class Scheduler:
         self._locks: dict[str, threading.Lock] = {}
         self._plans: dict[str, ListPlan] = {}
         self._pending: set[str] = set()
-        self._failures: dict[str, tuple[date, str]] = {}
+        self._not_built: dict[str, tuple[date, str]] = {}
         self._aps = BlockingScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=4)},
             job_defaults={"coalesce": True, "max_instances": 1},
@@ -243,15 +243,16 @@ class Scheduler:
         try:
             work()
         except Exception as err:
-            self.failures += 1
+            with self._stop_lock:
+                self.failures += 1
             log_event(
                 log,
                 "scheduler.job_failed",
                 level=logging.ERROR,
+                exc_info=not isinstance(err, NewsletterError),  # a bug: keep the traceback
                 list=slug,
                 error=f"{type(err).__name__}: {err}",
             )
-            log.debug("traceback", exc_info=True)
         finally:
             lock.release()
 
@@ -262,10 +263,10 @@ class Scheduler:
                 slug,
                 stop=self.stopping,
                 owner=self.owner,
-                last_failure=self._failures.get(slug),
+                last_failure=self._not_built.get(slug),
             )
             if result.run is not None and result.run.outcome == Outcome.NOT_BUILT:
-                self._failures[slug] = (result.decision.issue_date, result.run.reason or "")
+                self._not_built[slug] = (result.decision.issue_date, result.run.reason or "")
             return result
 
         self._guarded(slug, work)

@@ -89,3 +89,15 @@ def test_configuring_twice_keeps_one_handler(captured: io.StringIO) -> None:
     _configure(stream, "json")
     logging.getLogger("x").info("once")
     assert len(stream.getvalue().splitlines()) == 1
+
+
+def test_an_event_can_carry_its_traceback_on_the_same_json_line(captured: io.StringIO) -> None:
+    _configure(captured, "json")
+    try:
+        raise RuntimeError("boom for saburo@example.com")
+    except RuntimeError:
+        log_event(logging.getLogger("x"), "job.failed", level=logging.ERROR, exc_info=True, n=1)
+    [line] = captured.getvalue().splitlines()
+    record = json.loads(line)
+    assert record["event"] == "job.failed" and record["n"] == 1
+    assert "RuntimeError: boom for s***@example.com" in record["exception"]
