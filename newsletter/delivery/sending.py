@@ -434,7 +434,9 @@ def enqueue_issue(
     planned again. Runs in the caller's transaction.
     """
     if issue.status not in (IssueStatus.BUILT, IssueStatus.SENDING, IssueStatus.PAUSED):
-        raise StateError(f"issue {issue.id} is {issue.status}: it cannot be sent again")
+        raise StateError(
+            f"issue {issue.id} is {issue.status}: only a built, sending or paused issue is sent"
+        )
     _freeze_and_render(session, issue, settings, clock)
     if not ledger.has_variants(session, issue.id):
         raise RenderError(
@@ -515,6 +517,8 @@ def send_issue(
     result = sender.run(issue_id)
     with transaction(sessions) as session:
         ledger.reap_expired(session, clock, issue_id)
+        ledger.reconcile_in_doubt(session, issue_id, clock)  # provider events settle some
+        session.commit()
         ledger.finish_if_done(session, issue_id, clock)
         status = send_status(session, issue_id)
     return SendReport(
