@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -122,3 +122,25 @@ def test_a_deadline_not_after_the_send_time_is_a_config_error() -> None:
 def test_a_naive_now_is_refused() -> None:
     with pytest.raises(ValueError):
         decide(datetime(2026, 6, 13, 8, 0), TOKYO, SEVEN, ELEVEN, None)
+
+
+def test_the_cron_trigger_fires_twice_on_fall_back_day_and_the_second_firing_does_nothing() -> None:
+    from apscheduler.triggers.cron import CronTrigger
+
+    trigger = CronTrigger(hour=1, minute=30, timezone="America/New_York")
+    first = trigger.get_next_fire_time(None, at(NEW_YORK, 2026, 11, 1, 0, 0))
+    second = trigger.get_next_fire_time(first, first)
+    assert first is not None and second is not None
+    assert second.astimezone(UTC) - first.astimezone(UTC) == timedelta(hours=1)  # EDT, then EST
+    send, deadline = time(1, 30), time(5, 0)
+    assert decide(first, NEW_YORK, send, deadline, None).action is Action.RUN
+    assert decide(second, NEW_YORK, send, deadline, "sent").action is Action.DONE
+
+
+def test_the_cron_trigger_and_the_catch_up_agree_on_a_send_time_in_the_spring_gap() -> None:
+    from apscheduler.triggers.cron import CronTrigger
+
+    trigger = CronTrigger(hour=2, minute=30, timezone="America/New_York")
+    fires = trigger.get_next_fire_time(None, at(NEW_YORK, 2026, 3, 8, 0, 0))
+    decision = decide(at(NEW_YORK, 2026, 3, 8, 0, 0), NEW_YORK, time(2, 30), time(6, 0), None)
+    assert fires is not None and fires.astimezone(UTC) == decision.send_at
