@@ -223,6 +223,13 @@ def _heartbeat(session: Session, now: datetime) -> Check:
         "owner": beat.get("owner"),
         "age_s": int(age.total_seconds()),
     }
+    if beat.get("stopped"):
+        return Check(
+            "scheduler",
+            Level.DEGRADED,
+            f"stopped cleanly at {beat['at']} ({beat.get('owner')}); no scheduler since",
+            data,
+        )
     if age > HEARTBEAT_STALE:
         return Check(
             "scheduler",

@@ -179,11 +179,17 @@ def catch_up_list(
 
 
 def write_heartbeat(
-    runtime: Runtime, owner: str, lists: Iterable[str], next_runs: dict[str, str] | None = None
+    runtime: Runtime,
+    owner: str,
+    lists: Iterable[str],
+    next_runs: dict[str, str] | None = None,
+    *,
+    stopped: bool = False,
 ) -> None:
     """Upsert `meta.scheduler_heartbeat` for `newsletter health`.
 
-    The value is {"at", "owner", "lists", "next_runs": {slug: ISO date-time}}.
+    The value is {"at", "owner", "lists", "next_runs": {slug: ISO date-time}, "stopped"};
+    a clean shutdown writes a last beat with `stopped: true`.
     """
     value = json.dumps(
         {
@@ -191,6 +197,7 @@ def write_heartbeat(
             "owner": owner,
             "lists": sorted(lists),
             "next_runs": next_runs or {},
+            "stopped": stopped,
         }
     )
     with transaction(runtime.sessions) as session:
@@ -400,6 +407,10 @@ class Scheduler:
         # A signal that arrived while the jobs were being set up stops it as soon as it runs.
         self._aps.add_listener(self._stop_if_asked, EVENT_SCHEDULER_STARTED)
         self._aps.start()
+        try:
+            write_heartbeat(self.runtime, self.owner, self._targets(), stopped=True)
+        except Exception as err:  # the database may be the reason we stop
+            log_event(log, "scheduler.heartbeat_failed", level=logging.WARNING, error=str(err))
         log_event(log, "scheduler.stopped", owner=self.owner)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:

@@ -175,3 +175,12 @@ def test_a_day_missed_without_a_scheduler_is_degraded(runtime: Runtime, clock: F
     check = _check(check_health(runtime.settings, clock, engine=runtime.engine), "list daily")
     assert check.level is Level.DEGRADED
     assert "not sent by the deadline 11:00" in check.detail
+
+
+def test_a_scheduler_that_stopped_cleanly_is_reported_as_stopped(
+    runtime: Runtime, clock: FixedClock
+) -> None:
+    write_heartbeat(runtime, "host:1", ["daily"], stopped=True)
+    check = _check(check_health(runtime.settings, clock, engine=runtime.engine), "scheduler")
+    assert check.level is Level.DEGRADED
+    assert "stopped cleanly" in check.detail

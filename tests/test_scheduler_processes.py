@@ -178,6 +178,7 @@ def test_a_scheduler_started_after_the_send_time_catches_up_or_skips_by_the_dead
     assert mailed == (dict.fromkeys(addresses, 1) if expected == "sent" else {})
     names = [e["event"] for e in events(err)]
     assert "scheduler.started" in names and "scheduler.stopped" in names
+    assert (heartbeat(sessions) or {}).get("stopped") is True
 
 
 def test_sigterm_mid_send_records_the_batch_in_flight_and_a_restart_finishes_the_send(
