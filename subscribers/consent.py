@@ -6,7 +6,7 @@ nothing. Nothing about an existing subscriber (name, language) changes until the
 use their preferences page: a stranger can type any address into the form.
 
 A person who unsubscribed may sign up again; their subscription stays `unsubscribed` (and
-unmailed) until they click the new confirmation link.
+unmailed) until they click the new confirmation link, even on a single opt-in list.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ def start_signup(
     subscription = find_subscription(session, subscriber.id, mailing_list.id)
     if subscription is not None and subscription.status == SubscriptionStatus.ACTIVE:
         return
-    if not mailing_list.double_opt_in:
+    opted_out = subscription is not None and subscription.status in OPTED_OUT
+    if not mailing_list.double_opt_in and not opted_out:
         _activate_without_confirmation(session, clock, subscriber, mailing_list, subscription)
         record_consent(
             session,

@@ -303,3 +303,20 @@ def test_purge_deletes_long_expired_signups_and_orphaned_subscribers(
         select(ConsentRecord).where(ConsentRecord.subscriber_id.is_(None))
     ).all()
     assert orphaned and all(r.ip is None for r in orphaned)
+
+
+def test_a_single_opt_in_list_still_asks_someone_who_unsubscribed_to_confirm(
+    sub_session: Session, settings: Settings, clock: FixedClock, recording_provider
+) -> None:
+    create_list(sub_session, clock, slug="open", name="Open", double_opt_in=False)
+    subscription = subscribe(sub_session, settings, clock, "left@example.com", list_slug="open")
+    unsubscribe(
+        sub_session,
+        clock,
+        subscriber_id=subscription.subscriber_id,
+        list_id=subscription.list_id,
+        source="web",
+    )
+    _signup(sub_session, settings, clock, recording_provider, "left@example.com", list_slug="open")
+    assert subscription.status == "unsubscribed"
+    assert len(recording_provider.sent) == 1
