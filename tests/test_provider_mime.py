@@ -152,3 +152,17 @@ def test_a_value_too_long_for_an_8bit_line_falls_back_to_quoted_printable():
     data = template_for(make_message()).render(recipient, eightbit=True)
     assert b"Content-Transfer-Encoding: quoted-printable" in data
     assert "https://news.example.com/u/" + "t" * 400 in parts(parse(data))[0]
+
+
+def test_an_internationalised_domain_goes_out_in_its_ascii_form() -> None:
+    from newsletter.providers.mime import address_problem, transport_address
+
+    assert address_problem("info@例え.jp") is None
+    assert transport_address("info@例え.jp") == "info@xn--r8jz45g.jp"
+    assert transport_address("taro@example.jp") == "taro@example.jp"
+
+
+def test_a_non_ascii_local_part_is_refused_with_a_reason() -> None:
+    from newsletter.providers.mime import address_problem
+
+    assert "SMTPUTF8" in (address_problem("たろう@example.jp") or "")

@@ -41,7 +41,7 @@ def demo(app: AppContext, as_json: bool) -> None:
     click.echo(f"articles:    {a.imported} imported, {a.updated} updated, {a.unchanged} unchanged")
     click.echo(
         f"subscribers: {s.imported} imported, {s.updated} updated, {s.unchanged} unchanged "
-        f"(list {s.list!r})"
+        f"(list {s.list_slug!r})"
     )
     if run.issue_id is None:
         click.echo(f"issue:       none built: {run.reason}")

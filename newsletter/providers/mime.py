@@ -50,7 +50,24 @@ def address_problem(email: str) -> str | None:
         return "not an email address (expected local@domain)"
     if not _FORBIDDEN_IN_ADDRESS.isdisjoint(email):
         return "the address contains whitespace, a line break or a reserved character"
+    if not local.isascii():
+        return "a non-ASCII local part needs SMTPUTF8, which this sender does not use"
+    try:
+        transport_address(email)
+    except UnicodeError:
+        return "the domain is not a valid internationalised domain name"
     return None
+
+
+def transport_address(email: str) -> str:
+    """The address as it goes on the wire: an internationalised domain in its ASCII (IDNA) form.
+
+    `info@例え.jp` becomes `info@xn--r8jz45g.jp`, which every server and header accepts.
+    """
+    local, _, domain = email.rpartition("@")
+    if domain.isascii():
+        return email
+    return f"{local}@{domain.encode('idna').decode('ascii')}"
 
 
 def clean_display_name(name: str) -> str:
@@ -258,7 +275,7 @@ class MimeTemplate:
     def _recipient_headers(self, recipient: Recipient, values: tuple[str, ...]) -> bytes:
         name = clean_display_name(recipient.name)
         lines = [
-            f"To: {formataddr((name, recipient.email), charset='utf-8')}",
+            f"To: {formataddr((name, transport_address(recipient.email)), charset='utf-8')}",
             f"Date: {_DATES.now()}",
             f"Message-ID: {self.message_id(recipient)}",
             f"X-Newsletter-Delivery: {recipient.delivery_id}",

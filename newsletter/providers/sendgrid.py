@@ -43,7 +43,12 @@ from newsletter.providers.base import (
     PreparedMessage,
     Recipient,
 )
-from newsletter.providers.mime import address_problem, clean_display_name, list_unsubscribe
+from newsletter.providers.mime import (
+    address_problem,
+    clean_display_name,
+    list_unsubscribe,
+    transport_address,
+)
 from newsletter.providers.redact import redact_text
 from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL
 
@@ -84,7 +89,7 @@ def _substitution_values(recipient: Recipient) -> dict[str, str] | str:
 def _personalization(
     batch: Batch, recipient: Recipient, substitutions: dict[str, str]
 ) -> dict[str, Any]:
-    to: dict[str, str] = {"email": recipient.email}
+    to: dict[str, str] = {"email": transport_address(recipient.email)}
     name = clean_display_name(recipient.name)
     if name:
         to["name"] = name

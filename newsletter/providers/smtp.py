@@ -33,7 +33,12 @@ from newsletter.errors import (
     TransientProviderError,
 )
 from newsletter.providers.base import Batch, BatchResult, Recipient
-from newsletter.providers.mime import MimeTemplate, address_problem, template_for
+from newsletter.providers.mime import (
+    MimeTemplate,
+    address_problem,
+    template_for,
+    transport_address,
+)
 from newsletter.providers.redact import mask_email
 
 _ENV = "NEWSLETTER_SMTP_URL"
@@ -349,7 +354,7 @@ def transaction(
     # Addresses passed `address_problem` (no spaces, brackets or line breaks): no quoting needed.
     code, reply = smtp.docmd("mail", f"FROM:<{sender}>" + "".join(" " + o for o in options))
     if code == 250:
-        code, reply = smtp.docmd("rcpt", f"TO:<{recipient.email}>")
+        code, reply = smtp.docmd("rcpt", f"TO:<{transport_address(recipient.email)}>")
         if code in (250, 251):
             code, reply = smtp.docmd("data")
             if code == 354:
