@@ -55,8 +55,13 @@ def start_signup(
     user_agent: str | None,
     wording_version: str | None,
     provider: Provider,
+    source: str = "web",
 ) -> None:
-    """The sign-up form: create or refresh a pending subscription and mail the confirmation."""
+    """The sign-up form: create or refresh a pending subscription and mail the confirmation.
+
+    `source` is recorded with the consent (`web` for the form, `admin` for
+    `newsletter subscribers add --send-confirmation`).
+    """
     normal = normalise_email(email)
     language = check_language(language)
     mailing_list = resolve_list(session, clock, list_slug)
@@ -77,7 +82,7 @@ def start_signup(
             subscriber_id=subscriber.id,
             list_id=mailing_list.id,
             action="subscribe_active",
-            source="web",
+            source=source,
             ip=ip,
             user_agent=user_agent,
             wording_version=wording_version,
@@ -91,7 +96,7 @@ def start_signup(
             subscriber_id=subscriber.id,
             list_id=mailing_list.id,
             status=SubscriptionStatus.PENDING,
-            source="web",
+            source=source,
             created_at=now,
             updated_at=now,
         )
@@ -105,7 +110,7 @@ def start_signup(
         subscriber_id=subscriber.id,
         list_id=mailing_list.id,
         action="subscribe",
-        source="web",
+        source=source,
         ip=ip,
         user_agent=user_agent,
         wording_version=wording_version,

@@ -44,6 +44,7 @@ def settings(tmp_path: Path, sqlite_url: str) -> Settings:  # SQLite only: the C
         {},
         database_url=sqlite_url,
         var_dir=tmp_path / "var",
+        outbox_dir=tmp_path / "outbox",
         secret_keys=(Secret("test-secret-key-0123456789abcdef"),),
     )
 
@@ -170,3 +171,25 @@ def test_every_command_has_help(command: list[str]) -> None:
     result = CliRunner().invoke(cli, [*command, "--help"])
     assert result.exit_code == 0
     assert "Usage:" in result.output
+
+
+def test_add_with_confirmation_writes_a_transactional_email_to_the_outbox(
+    subs_app: AppContext, settings: Settings
+) -> None:
+    result = run(
+        subs_app,
+        "subscribers",
+        "add",
+        "Kenji@Example.jp",
+        "--language",
+        "en",
+        "--send-confirmation",
+    )
+    assert result.exit_code == 0, result.output
+    shown = json.loads(run(subs_app, "subscribers", "show", "kenji@example.jp", "--json").output)
+    assert shown["subscriptions"][0]["status"] == "pending"
+    [eml] = list((settings.outbox_dir / "transactional").glob("*.eml"))
+    raw = eml.read_bytes().decode("utf-8", errors="replace")
+    assert "Kenji@example.jp" in raw
+    assert "List-Unsubscribe" not in raw  # a confirmation is not a newsletter
+    assert "/confirm/" in raw

@@ -34,6 +34,11 @@ def subscribers() -> None:
 @click.option("--language", type=LANGUAGES, default="ja", show_default=True)
 @click.option("--list", "list_slug", default=DEFAULT_LIST_SLUG, show_default=True)
 @click.option("--pending", is_flag=True, help="Add as pending (not mailed until confirmed).")
+@click.option(
+    "--send-confirmation",
+    is_flag=True,
+    help="Double opt-in: add as pending and email the confirmation link (configured provider).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the subscriber as JSON.")
 @pass_app
 @handle_errors
@@ -44,10 +49,14 @@ def add(
     language: str,
     list_slug: str,
     pending: bool,
+    send_confirmation: bool,
     as_json: bool,
 ) -> None:
     """Subscribe EMAIL to a list (records consent with source `admin`)."""
     runtime = app.runtime()
+    if send_confirmation:
+        _add_with_confirmation(app, email, name, language, list_slug)
+        return
     with transaction(runtime.sessions) as session:
         subscription = service.add_subscriber(
             session,
@@ -64,6 +73,37 @@ def add(
         emit_json(described)
     else:
         click.echo(f"{described['email']}: {subscription.status} on {list_slug}")
+
+
+def _add_with_confirmation(
+    app: AppContext, email: str, name: str | None, language: str, list_slug: str
+) -> None:
+    """Same path as the web form: nothing is sent to an active or suppressed address."""
+    from newsletter.providers.factory import make_provider
+
+    runtime = app.runtime()
+    provider = make_provider(app.settings)
+    try:
+        with transaction(runtime.sessions) as session:
+            consent.start_signup(
+                session,
+                app.settings,
+                runtime.clock,
+                email=email,
+                name=name,
+                language=language,
+                list_slug=list_slug,
+                ip=None,
+                user_agent=None,
+                wording_version=None,
+                provider=provider,
+                source="admin",
+            )
+    finally:
+        provider.close()
+    click.echo(
+        f"{mask_email(email)}: confirmation sent unless already active or suppressed on {list_slug}"
+    )
 
 
 @subscribers.command("show")
