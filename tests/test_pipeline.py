@@ -198,3 +198,19 @@ def test_newsletter_run_for_an_unknown_list_says_so(
     result = CliRunner().invoke(cli, ["run", "--list", "nope"], env=env)
     assert result.exit_code == 66
     assert "no list 'nope'" in result.output
+
+
+def test_a_queued_send_is_finished_by_a_worker(
+    runtime: Runtime, todays_articles: list[int], clock: FixedClock
+) -> None:
+    from newsletter.delivery.sendconfig import SendConfig
+    from newsletter.worker import run_worker
+
+    addresses = seed_subscribers(runtime.sessions, clock, 5)
+    runtime.settings = dataclasses.replace(runtime.settings, workers="external")
+    report = run_daily(runtime, list_slug="daily")
+    assert report.outcome == Outcome.ENQUEUED
+    run_worker(runtime, _outbox(runtime), SendConfig.from_settings(runtime.settings), once=True)
+    assert outbox_recipients(runtime.settings.outbox_dir) == dict.fromkeys(addresses, 1)
+    again = run_daily(runtime, list_slug="daily")
+    assert again.outcome == Outcome.ALREADY_DONE and again.status == "sent"
