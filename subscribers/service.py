@@ -26,6 +26,7 @@ from subscribers.hashing import EmailHasher, email_key
 from subscribers.lists import get_list, get_or_create_list
 from subscribers.records import record_consent
 from subscribers.suppression import is_suppressed_hash
+from subscribers.tokens import LinkSigner
 
 # Statuses that record a person's (or their mailbox's) "no": never reactivated by an admin.
 OPTED_OUT = frozenset(
@@ -197,6 +198,31 @@ def unsubscribe(
     )
     session.flush()
     return True
+
+
+def unsubscribe_with_token(
+    session: Session,
+    settings: Settings,
+    clock: Clock,
+    *,
+    token: str,
+    source: str = "web",
+    ip: str | None = None,
+) -> bool:
+    """The unsubscribe link (`LinkSigner` token: one subscriber, one list); idempotent.
+
+    TokenError for a forged token. A genuine token whose subscriber was erased or removed
+    ends nothing and raises nothing: the link keeps "working" from the reader's point of view.
+    """
+    claim = LinkSigner(settings).verify(token)
+    return unsubscribe(
+        session,
+        clock,
+        subscriber_id=claim.subscriber_id,
+        list_id=claim.list_id,
+        source=source,
+        ip=ip,
+    )
 
 
 def unsubscribe_by_email(

@@ -275,3 +275,21 @@ def test_lists_are_created_with_validated_schedule(sub_session: Session, clock: 
         "08:30",
         "UTC",
     )
+
+
+def test_the_unsubscribe_link_token_ends_exactly_its_list(
+    sub_session: Session, settings: Settings, clock: FixedClock
+) -> None:
+    from newsletter.errors import TokenError
+    from subscribers.service import unsubscribe_with_token
+    from subscribers.tokens import LinkSigner
+
+    create_list(sub_session, clock, slug="weekly", name="Weekly")
+    daily = subscribe(sub_session, settings, clock, "t@example.com")
+    weekly = subscribe(sub_session, settings, clock, "t@example.com", list_slug="weekly")
+    token = LinkSigner(settings).token(weekly.subscriber_id, weekly.list_id)
+    assert unsubscribe_with_token(sub_session, settings, clock, token=token) is True
+    assert unsubscribe_with_token(sub_session, settings, clock, token=token) is False
+    assert (daily.status, weekly.status) == ("active", "unsubscribed")
+    with pytest.raises(TokenError):
+        unsubscribe_with_token(sub_session, settings, clock, token=token[:-2] + "xx")
