@@ -44,7 +44,7 @@ from sqlalchemy.exc import IntegrityError
 from newsletter.catchup import Action, Decision, check_window, decide
 from newsletter.db.models import Issue, MailingList, Meta
 from newsletter.db.session import transaction
-from newsletter.errors import NewsletterError
+from newsletter.errors import ConfigError, NewsletterError, NotFoundError
 from newsletter.logs import log_event
 from newsletter.pipeline import (
     Outcome,
@@ -370,6 +370,7 @@ class Scheduler:
         now = datetime.now(UTC)
         if self.run_at is not None:
             self._plans = {p.slug: p for p in list_plans(self.runtime, self._bad_list)}
+            self._check_targets()
             self._pending = set(self._targets())
             for slug in self._targets():
                 self._aps.add_job(
@@ -381,6 +382,7 @@ class Scheduler:
                 )
         else:
             self.sync_jobs()
+            self._check_targets()
             self._aps.add_job(
                 self.catch_up_all,
                 IntervalTrigger(seconds=CATCHUP_INTERVAL.total_seconds()),
@@ -412,6 +414,12 @@ class Scheduler:
         except Exception as err:  # the database may be the reason we stop
             log_event(log, "scheduler.heartbeat_failed", level=logging.WARNING, error=str(err))
         log_event(log, "scheduler.stopped", owner=self.owner)
+
+    def _check_targets(self) -> None:
+        if self.only_list is not None and self.only_list not in self._plans:
+            raise NotFoundError(f"--list: no list {self.only_list!r} can be scheduled")
+        if not self._targets():
+            raise ConfigError("no list can be scheduled (see the errors logged above)")
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log_event(log, "scheduler.stopping", signal=signal.Signals(signum).name)

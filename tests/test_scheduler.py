@@ -240,3 +240,10 @@ def test_a_one_off_run_that_fails_is_counted_for_the_exit_code(runtime: Runtime)
     thread.start()
     assert done.wait(20), "a --at run did not exit after its run"
     assert scheduler.failures == 1
+
+
+def test_starting_for_an_unknown_list_is_an_error(runtime: Runtime) -> None:
+    from newsletter.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match="'nope'"):
+        Scheduler(runtime, only_list="nope").start(install_signals=False)
