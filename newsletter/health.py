@@ -74,7 +74,10 @@ def check_health(settings: Settings, clock: Clock, *, engine: Engine | None = No
     """Run every check. Opens (and disposes) its own engine unless one is given."""
     checks = [_provider(settings)]
     own_engine = engine is None
-    active = engine or make_engine(settings.database_url)
+    try:
+        active = engine or make_engine(settings.database_url)
+    except NewsletterError as err:
+        return HealthReport([Check("database", Level.FAILING, str(err)), *checks])
     try:
         database = _database(active)
         checks.insert(0, database)
@@ -215,8 +218,11 @@ def _heartbeat(session: Session, now: datetime) -> Check:
         return Check(
             "scheduler", Level.DEGRADED, "no heartbeat: `newsletter scheduler` has never run here"
         )
-    beat = json.loads(raw)
-    at = datetime.fromisoformat(beat["at"])
+    try:
+        beat = json.loads(raw)
+        at = datetime.fromisoformat(beat["at"])
+    except (ValueError, KeyError, TypeError):
+        return Check("scheduler", Level.DEGRADED, f"unreadable heartbeat {raw[:80]!r}")
     age = now - at
     data = {
         "heartbeat_at": beat["at"],
