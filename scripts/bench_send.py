@@ -64,6 +64,13 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (worker processes)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def rss_mb(children: bool = False) -> float:
     who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
     return resource.getrusage(who).ru_maxrss / 1024
@@ -181,6 +188,14 @@ class Server:
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
 
+    def cpu_s(self) -> float:
+        """CPU seconds the server process used so far (user + system), from /proc."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stats(self) -> dict[str, Any]:
         if self.provider == "sendgrid":
             return httpx.get(self.url + "/_stats", timeout=10).json()
@@ -216,6 +231,8 @@ def run_core(args: argparse.Namespace, url: str, server: Server, workers: int) -
     issue_id = args.issue_id
     reset_ledger(sessions, issue_id)
     started = time.monotonic()
+    cpu_before = _cpu_s()
+    server_cpu_before = server.cpu_s()
     requests = 0
     if workers <= 1:
         provider = make_provider(settings)
@@ -256,6 +273,8 @@ def run_core(args: argparse.Namespace, url: str, server: Server, workers: int) -
             requests += json.loads(out)["requests"]
         peak = rss_mb(children=True)
     seconds = time.monotonic() - started
+    sender_cpu = _cpu_s() - cpu_before
+    server_cpu = server.cpu_s() - server_cpu_before
     counts = ledger_counts(sessions, issue_id)
     engine.dispose()
     stats = server.stats()
@@ -279,6 +298,8 @@ def run_core(args: argparse.Namespace, url: str, server: Server, workers: int) -
         "duplicates": duplicates,
         "missing": args.subscribers - received,
         "ledger": counts,
+        "sender_cpu_s": round(sender_cpu, 1),
+        "server_cpu_s": round(server_cpu, 1),
     }
 
 

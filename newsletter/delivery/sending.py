@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -127,6 +128,13 @@ class Sender:
         self._lock = threading.Lock()
         self._errors: list[BaseException] = []
         self._paused = False
+        with sessions() as probe:
+            single_writer = probe.get_bind().dialect.name == "sqlite"
+        # SQLite has one writer: threads queue on a lock (woken at once) instead of the busy
+        # handler's sleep-and-retry, which costs milliseconds per collision.
+        self._write_lock: AbstractContextManager[object] = (
+            threading.Lock() if single_writer else nullcontext()
+        )
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -161,20 +169,22 @@ class Sender:
         session = self.sessions()
         try:
             while not self.stop.is_set() and not self.breaker.open:
-                claimed = ledger.claim_batch(
-                    session, self.worker_id, self.clock, self.config.lease_s, issue_id
-                )
+                with self._write_lock:
+                    claimed = ledger.claim_batch(
+                        session, self.worker_id, self.clock, self.config.lease_s, issue_id
+                    )
                 if claimed is not None:
                     self._process(session, claimed)
                     continue
-                ledger.reap_expired(session, self.clock, issue_id)
-                remaining = ledger.open_work(session, issue_id)
-                session.commit()
-                if issue_id is not None and remaining == 0:
-                    ledger.finish_if_done(session, issue_id, self.clock)
-                    return
-                if issue_id is None:
-                    ledger.finish_done_issues(session, self.clock)
+                with self._write_lock:
+                    ledger.reap_expired(session, self.clock, issue_id)
+                    remaining = ledger.open_work(session, issue_id)
+                    session.commit()
+                    if issue_id is not None and remaining == 0:
+                        ledger.finish_if_done(session, issue_id, self.clock)
+                        return
+                    if issue_id is None:
+                        ledger.finish_done_issues(session, self.clock)
                 if remaining == 0 and until_idle:
                     return
                 self.stop.wait(self.config.poll_s)
@@ -185,9 +195,10 @@ class Sender:
 
     def _process(self, session: Session, claimed: ClaimedBatch) -> None:
         message = self._message(session, claimed.issue_id, claimed.variant)
-        prepared = ledger.prepare_batch(
-            session, claimed, self.worker_id, self.clock, self.config.lease_s
-        )
+        with self._write_lock:
+            prepared = ledger.prepare_batch(
+                session, claimed, self.worker_id, self.clock, self.config.lease_s
+            )
         if prepared is None:
             return  # the lease was lost: another worker owns this batch now
         self._count(skipped=prepared.skipped)
@@ -202,7 +213,7 @@ class Sender:
             return
         except Exception as err:  # a provider bug: we cannot know what was sent
             log.exception("provider %s raised outside its contract", self.provider.name)
-            with _unit(session):
+            with self._unit(session):
                 ledger.mark_in_doubt(session, claimed.id, f"provider error: {err!r}", self.clock)
             self._count(in_doubt=len(recipients))
             self._outcome(session, claimed.issue_id, ok=False)
@@ -210,7 +221,7 @@ class Sender:
         attempted = [r.delivery_id for r in recipients]
         failed = dict(result.failed)
         gave_up: list[int] = []
-        with _unit(session):
+        with self._unit(session):
             unsettled = ledger.record_accepted(
                 session,
                 claimed.id,
@@ -271,7 +282,7 @@ class Sender:
             describe(err),
             decision.action,
         )
-        with _unit(session):
+        with self._unit(session):
             if decision.action is Action.RETRY:
                 ledger.requeue(
                     session,
@@ -308,7 +319,7 @@ class Sender:
                 reason = f"circuit breaker: {self.breaker.reason}"
                 log.error("pausing issue %s: %s", issue_id, reason)
                 try:
-                    with _unit(session):
+                    with self._unit(session):
                         ledger.pause_issue(session, issue_id, reason)
                 except StateError:
                     pass  # already paused or cancelled by an operator
@@ -352,6 +363,9 @@ class Sender:
             with self._lock:
                 self.progress_callback(self.progress)
 
+    def _unit(self, session: Session) -> _Unit:
+        return _Unit(session, self._write_lock)
+
     @property
     def paused_reason(self) -> str | None:
         return self.breaker.reason if self._paused else None
@@ -363,20 +377,25 @@ class Sender:
         self._paused = False
 
 
-class _unit:
-    """Commit the session on success, roll back on error (a context manager for one txn)."""
+class _Unit:
+    """One write transaction: commit on success, roll back on error, under the write lock."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, lock: AbstractContextManager[object]) -> None:
         self.session = session
+        self.lock = lock
 
     def __enter__(self) -> Session:
+        self.lock.__enter__()
         return self.session
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        if exc_type is None:
-            self.session.commit()
-        else:
-            self.session.rollback()
+        try:
+            if exc_type is None:
+                self.session.commit()
+            else:
+                self.session.rollback()
+        finally:
+            self.lock.__exit__(None, None, None)
 
 
 def _deferred_error(deferred: dict[int, str]) -> ProviderError:
