@@ -41,7 +41,7 @@ def write_csv(path: Path, rows: int) -> None:
         for n in range(rows):
             if n % 50 == 49:
                 email = f"broken{n}.example.com"
-            elif n % 100 == 99:
+            elif n % 100 == 98:
                 email = f"User{n - 1}@{DOMAINS[(n - 1) % len(DOMAINS)]}"
             else:
                 email = f"User{n}@{DOMAINS[n % len(DOMAINS)]}"
