@@ -336,6 +336,50 @@ _SQLITE_CONVERT: dict[str, Any] = {
 }
 
 
+@dataclass
+class _Plan:
+    """What one chunk does to the database, decided before anything is written."""
+
+    subscribe: list[int] = field(default_factory=list)  # subscriber ids new to the list
+    changes: list[dict[str, Any]] = field(default_factory=list)  # subscriber field updates
+    kept: list[tuple[_Row, str]] = field(default_factory=list)  # ended subscriptions, untouched
+    updated: int = 0
+    unchanged: int = 0
+
+
+_LIVE = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING)
+
+
+def plan_rows(
+    rows: list[_Row],
+    existing: dict[str, tuple[int, str | None, str, dict[str, Any]]],
+    ids: dict[str, int],
+    current: dict[int, str],
+) -> _Plan:
+    """Decide each row: subscribe, update, leave unchanged, or keep an ended subscription.
+
+    `existing` holds subscribers found before this chunk (by email key), `ids` every row's
+    subscriber id, `current` this list's subscription status per subscriber id. Pure.
+    """
+    plan = _Plan()
+    for row in rows:
+        subscriber_id = ids[row.key]
+        state = current.get(subscriber_id)
+        if state is not None and state not in _LIVE:
+            plan.kept.append((row, state))
+            continue
+        change = _change(existing.get(row.key), row)
+        if change is not None:
+            plan.changes.append({"id": subscriber_id, **change})
+        if state is None:
+            plan.subscribe.append(subscriber_id)
+        elif change is None:
+            plan.unchanged += 1
+        else:
+            plan.updated += 1
+    return plan
+
+
 def _among(session: Session, column: Any, values: list[Any]) -> Any:
     """`column IN (values)` with ONE bound parameter, however many values.
 
@@ -430,30 +474,15 @@ def _write_chunk(
             )
         ).all()
     )
-    subscribe: list[int] = []
-    changes: list[dict[str, Any]] = []
-    for row in live:
-        subscriber_id = ids[row.key]
-        state = current.get(subscriber_id)
-        if state is None:
-            subscribe.append(subscriber_id)
-            summary.imported += 1
-            continue
-        if state not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING):
-            summary.not_reactivated += 1
-            report.add(row.line, row.email, "not_reactivated", f"{state} on this list; kept")
-            continue
-        change = _change(existing.get(row.key), row)
-        if change is None:
-            summary.unchanged += 1
-        else:
-            summary.updated += 1
-            changes.append({"id": subscriber_id, **change, "updated_at": now})
-    for row in live:
-        if row.key in existing and ids[row.key] in subscribe:
-            change = _change(existing[row.key], row)
-            if change is not None:
-                changes.append({"id": ids[row.key], **change, "updated_at": now})
+    plan = plan_rows(live, existing, ids, current)
+    summary.imported += len(plan.subscribe)
+    summary.updated += plan.updated
+    summary.unchanged += plan.unchanged
+    summary.not_reactivated += len(plan.kept)
+    for row, state in plan.kept:
+        report.add(row.line, row.email, "not_reactivated", f"{state} on this list; kept")
+    subscribe = plan.subscribe
+    changes = [{**change, "updated_at": now} for change in plan.changes]
     if changes:
         session.execute(update(Subscriber), changes)
     if subscribe:

@@ -229,3 +229,23 @@ def test_the_sample_file_imports_cleanly(
     assert summary.rows >= 24
     assert summary.rejected == 0
     assert summary.imported == summary.rows
+
+
+def test_importing_known_subscribers_into_another_list_subscribes_them_there(
+    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock, tmp_path: Path
+) -> None:
+    from subscribers.lists import create_list
+
+    with sessions() as session, session.begin():
+        create_list(session, clock, slug="weekly", name="Weekly")
+        subscribe(session, settings, clock, "both.lists@example.com", name="Old")
+    source = _write(tmp_path, "email,name\nboth.lists@example.com,New\n", "utf-8")
+    summary = import_csv(sessions, clock, source, list_slug="weekly")
+    assert (summary.imported, summary.updated) == (1, 0)
+    with sessions() as session:
+        data = show_subscriber(session, email="both.lists@example.com")
+    assert data["name"] == "New"
+    assert {s["list"]: s["status"] for s in data["subscriptions"]} == {
+        "daily": "active",
+        "weekly": "active",
+    }
