@@ -15,7 +15,7 @@ from newsletter.config import Settings
 from newsletter.db.models import Delivery, Issue, Subscriber
 from newsletter.delivery import ledger
 from newsletter.delivery.sendconfig import SendConfig
-from newsletter.delivery.sending import Progress, send_issue
+from newsletter.delivery.sending import Progress, enqueue_issue, send_issue
 from newsletter.delivery.status import recipient_status, send_status
 from newsletter.errors import StateError
 from newsletter.providers.base import Batch
@@ -344,3 +344,26 @@ def test_the_ledger_holds_one_row_per_recipient(
     with sessions() as session:
         rows = session.scalar(select(func.count()).select_from(Delivery))
     assert rows == 30
+
+
+def test_batches_planned_larger_than_the_provider_takes_are_halved_before_posting(
+    sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
+) -> None:
+    with sessions.begin() as session:
+        issue = session.get_one(Issue, delivery_seed.issue_id)
+        enqueue_issue(session, issue, settings, SYSTEM_CLOCK, batch_size=10)
+    sizes: list[int] = []
+    provider = MemoryProvider(max_batch_size=3, rule=lambda b: sizes.append(len(b.recipients)))
+    _send(sessions, settings, provider, delivery_seed)
+    assert max(sizes) <= 3
+    assert set(provider.delivered) == set(delivery_seed.emails) and provider.duplicates == 0
+
+
+def test_the_request_rate_limit_spaces_the_batches(
+    sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
+) -> None:
+    config = SendConfig(batch_size=4, concurrency=3, rate_requests_per_s=5, poll_s=0.01)
+    started = time.monotonic()
+    _send(sessions, settings, MemoryProvider(), delivery_seed, config=config)
+    # 9 requests at 5/s with a burst of 5: the last 4 wait for tokens.
+    assert time.monotonic() - started >= 0.7

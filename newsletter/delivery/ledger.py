@@ -253,6 +253,20 @@ def claim_batch(
     return ClaimedBatch(row.id, row.issue_id, row.variant, row.attempts, row.size)
 
 
+def release_claim(session: Session, batch_id: int, worker: str, clock: Clock) -> None:
+    """Give a claimed (not yet posted) batch back to the queue. Caller's transaction."""
+    session.execute(
+        update(SendBatch)
+        .where(
+            SendBatch.id == batch_id,
+            SendBatch.worker == worker,
+            SendBatch.status == BatchStatus.CLAIMED,
+        )
+        .values(status=BatchStatus.QUEUED, worker=None, lease_until=None, updated_at=clock.now())
+        .execution_options(synchronize_session=False)
+    )
+
+
 def reap_expired(session: Session, clock: Clock, issue_id: int | None = None) -> int:
     """Batches left in `sending` past their lease become `in_doubt` (with their recipients).
 

@@ -195,6 +195,13 @@ class Sender:
 
     def _process(self, session: Session, claimed: ClaimedBatch) -> None:
         message = self._message(session, claimed.issue_id, claimed.variant)
+        # Wait for the rate limit while the batch is only claimed: a claim that outlives its
+        # lease is simply taken over, whereas a `sending` batch would turn in doubt.
+        self.limiter.acquire(claimed.size, self.stop)
+        if self.stop.is_set():
+            with self._unit(session):
+                ledger.release_claim(session, claimed.id, self.worker_id, self.clock)
+            return
         with self._write_lock:
             prepared = ledger.prepare_batch(
                 session, claimed, self.worker_id, self.clock, self.config.lease_s
@@ -204,8 +211,20 @@ class Sender:
         self._count(skipped=prepared.skipped)
         if not prepared.recipients:
             return
+        if len(prepared.recipients) > self.provider.max_batch_size:
+            # Planned with a larger batch size than this provider takes: halve, nothing posted.
+            first, second = halves([r.id for r in prepared.recipients])
+            with self._unit(session):
+                ledger.split(
+                    session,
+                    claimed,
+                    first,
+                    second,
+                    reason=f"larger than {self.provider.name}'s {self.provider.max_batch_size}",
+                    clock=self.clock,
+                )
+            return
         recipients = self._recipients(prepared)
-        self.limiter.acquire(len(recipients), self.stop)
         try:
             result = self.provider.send_batch(Batch(claimed.id, message, recipients))
         except ProviderError as err:
@@ -501,7 +520,7 @@ def send_issue(
     stop event, batches in flight finish and are recorded, and the report says what was done.
     """
     sessions: sessionmaker[Session] = getattr(runtime_or_sessions, "sessions", runtime_or_sessions)
-    cfg = config or SendConfig.from_settings(settings)
+    cfg = (config or SendConfig.from_settings(settings)).for_provider(provider.max_batch_size)
     started = time.monotonic()
     with transaction(sessions) as session:
         issue = ledger.get_issue_row(session, issue_id, lock=True)
