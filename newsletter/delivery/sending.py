@@ -33,7 +33,7 @@ from newsletter.delivery.policy import Action, decide, describe, halves
 from newsletter.delivery.ratelimit import RateLimiter
 from newsletter.delivery.sendconfig import SendConfig
 from newsletter.delivery.status import SendStatus, send_status
-from newsletter.errors import ProviderError, RenderError, StateError
+from newsletter.errors import ProviderError, RenderError, StateError, TransientProviderError
 from newsletter.issues.assembly import freeze_issue
 from newsletter.providers.base import Batch, PreparedMessage, Provider, Recipient
 from newsletter.render.store import ensure_variants
@@ -418,8 +418,7 @@ class _Unit:
 
 
 def _deferred_error(deferred: dict[int, str]) -> ProviderError:
-    from newsletter.errors import TransientProviderError
-
+    """Recipients the provider deferred (or did not mention) are retried like a 4xx/5xx."""
     sample = next(iter(deferred.values()), "the provider did not accept these recipients")
     return TransientProviderError(f"deferred: {sample}")
 
