@@ -45,7 +45,7 @@ def test_a_send_killed_mid_flight_resumes_without_sending_anyone_twice(
     sendgrid_process: Callable[..., SendGridProcess],
 ) -> None:
     seeded = seed_send(sessions, SUBSCRIBERS)
-    server = sendgrid_process("--latency", "0.03")
+    server = sendgrid_process("--latency", "0.05")
     env = newsletter_env(database_url, server.url, tmp_path)
     command = newsletter_command(
         "issue", "send", str(seeded.issue_id), "--json",
