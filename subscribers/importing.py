@@ -155,7 +155,7 @@ def detect_encoding(path: Path) -> str:
 
 
 def _header_key(cell: str) -> str:
-    text = unicodedata.normalize("NFKC", cell).strip().lower()
+    text = unicodedata.normalize("NFKC", cell.replace("\ufeff", "")).strip().lower()
     return " ".join(text.replace("_", " ").replace("-", " ").split())
 
 

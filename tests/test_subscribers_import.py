@@ -249,3 +249,13 @@ def test_importing_known_subscribers_into_another_list_subscribes_them_there(
         "daily": "active",
         "weekly": "active",
     }
+
+
+def test_a_bom_read_as_plain_utf8_and_full_width_headers_still_match(
+    sessions: sessionmaker[Session], clock: FixedClock, tmp_path: Path
+) -> None:
+    source = _write(tmp_path, "Ｅメールアドレス,氏名\nzen@example.jp,全角\n", "utf-8-sig")
+    summary = import_csv(sessions, clock, source, encoding="utf-8")
+    assert summary.imported == 1
+    with sessions() as session:
+        assert show_subscriber(session, email="zen@example.jp")["name"] == "全角"
