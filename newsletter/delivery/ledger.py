@@ -69,12 +69,12 @@ class ClaimedBatch:
 
 @dataclass(frozen=True, slots=True)
 class PreparedBatch:
-    """A batch committed as `sending`: the recipients to post and the ones just skipped."""
+    """A claimed batch's recipients to post, and the delivery ids to skip."""
 
     batch: ClaimedBatch
     list_id: int
     recipients: Sequence[Row[Any]]  # (delivery_id, subscriber_id, email, name)
-    skipped: int
+    skipped: Sequence[int]
 
 
 def _is_postgres(session: Session) -> bool:
@@ -315,15 +315,9 @@ def open_work(session: Session, issue_id: int | None = None) -> int:
 # --- one batch ------------------------------------------------------------------------------
 
 
-def prepare_batch(
-    session: Session, batch: ClaimedBatch, worker: str, clock: Clock, lease_s: float
-) -> PreparedBatch | None:
-    """Skip recipients no longer eligible, then commit the batch as `sending`.
-
-    None when the lease was lost (another worker took the batch): the caller must not send.
-    """
-    now = clock.now()
-    issue = get_issue_row(session, batch.issue_id)
+def load_batch(session: Session, batch: ClaimedBatch) -> PreparedBatch:
+    """Read the batch's queued recipients and which of them may still be mailed (no writes)."""
+    list_id = get_issue_row(session, batch.issue_id).list_id
     rows = session.execute(
         select(Delivery.id, Delivery.subscriber_id, Subscriber.email, Subscriber.name)
         .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
@@ -331,23 +325,34 @@ def prepare_batch(
         .order_by(Delivery.id)
     ).all()
     allowed = still_eligible(
-        session, issue.list_id, (r.subscriber_id for r in rows if r.subscriber_id is not None)
+        session, list_id, (r.subscriber_id for r in rows if r.subscriber_id is not None)
     )
     keep = [r for r in rows if r.subscriber_id in allowed]
-    skipped = len(rows) - len(keep)
-    if skipped:
-        # No longer subscribed, suppressed, or erased since planning (subscriber_id NULL).
-        dropped = [r.id for r in rows if r.subscriber_id not in allowed]
-        for chunk in _chunks(dropped):
-            session.execute(
-                update(_DELIVERIES)
-                .where(_DELIVERIES.c.id.in_(chunk))
-                .values(
-                    status=DeliveryStatus.SKIPPED,
-                    error="no longer subscribed, suppressed or erased",
-                    updated_at=now,
-                )
+    dropped = [r.id for r in rows if r.subscriber_id not in allowed]
+    return PreparedBatch(batch, list_id, keep, dropped)
+
+
+def mark_sending(
+    session: Session, loaded: PreparedBatch, worker: str, clock: Clock, lease_s: float
+) -> bool:
+    """Skip the recipients no longer eligible and COMMIT the batch as `sending`.
+
+    False (nothing written) when the lease was lost: the caller must not send.
+    """
+    now = clock.now()
+    batch = loaded.batch
+    # No longer subscribed, suppressed, or erased since planning (subscriber_id NULL).
+    for chunk in _chunks(list(loaded.skipped)):
+        session.execute(
+            update(_DELIVERIES)
+            .where(_DELIVERIES.c.id.in_(chunk), _DELIVERIES.c.status == DeliveryStatus.QUEUED)
+            .values(
+                status=DeliveryStatus.SKIPPED,
+                error="no longer subscribed, suppressed or erased",
+                updated_at=now,
             )
+        )
+    sending = bool(loaded.recipients)
     marked = session.execute(
         update(SendBatch)
         .where(
@@ -356,8 +361,8 @@ def prepare_batch(
             SendBatch.status == BatchStatus.CLAIMED,
         )
         .values(
-            status=BatchStatus.SENDING if keep else BatchStatus.ACCEPTED,
-            attempts=SendBatch.attempts + (1 if keep else 0),
+            status=BatchStatus.SENDING if sending else BatchStatus.ACCEPTED,
+            attempts=SendBatch.attempts + (1 if sending else 0),
             lease_until=now + timedelta(seconds=lease_s),
             updated_at=now,
         )
@@ -365,9 +370,17 @@ def prepare_batch(
     ).rowcount
     if marked != 1:
         session.rollback()
-        return None
+        return False
     session.commit()
-    return PreparedBatch(batch, issue.list_id, keep, skipped)
+    return True
+
+
+def prepare_batch(
+    session: Session, batch: ClaimedBatch, worker: str, clock: Clock, lease_s: float
+) -> PreparedBatch | None:
+    """`load_batch` then `mark_sending`; None when the lease was lost."""
+    loaded = load_batch(session, batch)
+    return loaded if mark_sending(session, loaded, worker, clock, lease_s) else None
 
 
 def record_accepted(

@@ -202,13 +202,14 @@ class Sender:
             with self._unit(session):
                 ledger.release_claim(session, claimed.id, self.worker_id, self.clock)
             return
+        prepared = ledger.load_batch(session, claimed)  # reads: outside the write lock
         with self._write_lock:
-            prepared = ledger.prepare_batch(
-                session, claimed, self.worker_id, self.clock, self.config.lease_s
+            marked = ledger.mark_sending(
+                session, prepared, self.worker_id, self.clock, self.config.lease_s
             )
-        if prepared is None:
+        if not marked:
             return  # the lease was lost: another worker owns this batch now
-        self._count(skipped=prepared.skipped)
+        self._count(skipped=len(prepared.skipped))
         if not prepared.recipients:
             return
         if len(prepared.recipients) > self.provider.max_batch_size:
