@@ -19,6 +19,7 @@ from email_validator.rfc_constants import (
 )
 
 from newsletter.errors import ValidationError
+from newsletter.logs import mask_email  # noqa: F401  (re-exported: the one masking rule)
 
 _CASE_INSENSITIVE = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 
@@ -56,11 +57,3 @@ def normalise_email(raw: str) -> str:
     if len(result) > EMAIL_MAX_LENGTH:
         return _full(address)
     return result
-
-
-def mask_email(email: str) -> str:
-    """For logs and messages: `ta***@example.com`, never the whole address."""
-    local, at, domain = email.partition("@")
-    if not at:
-        return "***"
-    return f"{local[:2]}***@{domain}"

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from newsletter.db.models import Delivery, SendBatch, Subscriber
 from newsletter.delivery.ledger import get_issue_row
 from newsletter.errors import NotFoundError
+from newsletter.logs import mask_email
 from newsletter.types import BatchStatus, DeliveryStatus
 
 
@@ -89,12 +90,6 @@ def send_status(session: Session, issue_id: int) -> SendStatus:
         send_started_at=issue.send_started_at,
         sent_at=issue.sent_at,
     )
-
-
-def mask_email(email: str) -> str:
-    """`t***@example.com`: enough to recognise, not enough to harvest from a log."""
-    local, at, domain = email.partition("@")
-    return f"{local[:1]}***{at}{domain}" if at else "***"
 
 
 def recipient_status(session: Session, issue_id: int, email: str) -> RecipientStatus:

@@ -2,7 +2,6 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-30 10:57:07.168671
 """
 
 from __future__ import annotations
@@ -372,6 +371,21 @@ def upgrade() -> None:
         batch_op.create_index("ix_send_batches_issue_status", ["issue_id", "status"], unique=False)
 
     op.create_table(
+        "send_claims",
+        sa.Column("issue_id", sa.Integer(), nullable=False),
+        sa.Column("owner", sa.String(length=200), nullable=False),
+        sa.Column("claimed_at", newsletter.db.types.UTCDateTime(), nullable=False),
+        sa.Column("lease_until", newsletter.db.types.UTCDateTime(), nullable=False),
+        sa.Column("released_at", newsletter.db.types.UTCDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["issue_id"],
+            ["issues.id"],
+            name=op.f("fk_send_claims_issue_id_issues"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("issue_id", name=op.f("pk_send_claims")),
+    )
+    op.create_table(
         "deliveries",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("issue_id", sa.Integer(), nullable=False),
@@ -420,6 +434,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_deliveries_batch")
 
     op.drop_table("deliveries")
+    op.drop_table("send_claims")
     with op.batch_alter_table("send_batches", schema=None) as batch_op:
         batch_op.drop_index("ix_send_batches_issue_status")
 
