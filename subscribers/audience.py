@@ -2,16 +2,16 @@
 
 An address is mailable for a list when its subscription is `active` and its keyed hash is not
 in the suppression list. The send planner uses `eligible_recipients` when it enqueues an issue,
-and the sender calls `still_eligible` again just before each batch, so an unsubscribe or a
-bounce takes effect for a send that is still running.
+and the sender evaluates `mailable` again in the query that loads each batch, so an unsubscribe
+or a bounce takes effect for a send that is still running.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Select, exists, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, and_, exists, select
+from sqlalchemy.orm import Session, aliased
 
 from newsletter.db.models import Subscriber, Subscription, Suppression
 from newsletter.types import SubscriptionStatus
@@ -33,6 +33,32 @@ def eligible_recipients(list_id: int) -> Select[int, str, str | None, str]:
         )
         .order_by(Subscriber.id)
     )
+
+
+def mailable(subscriber_id: ColumnElement[int], list_id: int) -> ColumnElement[bool]:
+    """The same rule as a SQL expression over a subscriber id column, for queries that read
+    recipients anyway (the sender's batch load): one round trip instead of two.
+
+    Self-contained (its own aliases, no correlation to the caller's FROM list), so it means
+    the same thing in any query.
+    """
+    person = aliased(Subscriber)
+    active = (
+        select(Subscription.id)
+        .where(
+            Subscription.subscriber_id == subscriber_id,
+            Subscription.list_id == list_id,
+            Subscription.status == SubscriptionStatus.ACTIVE,
+        )
+        .correlate_except(Subscription)
+    )
+    suppressed = (
+        select(Suppression.id)
+        .join(person, person.email_hash == Suppression.email_hash)
+        .where(person.id == subscriber_id)
+        .correlate_except(Suppression, person)
+    )
+    return and_(exists(active), ~exists(suppressed))
 
 
 def still_eligible(session: Session, list_id: int, subscriber_ids: Iterable[int]) -> set[int]:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, literal, select
 from sqlalchemy.orm import Session
 
 from newsletter.clock import FixedClock
 from newsletter.config import Settings
 from newsletter.types import SubscriptionStatus
-from subscribers.audience import eligible_recipients, is_mailable_address, still_eligible
+from subscribers.audience import (
+    eligible_recipients,
+    is_mailable_address,
+    mailable,
+    still_eligible,
+)
 from subscribers.consent import start_signup
 from subscribers.hashing import EmailHasher
 from subscribers.importing import import_csv
@@ -28,6 +33,11 @@ def _eligible_emails(session: Session, list_id: int) -> set[str]:
     return {row.email for row in session.execute(eligible_recipients(list_id))}
 
 
+def _mailable_expr(session: Session, list_id: int, subscriber_id: int) -> bool:
+    """The SQL-expression form of the rule, as the sender's batch load uses it."""
+    return bool(session.scalar(select(mailable(literal(subscriber_id), list_id))))
+
+
 @pytest.mark.parametrize("status", [s.value for s in SubscriptionStatus])
 def test_only_active_subscriptions_are_eligible(
     sub_session: Session, settings: Settings, clock: FixedClock, status: str
@@ -35,12 +45,15 @@ def test_only_active_subscriptions_are_eligible(
     subscription = subscribe(sub_session, settings, clock, "person@example.com", status=status)
     eligible = _eligible_emails(sub_session, subscription.list_id)
     still = still_eligible(sub_session, subscription.list_id, [subscription.subscriber_id])
+    expr = _mailable_expr(sub_session, subscription.list_id, subscription.subscriber_id)
     if status == SubscriptionStatus.ACTIVE:
         assert eligible == {"person@example.com"}
         assert still == {subscription.subscriber_id}
+        assert expr
     else:
         assert eligible == set()
         assert still == set()
+        assert not expr
 
 
 @pytest.mark.parametrize("reason", ["bounced", "complained", "unsubscribed", "manual", "erased"])
@@ -52,6 +65,7 @@ def test_an_address_suppressed_by_hash_alone_is_never_eligible(
     suppress(sub_session, clock, email_hash=email_hash, reason=reason, source="webhook")
     assert _eligible_emails(sub_session, subscription.list_id) == set()
     assert still_eligible(sub_session, subscription.list_id, [subscription.subscriber_id]) == set()
+    assert not _mailable_expr(sub_session, subscription.list_id, subscription.subscriber_id)
     assert not is_mailable_address(sub_session, email_hash)
 
 

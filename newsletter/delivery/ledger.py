@@ -19,10 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import NamedTuple
 
 from sqlalchemy import (
-    Row,
     and_,
     bindparam,
     case,
@@ -42,7 +41,7 @@ from newsletter.db.models import Delivery, Issue, IssueVariant, SendBatch, Subsc
 from newsletter.db.types import UTCDateTime
 from newsletter.errors import NotFoundError, StateError
 from newsletter.types import BatchStatus, DeliveryStatus, IssueStatus
-from subscribers.audience import eligible_recipients, still_eligible
+from subscribers.audience import eligible_recipients, mailable
 
 _DELIVERIES = Delivery.__table__
 _OPEN_BATCH = (BatchStatus.QUEUED, BatchStatus.CLAIMED, BatchStatus.SENDING)
@@ -67,13 +66,20 @@ class ClaimedBatch:
     size: int
 
 
+class RecipientRow(NamedTuple):
+    id: int  # the delivery id
+    subscriber_id: int
+    email: str
+    name: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class PreparedBatch:
     """A claimed batch's recipients to post, and the delivery ids to skip."""
 
     batch: ClaimedBatch
     list_id: int
-    recipients: Sequence[Row[Any]]  # (delivery_id, subscriber_id, email, name)
+    recipients: Sequence[RecipientRow]
     skipped: Sequence[int]
 
 
@@ -319,16 +325,23 @@ def load_batch(session: Session, batch: ClaimedBatch) -> PreparedBatch:
     """Read the batch's queued recipients and which of them may still be mailed (no writes)."""
     list_id = get_issue_row(session, batch.issue_id).list_id
     rows = session.execute(
-        select(Delivery.id, Delivery.subscriber_id, Subscriber.email, Subscriber.name)
+        select(
+            Delivery.id,
+            Delivery.subscriber_id,
+            Subscriber.email,
+            Subscriber.name,
+            mailable(Delivery.subscriber_id, list_id).label("mailable"),
+        )
         .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .where(Delivery.batch_id == batch.id, Delivery.status == DeliveryStatus.QUEUED)
         .order_by(Delivery.id)
     ).all()
-    allowed = still_eligible(
-        session, list_id, (r.subscriber_id for r in rows if r.subscriber_id is not None)
-    )
-    keep = [r for r in rows if r.subscriber_id in allowed]
-    dropped = [r.id for r in rows if r.subscriber_id not in allowed]
+    keep = [
+        RecipientRow(r.id, r.subscriber_id, r.email, r.name)
+        for r in rows
+        if r.mailable and r.subscriber_id is not None
+    ]
+    dropped = [r.id for r in rows if not (r.mailable and r.subscriber_id is not None)]
     return PreparedBatch(batch, list_id, keep, dropped)
 
 
