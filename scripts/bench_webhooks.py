@@ -7,6 +7,9 @@ batch, then checks that every event was stored exactly once. Prints one JSON doc
 
     python scripts/bench_webhooks.py [--batches 20] [--batch-size 1000] [--concurrency 2]
         [--max-seconds 60] [--database-url postgresql+psycopg://postgres@127.0.0.1/test]
+
+The database must be empty (a fresh SQLite file is the default); for PostgreSQL give a fresh
+schema, e.g. `...?options=-csearch_path%3Dbench` after `CREATE SCHEMA bench`.
 """
 
 from __future__ import annotations
