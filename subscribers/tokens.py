@@ -8,11 +8,11 @@ link in an old email must keep working); the confirmation token does.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, Signer, URLSafeTimedSerializer
-from itsdangerous.encoding import base64_encode
 from itsdangerous.exc import SignatureExpired
 
 from newsletter.config import Settings
@@ -22,6 +22,7 @@ from newsletter.urls import preferences_url, unsubscribe_url
 LINK_SALT = "newsletter.subscriber-link.v1"
 CONFIRM_SALT = "newsletter.confirm.v1"
 CONFIRM_MAX_AGE_S = 7 * 24 * 3600
+_URLSAFE = bytes.maketrans(b"+/", b"-_")  # base64 to its URL-safe alphabet, as itsdangerous
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,15 +38,27 @@ class LinkSigner:
         keys = [k.reveal() for k in reversed(settings.secret_keys)]  # itsdangerous: newest last
         self._signer = Signer(keys, salt=LINK_SALT, digest_method=hashlib.sha256)
         self._base_url = settings.base_url
-        # A send signs one token per recipient: derive the signing key once, not per call.
-        # The result is byte for byte what `Signer.sign` gives (a test holds it to that).
+        # A send signs one token per recipient: derive the signing key once, not per call, and
+        # key the two SHA-256 states of HMAC (RFC 2104) once too; each token then only copies
+        # them. The result is byte for byte what `Signer.sign` gives (tests hold it to that).
         self._signing_key = self._signer.derive_key()
         self._sep = self._signer.sep.decode("ascii")
+        key = self._signing_key
+        block = hashlib.sha256().block_size
+        if len(key) > block:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(block, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
 
     def token(self, subscriber_id: int, list_id: int) -> str:
         value = f"{subscriber_id:x}.{list_id:x}"
-        signature = self._signer.algorithm.get_signature(self._signing_key, value.encode("ascii"))
-        return f"{value}{self._sep}{base64_encode(signature).decode('ascii')}"
+        inner = self._inner.copy()
+        inner.update(value.encode("ascii"))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        signature = binascii.b2a_base64(outer.digest(), newline=False).translate(_URLSAFE, b"=")
+        return f"{value}{self._sep}{signature.decode('ascii')}"
 
     def verify(self, token: str) -> LinkClaim:
         """The claim inside a genuine token; TokenError (no detail) for anything else."""

@@ -46,7 +46,6 @@ from newsletter.providers.base import (
 from newsletter.providers.mime import (
     address_problem,
     clean_display_name,
-    list_unsubscribe,
     transport_address,
 )
 from newsletter.providers.redact import redact_text
@@ -71,47 +70,24 @@ class Payload:
     failed: dict[int, str] = field(default_factory=dict)
 
 
-def _substitution_values(recipient: Recipient) -> dict[str, str] | str:
-    """Slot values safe in text AND HTML (SendGrid puts the same value in both), or a problem.
-
-    A name loses the characters HTML would read (`<>&"'`); a link holding them is refused.
-    """
-    for url in (recipient.unsubscribe_url, recipient.preferences_url):
-        if url and _UNSAFE_IN_URL.search(url):
-            return "a personal link contains whitespace, quotes or angle brackets"
-    return {
-        SLOT_UNSUBSCRIBE_URL: recipient.unsubscribe_url,
-        SLOT_PREFERENCES_URL: recipient.preferences_url,
-        SLOT_NAME: clean_display_name(recipient.name).translate(_HTML_SPECIAL),
-    }
+def _field_problem(item: dict[str, Any]) -> str | None:
+    """The exact size check of a personalization's `substitutions` and `custom_args`."""
+    for name in ("substitutions", "custom_args"):
+        if len(orjson.dumps(item[name])) >= MAX_FIELD_BYTES:
+            return f"{name} reach SendGrid's 10,000-byte limit"
+    return None
 
 
-def _personalization(
-    batch: Batch, recipient: Recipient, substitutions: dict[str, str]
-) -> dict[str, Any]:
-    to: dict[str, str] = {"email": transport_address(recipient.email)}
-    name = clean_display_name(recipient.name)
-    if name:
-        to["name"] = name
-    custom_args = {
-        "batch_id": str(batch.batch_id),
-        "delivery_id": str(recipient.delivery_id),
-        "subscriber_id": str(recipient.subscriber_id),
-    }
-    if batch.message.issue_id is not None:
-        custom_args["issue_id"] = str(batch.message.issue_id)
-    item: dict[str, Any] = {
-        "to": [to],
-        "substitutions": substitutions,
-        "custom_args": custom_args,
-    }
-    unsubscribe = list_unsubscribe(recipient)
-    if batch.message.bulk and unsubscribe:
-        headers = {"List-Unsubscribe": unsubscribe}
-        if recipient.unsubscribe_url:
-            headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        item["headers"] = headers
-    return item
+# JSON of a field with empty values; a value of n characters adds at most 6n bytes to it
+# (`\u00XX` is the longest form orjson writes for one character), so fields whose values
+# are shorter than the budget below cannot reach the limit and need no exact check.
+_SLOTS_JSON = len(orjson.dumps({SLOT_UNSUBSCRIBE_URL: "", SLOT_PREFERENCES_URL: "", SLOT_NAME: ""}))
+_ARGS_JSON = len(
+    orjson.dumps({"batch_id": "", "delivery_id": "", "subscriber_id": "", "issue_id": ""})
+)
+_VALUE_CHARS_BUDGET = (MAX_FIELD_BYTES - 1 - max(_SLOTS_JSON, _ARGS_JSON)) // 6
+_ONE_CLICK = "List-Unsubscribe=One-Click"
+_LINK_PROBLEM = "a personal link contains whitespace, quotes or angle brackets"
 
 
 def _shared_fields(message: PreparedMessage, sandbox: bool) -> dict[str, Any]:
@@ -145,35 +121,79 @@ def _shared_fields(message: PreparedMessage, sandbox: bool) -> dict[str, Any]:
 
 
 def build_payload(batch: Batch, recipients: Sequence[Recipient], *, sandbox: bool) -> Payload:
-    """The mail/send body for `recipients` of `batch`, with the limits checked. Pure."""
+    """The mail/send body for `recipients` of `batch`, with the limits checked. Pure.
+
+    One pass, the per-batch values computed once, no intermediate objects per recipient;
+    the exact JSON size check runs only for values long enough to come near the limit.
+    """
     if len(recipients) > MAX_RECIPIENTS:
         raise BatchTooLarge(
             f"SendGrid takes at most {MAX_RECIPIENTS} recipients per request, "
             f"batch {batch.batch_id} has {len(recipients)}"
         )
+    message = batch.message
+    bulk = message.bulk
+    batch_id = str(batch.batch_id)
+    issue_id = None if message.issue_id is None else str(message.issue_id)
+    fixed_chars = len(batch_id) + len(issue_id or "")
+    unsafe = _UNSAFE_IN_URL.search
     personalizations: list[dict[str, Any]] = []
     included: list[Recipient] = []
     failed: dict[int, str] = {}
     seen: dict[str, int] = {}
     for recipient in recipients:
-        problem = address_problem(recipient.email)
-        key = recipient.email.lower()
+        email = recipient.email
+        delivery_id = recipient.delivery_id
+        problem = address_problem(email)
+        key = email.lower()
         if problem is None and key in seen:
             problem = f"the same address is already in this batch (delivery {seen[key]})"
-        values = _substitution_values(recipient) if problem is None else problem
-        if isinstance(values, str):
-            failed[recipient.delivery_id] = values
+        unsubscribe = recipient.unsubscribe_url
+        preferences = recipient.preferences_url
+        if problem is None and (
+            (unsubscribe and unsafe(unsubscribe)) or (preferences and unsafe(preferences))
+        ):
+            problem = _LINK_PROBLEM
+        if problem is not None:
+            failed[delivery_id] = problem
             continue
-        item = _personalization(batch, recipient, values)
-        for name in ("substitutions", "custom_args"):
-            if len(orjson.dumps(item[name])) >= MAX_FIELD_BYTES:
-                failed[recipient.delivery_id] = f"{name} reach SendGrid's 10,000-byte limit"
-                break
-        else:
-            seen[key] = recipient.delivery_id
-            personalizations.append(item)
-            included.append(recipient)
-    body = _shared_fields(batch.message, sandbox)
+        name = " ".join(recipient.name.split())  # clean_display_name
+        delivery = str(delivery_id)
+        subscriber = str(recipient.subscriber_id)
+        custom_args = {"batch_id": batch_id, "delivery_id": delivery, "subscriber_id": subscriber}
+        if issue_id is not None:
+            custom_args["issue_id"] = issue_id
+        to = {"email": transport_address(email)}
+        if name:
+            to["name"] = name
+        item: dict[str, Any] = {
+            "to": [to],
+            "substitutions": {
+                SLOT_UNSUBSCRIBE_URL: unsubscribe,
+                SLOT_PREFERENCES_URL: preferences,
+                SLOT_NAME: name.translate(_HTML_SPECIAL),
+            },
+            "custom_args": custom_args,
+        }
+        if bulk:  # List-Unsubscribe as `list_unsubscribe` writes it; one-click needs https
+            mailto = recipient.unsubscribe_mailto
+            if unsubscribe:
+                targets = f"<{unsubscribe}>, <{mailto}>" if mailto else f"<{unsubscribe}>"
+                item["headers"] = {"List-Unsubscribe": targets, "List-Unsubscribe-Post": _ONE_CLICK}
+            elif mailto:
+                item["headers"] = {"List-Unsubscribe": f"<{mailto}>"}
+        if (
+            len(unsubscribe) + len(preferences) + len(name) >= _VALUE_CHARS_BUDGET
+            or fixed_chars + len(delivery) + len(subscriber) >= _VALUE_CHARS_BUDGET
+        ):
+            problem = _field_problem(item)
+            if problem is not None:
+                failed[delivery_id] = problem
+                continue
+        seen[key] = delivery_id
+        personalizations.append(item)
+        included.append(recipient)
+    body = _shared_fields(message, sandbox)
     body["personalizations"] = personalizations
     return Payload(body=body, included=included, failed=failed)
 

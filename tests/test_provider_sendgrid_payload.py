@@ -1,0 +1,163 @@
+"""The SendGrid payload builder is exactly the straightforward per-recipient construction.
+
+`build_payload` is written for speed (one pass, per-batch values computed once, the exact
+JSON size check only near the limit). The reference below is the plain form, written from the
+provider's contract; both must give the same body, the same included recipients and the same
+failures, including for awkward recipients.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from newsletter.providers.base import Batch, PreparedMessage, Recipient
+from newsletter.providers.mime import (
+    address_problem,
+    clean_display_name,
+    list_unsubscribe,
+    transport_address,
+)
+from newsletter.providers.sendgrid import MAX_FIELD_BYTES, _shared_fields, build_payload
+from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL
+from tests.fixtures.providers import make_message, make_recipient
+
+_HTML_SPECIAL = str.maketrans("", "", "<>&\"'")
+_UNSAFE = (" ", "\t", "\n", "\r", "<", ">", '"', "'", "\f", "\v", "\u3000")
+
+
+def _reference(
+    batch: Batch, recipients: list[Recipient], sandbox: bool
+) -> tuple[dict[str, Any], list[int], dict[int, str]]:
+    personalizations = []
+    included: list[int] = []
+    failed: dict[int, str] = {}
+    seen: dict[str, int] = {}
+    for r in recipients:
+        problem = address_problem(r.email)
+        if problem is None and r.email.lower() in seen:
+            problem = (
+                f"the same address is already in this batch (delivery {seen[r.email.lower()]})"
+            )
+        if problem is None and any(
+            url and any(c.isspace() or c in "<>\"'" for c in url)
+            for url in (r.unsubscribe_url, r.preferences_url)
+        ):
+            problem = "a personal link contains whitespace, quotes or angle brackets"
+        if problem is not None:
+            failed[r.delivery_id] = problem
+            continue
+        name = clean_display_name(r.name)
+        to = {"email": transport_address(r.email)}
+        if name:
+            to["name"] = name
+        custom_args = {
+            "batch_id": str(batch.batch_id),
+            "delivery_id": str(r.delivery_id),
+            "subscriber_id": str(r.subscriber_id),
+        }
+        if batch.message.issue_id is not None:
+            custom_args["issue_id"] = str(batch.message.issue_id)
+        item: dict[str, Any] = {
+            "to": [to],
+            "substitutions": {
+                SLOT_UNSUBSCRIBE_URL: r.unsubscribe_url,
+                SLOT_PREFERENCES_URL: r.preferences_url,
+                SLOT_NAME: name.translate(_HTML_SPECIAL),
+            },
+            "custom_args": custom_args,
+        }
+        unsubscribe = list_unsubscribe(r)
+        if batch.message.bulk and unsubscribe:
+            headers = {"List-Unsubscribe": unsubscribe}
+            if r.unsubscribe_url:
+                headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+            item["headers"] = headers
+        too_big = [
+            field
+            for field in ("substitutions", "custom_args")
+            if len(orjson.dumps(item[field])) >= MAX_FIELD_BYTES
+        ]
+        if too_big:
+            failed[r.delivery_id] = f"{too_big[0]} reach SendGrid's 10,000-byte limit"
+            continue
+        seen[r.email.lower()] = r.delivery_id
+        personalizations.append(item)
+        included.append(r.delivery_id)
+    body = _shared_fields(batch.message, sandbox)
+    body["personalizations"] = personalizations
+    return body, included, failed
+
+
+def _awkward() -> list[Recipient]:
+    limit = MAX_FIELD_BYTES
+    return [
+        make_recipient(1),
+        make_recipient(2, name=""),
+        make_recipient(3, name="  Ada \n Lovelace\t"),
+        make_recipient(4, name="<b>Tom & \"Jerry\"</b> 'x'"),
+        make_recipient(5, email="READER1@example.com"),  # the same address as 1
+        make_recipient(6, email="not-an-address"),
+        make_recipient(7, email="a b@example.com"),
+        make_recipient(8, email="info@例え.jp"),
+        make_recipient(9, email="名前@example.com"),
+        make_recipient(10, unsubscribe_url="https://x.example/u/a b"),
+        make_recipient(11, preferences_url='https://x.example/p/"q"'),
+        make_recipient(12, unsubscribe_url="", unsubscribe_mailto=None),
+        make_recipient(13, unsubscribe_url=""),
+        make_recipient(14, unsubscribe_mailto=None),
+        make_recipient(15, preferences_url=""),
+        make_recipient(16, name="n" * (limit - 200)),  # long, but under the limit
+        make_recipient(17, name="n" * limit),  # over the limit
+        make_recipient(18, name="\x01" * (limit // 6 - 60)),  # escapes to 6 bytes a character
+        make_recipient(19, name="\x01" * (limit // 6)),
+        make_recipient(20, name="日本語" * (limit // 9 - 30)),
+        make_recipient(21, name="日本語" * (limit // 9 + 10)),
+        make_recipient(22, unsubscribe_url="https://x.example/u/" + "t" * (limit - 250)),
+        make_recipient(23, delivery_id=10**4000, subscriber_id=10**4200),  # exactly checked
+        make_recipient(24, name="😀" * 2600),
+        make_recipient(25, email="reader25@EXAMPLE.com"),
+        make_recipient(26, email="Reader25@example.COM"),  # the same as 25
+    ]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        make_message(),
+        make_message(issue_id=None, bulk=False, list_id=None),
+        make_message(reply_to=None),
+    ],
+    ids=["bulk", "transactional", "no-reply-to"],
+)
+@pytest.mark.parametrize("sandbox", [False, True])
+def test_the_payload_is_the_plain_per_recipient_construction(
+    message: PreparedMessage, sandbox: bool
+) -> None:
+    recipients = _awkward() + [make_recipient(n) for n in range(100, 400)]
+    batch = Batch(77, message, recipients)
+    payload = build_payload(batch, recipients, sandbox=sandbox)
+    body, included, failed = _reference(batch, recipients, sandbox)
+    assert orjson.dumps(payload.body) == orjson.dumps(body)
+    assert [r.delivery_id for r in payload.included] == included
+    assert payload.failed == failed
+    # The awkward cases did take the paths they are there for.
+    assert "same address" in failed[1005] and "same address" in failed[1026]
+    assert "10,000-byte" in failed[1017] and "10,000-byte" in failed[1019]
+    assert "10,000-byte" in failed[1021] and "10,000-byte" in failed[1024]
+    assert {1016, 1018, 1020, 1022, 10**4000} <= set(included)
+
+
+def test_whitespace_of_every_kind_in_a_link_is_refused() -> None:
+    recipients = [
+        make_recipient(n, unsubscribe_url=f"https://x.example/u/a{c}b")
+        for n, c in enumerate(_UNSAFE, start=1)
+    ]
+    batch = Batch(1, make_message(), recipients)
+    payload = build_payload(batch, recipients, sandbox=False)
+    body, included, failed = _reference(batch, recipients, sandbox=False)
+    assert payload.failed == failed
+    assert len(failed) == len(_UNSAFE)
+    assert orjson.dumps(payload.body) == orjson.dumps(body)
