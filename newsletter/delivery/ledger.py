@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from functools import cache, lru_cache
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     and_,
@@ -44,6 +45,9 @@ from newsletter.types import BatchStatus, DeliveryStatus, IssueStatus
 from subscribers.audience import eligible_recipients, mailable
 
 _DELIVERIES = Delivery.__table__
+_BATCHES = SendBatch.__table__
+_SUBSCRIBERS = Subscriber.__table__
+_ISSUES = Issue.__table__
 _OPEN_BATCH = (BatchStatus.QUEUED, BatchStatus.CLAIMED, BatchStatus.SENDING)
 _UNSETTLED = (DeliveryStatus.QUEUED, DeliveryStatus.IN_DOUBT)
 IN_DOUBT_REASON = "the sender stopped after posting this batch; the provider may have accepted it"
@@ -217,46 +221,58 @@ def claim_batch(
 
     Ready: queued and past its `not_before`, or claimed by a worker whose lease expired.
     PostgreSQL: `FOR UPDATE SKIP LOCKED`, so many workers never wait on or take the same row.
-    SQLite: the single UPDATE is atomic (one writer at a time).
+    SQLite: the single UPDATE is atomic (one writer at a time, whichever process it is in).
     """
     now = clock.now()
-    ready = or_(
-        and_(
-            SendBatch.status == BatchStatus.QUEUED,
-            or_(SendBatch.not_before.is_(None), SendBatch.not_before <= now),
-        ),
-        and_(SendBatch.status == BatchStatus.CLAIMED, SendBatch.lease_until < now),
-    )
-    pick = (
-        select(SendBatch.id)
-        .join(Issue, Issue.id == SendBatch.issue_id)
-        .where(Issue.status == IssueStatus.SENDING, ready)
-        .order_by(SendBatch.id)
-        .limit(1)
-    )
+    stmt = _claim_statement(issue_id is not None, _is_postgres(session))
+    params: dict[str, Any] = {
+        "p_now": now,
+        "p_worker": worker,
+        "p_lease_until": now + timedelta(seconds=lease_s),
+    }
     if issue_id is not None:
-        pick = pick.where(SendBatch.issue_id == issue_id)
-    if _is_postgres(session):
-        pick = pick.with_for_update(skip_locked=True, of=SendBatch)
-    stmt = (
-        update(SendBatch)
-        .where(SendBatch.id == pick.scalar_subquery())
-        .values(
-            status=BatchStatus.CLAIMED,
-            worker=worker,
-            lease_until=now + timedelta(seconds=lease_s),
-            updated_at=now,
-        )
-        .returning(
-            SendBatch.id, SendBatch.issue_id, SendBatch.variant, SendBatch.attempts, SendBatch.size
-        )
-        .execution_options(synchronize_session=False)
-    )
-    row = session.execute(stmt).one_or_none()
+        params["p_issue_id"] = issue_id
+    row = session.connection().execute(stmt, params).one_or_none()
     session.commit()
     if row is None:
         return None
     return ClaimedBatch(row.id, row.issue_id, row.variant, row.attempts, row.size)
+
+
+@cache
+def _claim_statement(one_issue: bool, postgres: bool) -> Any:
+    """The claim UPDATE, built once per shape (compiled once, then served from the cache)."""
+    b = _BATCHES.c
+    now = bindparam("p_now", type_=UTCDateTime())
+    ready = or_(
+        and_(
+            b.status == BatchStatus.QUEUED.value,
+            or_(b.not_before.is_(None), b.not_before <= now),
+        ),
+        and_(b.status == BatchStatus.CLAIMED.value, b.lease_until < now),
+    )
+    pick = (
+        select(b.id)
+        .join(_ISSUES, _ISSUES.c.id == b.issue_id)
+        .where(_ISSUES.c.status == IssueStatus.SENDING.value, ready)
+        .order_by(b.id)
+        .limit(1)
+    )
+    if one_issue:
+        pick = pick.where(b.issue_id == bindparam("p_issue_id"))
+    if postgres:
+        pick = pick.with_for_update(skip_locked=True, of=_BATCHES)
+    return (
+        update(_BATCHES)
+        .where(b.id == pick.scalar_subquery())
+        .values(
+            status=BatchStatus.CLAIMED.value,
+            worker=bindparam("p_worker"),
+            lease_until=bindparam("p_lease_until", type_=UTCDateTime()),
+            updated_at=now,
+        )
+        .returning(b.id, b.issue_id, b.variant, b.attempts, b.size)
+    )
 
 
 def release_claim(session: Session, batch_id: int, worker: str, clock: Clock) -> None:
@@ -321,28 +337,56 @@ def open_work(session: Session, issue_id: int | None = None) -> int:
 # --- one batch ------------------------------------------------------------------------------
 
 
-def load_batch(session: Session, batch: ClaimedBatch) -> PreparedBatch:
-    """Read the batch's queued recipients and which of them may still be mailed (no writes)."""
-    list_id = get_issue_row(session, batch.issue_id).list_id
-    rows = session.execute(
-        select(
-            Delivery.id,
-            Delivery.subscriber_id,
-            Subscriber.email,
-            Subscriber.name,
-            mailable(Delivery.subscriber_id, list_id).label("mailable"),
-        )
-        .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(Delivery.batch_id == batch.id, Delivery.status == DeliveryStatus.QUEUED)
-        .order_by(Delivery.id)
-    ).all()
-    keep = [
-        RecipientRow(r.id, r.subscriber_id, r.email, r.name)
-        for r in rows
-        if r.mailable and r.subscriber_id is not None
-    ]
-    dropped = [r.id for r in rows if not (r.mailable and r.subscriber_id is not None)]
+def load_batch(session: Session, batch: ClaimedBatch, list_id: int | None = None) -> PreparedBatch:
+    """Read the batch's queued recipients and which of them may still be mailed (no writes).
+
+    `list_id` is the issue's list (looked up when not given; a sender knows it per issue).
+    """
+    if list_id is None:
+        list_id = get_issue_row(session, batch.issue_id).list_id
+    rows = session.connection().execute(_load_statement(list_id), {"p_batch_id": batch.id})
+    keep: list[RecipientRow] = []
+    dropped: list[int] = []
+    for delivery_id, subscriber_id, email, name, ok in rows:
+        if ok and subscriber_id is not None:
+            keep.append(RecipientRow(delivery_id, subscriber_id, email, name))
+        else:
+            dropped.append(delivery_id)
     return PreparedBatch(batch, list_id, keep, dropped)
+
+
+@lru_cache(maxsize=64)
+def _load_statement(list_id: int) -> Any:
+    """A batch's queued recipients with the audience's `mailable` rule, built once per list."""
+    d = _DELIVERIES.c
+    return (
+        select(
+            d.id,
+            d.subscriber_id,
+            _SUBSCRIBERS.c.email,
+            _SUBSCRIBERS.c.name,
+            mailable(d.subscriber_id, list_id).label("mailable"),
+        )
+        .select_from(_DELIVERIES.outerjoin(_SUBSCRIBERS, _SUBSCRIBERS.c.id == d.subscriber_id))
+        .where(d.batch_id == bindparam("p_batch_id"), d.status == DeliveryStatus.QUEUED.value)
+        .order_by(d.id)
+    )
+
+
+_MARK_SENDING = (
+    update(_BATCHES)
+    .where(
+        _BATCHES.c.id == bindparam("p_batch_id"),
+        _BATCHES.c.worker == bindparam("p_worker"),
+        _BATCHES.c.status == BatchStatus.CLAIMED.value,
+    )
+    .values(
+        status=bindparam("p_status"),
+        attempts=_BATCHES.c.attempts + bindparam("p_attempt"),
+        lease_until=bindparam("p_lease_until", type_=UTCDateTime()),
+        updated_at=bindparam("p_now", type_=UTCDateTime()),
+    )
+)
 
 
 def mark_sending(
@@ -354,9 +398,10 @@ def mark_sending(
     """
     now = clock.now()
     batch = loaded.batch
+    connection = session.connection()
     # No longer subscribed, suppressed, or erased since planning (subscriber_id NULL).
     for chunk in _chunks(list(loaded.skipped)):
-        session.execute(
+        connection.execute(
             update(_DELIVERIES)
             .where(_DELIVERIES.c.id.in_(chunk), _DELIVERIES.c.status == DeliveryStatus.QUEUED)
             .values(
@@ -366,20 +411,16 @@ def mark_sending(
             )
         )
     sending = bool(loaded.recipients)
-    marked = session.execute(
-        update(SendBatch)
-        .where(
-            SendBatch.id == batch.id,
-            SendBatch.worker == worker,
-            SendBatch.status == BatchStatus.CLAIMED,
-        )
-        .values(
-            status=BatchStatus.SENDING if sending else BatchStatus.ACCEPTED,
-            attempts=SendBatch.attempts + (1 if sending else 0),
-            lease_until=now + timedelta(seconds=lease_s),
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
+    marked = connection.execute(
+        _MARK_SENDING,
+        {
+            "p_batch_id": batch.id,
+            "p_worker": worker,
+            "p_status": (BatchStatus.SENDING if sending else BatchStatus.ACCEPTED).value,
+            "p_attempt": 1 if sending else 0,
+            "p_lease_until": now + timedelta(seconds=lease_s),
+            "p_now": now,
+        },
     ).rowcount
     if marked != 1:
         session.rollback()
@@ -394,6 +435,34 @@ def prepare_batch(
     """`load_batch` then `mark_sending`; None when the lease was lost."""
     loaded = load_batch(session, batch)
     return loaded if mark_sending(session, loaded, worker, clock, lease_s) else None
+
+
+_ACCEPT_BATCH_MEMBERS = (
+    update(_DELIVERIES)
+    .where(
+        _DELIVERIES.c.batch_id == bindparam("p_batch_id"),
+        _DELIVERIES.c.status.in_([s.value for s in _UNSETTLED]),
+    )
+    .values(
+        status=DeliveryStatus.ACCEPTED.value,
+        accepted_at=bindparam("p_now", type_=UTCDateTime()),
+        error=None,
+        updated_at=bindparam("p_now", type_=UTCDateTime()),
+    )
+)
+_RECORD_BATCH = (
+    update(_BATCHES)
+    .where(_BATCHES.c.id == bindparam("p_batch_id"))
+    .values(
+        status=bindparam("p_status"),
+        lease_until=None,
+        provider=bindparam("p_provider"),
+        provider_message_id=bindparam("p_provider_message_id"),
+        error=bindparam("p_error"),
+        size=bindparam("p_size"),
+        updated_at=bindparam("p_now", type_=UTCDateTime()),
+    )
+)
 
 
 def record_accepted(
@@ -413,35 +482,31 @@ def record_accepted(
     `failed`; any other attempted id is returned so the caller can retry it.
     """
     now = clock.now()
-    accepted_set = set(accepted) & set(attempted)
-    unsettled = [i for i in attempted if i not in accepted_set and i not in failed]
+    connection = session.connection()
+    accepted_set = set(accepted).intersection(attempted)
     if accepted_set and len(accepted_set) == len(attempted):
-        session.execute(
-            update(_DELIVERIES)
-            .where(_DELIVERIES.c.batch_id == batch_id, _DELIVERIES.c.status.in_(_UNSETTLED))
-            .values(status=DeliveryStatus.ACCEPTED, accepted_at=now, error=None, updated_at=now)
-        )
+        unsettled: list[int] = []
+        connection.execute(_ACCEPT_BATCH_MEMBERS, {"p_batch_id": batch_id, "p_now": now})
     else:
+        unsettled = [i for i in attempted if i not in accepted_set and i not in failed]
         for chunk in _chunks(sorted(accepted_set)):
-            session.execute(
+            connection.execute(
                 update(_DELIVERIES)
                 .where(_DELIVERIES.c.id.in_(chunk))
                 .values(status=DeliveryStatus.ACCEPTED, accepted_at=now, updated_at=now)
             )
         _fail_deliveries(session, {i: e for i, e in failed.items() if i in set(attempted)}, now)
-    session.execute(
-        update(SendBatch)
-        .where(SendBatch.id == batch_id)
-        .values(
-            status=BatchStatus.ACCEPTED if accepted_set else BatchStatus.FAILED,
-            lease_until=None,
-            provider=provider,
-            provider_message_id=provider_message_id,
-            error=None if accepted_set else "every recipient was refused",
-            size=len(attempted) - len(unsettled),
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
+    connection.execute(
+        _RECORD_BATCH,
+        {
+            "p_batch_id": batch_id,
+            "p_status": (BatchStatus.ACCEPTED if accepted_set else BatchStatus.FAILED).value,
+            "p_provider": provider,
+            "p_provider_message_id": provider_message_id,
+            "p_error": None if accepted_set else "every recipient was refused",
+            "p_size": len(attempted) - len(unsettled),
+            "p_now": now,
+        },
     )
     return unsettled
 

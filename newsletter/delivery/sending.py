@@ -125,6 +125,7 @@ class Sender:
         )
         self.signer = LinkSigner(settings)
         self._messages: dict[tuple[int, str], PreparedMessage] = {}
+        self._list_ids: dict[int, int] = {}  # issue -> list (an issue never changes list)
         self._lock = threading.Lock()
         self._errors: list[BaseException] = []
         self._paused = False
@@ -202,7 +203,8 @@ class Sender:
             with self._unit(session):
                 ledger.release_claim(session, claimed.id, self.worker_id, self.clock)
             return
-        prepared = ledger.load_batch(session, claimed)  # reads: outside the write lock
+        list_id = self._list_id(session, claimed.issue_id)
+        prepared = ledger.load_batch(session, claimed, list_id)  # reads: outside the write lock
         with self._write_lock:
             marked = ledger.mark_sending(
                 session, prepared, self.worker_id, self.clock, self.config.lease_s
@@ -350,13 +352,17 @@ class Sender:
     def _recipients(self, prepared: PreparedBatch) -> list[Recipient]:
         links = self.signer.links
         list_id = prepared.list_id
-        out = []
-        for delivery_id, subscriber_id, email, name in prepared.recipients:
-            unsubscribe, preferences = links(subscriber_id, list_id)
-            out.append(
-                Recipient(delivery_id, subscriber_id, email, name or "", unsubscribe, preferences)
-            )
-        return out
+        return [
+            Recipient(delivery_id, subscriber_id, email, name or "", *links(subscriber_id, list_id))
+            for delivery_id, subscriber_id, email, name in prepared.recipients
+        ]
+
+    def _list_id(self, session: Session, issue_id: int) -> int:
+        list_id = self._list_ids.get(issue_id)
+        if list_id is None:
+            list_id = ledger.get_issue_row(session, issue_id).list_id
+            self._list_ids[issue_id] = list_id
+        return list_id
 
     def _message(self, session: Session, issue_id: int, variant: str) -> PreparedMessage:
         key = (issue_id, variant)
