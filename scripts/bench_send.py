@@ -1,6 +1,7 @@
 """Benchmark the sending core end to end: database, links, payloads, HTTP/SMTP and the ledger.
 
     python scripts/bench_send.py --subscribers 1000000
+    python scripts/bench_send.py --subscribers 1000000 --processes 1,2
     python scripts/bench_send.py --subscribers 100000 --provider smtp
     python scripts/bench_send.py --subscribers 100000 --fail-rate 0.2
     python scripts/bench_send.py --subscribers 200000 --workers 1,2,4 \
@@ -25,6 +26,7 @@ import tempfile
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +213,9 @@ class Server:
 # --- runs -----------------------------------------------------------------------------------
 
 
-def run_core(args: argparse.Namespace, url: str, server: Server, workers: int) -> dict[str, Any]:
+def run_core(
+    args: argparse.Namespace, url: str, server: Server, workers: int, processes: int = 1
+) -> dict[str, Any]:
     settings = load_settings(
         {"NEWSLETTER_FROM": FROM},
         database_url=url,
@@ -239,12 +243,13 @@ def run_core(args: argparse.Namespace, url: str, server: Server, workers: int) -
         try:
             report = send_issue(
                 sessions, settings, provider, issue_id, SYSTEM_CLOCK, worker_id="bench",
-                config=config,
+                config=config, processes=processes,
+                provider_factory=partial(make_provider, settings),
             )  # fmt: skip
         finally:
             provider.close()
         requests = report.requests
-        peak = rss_mb()
+        peak = max(rss_mb(), rss_mb(children=True) if processes > 1 else 0.0)  # per process
     else:
         with sessions.begin() as session:
             issue = session.get_one(Issue, issue_id)
@@ -289,6 +294,7 @@ def run_core(args: argparse.Namespace, url: str, server: Server, workers: int) -
         "provider": args.provider,
         "database": url.split(":", 1)[0],
         "workers": workers,
+        "processes": processes,
         "fail_rate": args.fail_rate,
         "recipients": accepted,
         "seconds": round(seconds, 2),
@@ -371,7 +377,14 @@ def main() -> int:
     parser.add_argument("--database-url", help="PostgreSQL URL (default: a fresh SQLite file)")
     parser.add_argument("--provider", choices=("sendgrid", "smtp"), default="sendgrid")
     parser.add_argument("--fail-rate", type=float, default=0.0)
-    parser.add_argument("--workers", default="1", help="comma-separated, e.g. 1,2,4 (PostgreSQL)")
+    parser.add_argument(
+        "--workers", default="1", help="`newsletter worker` processes, comma-separated: 1,2,4"
+    )
+    parser.add_argument(
+        "--processes",
+        default="1",
+        help="sending processes of one `send_issue` (forked after planning), e.g. 1,2",
+    )
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--naive", action="store_true", help="also run the obvious approach")
@@ -397,10 +410,13 @@ def main() -> int:
     log(f"seeded {args.subscribers} subscribers in {time.monotonic() - started:.1f}s")
     results: list[dict[str, Any]] = []
     try:
-        for workers in [int(w) for w in args.workers.split(",")]:
+        runs: list[tuple[int, int]] = []
+        for w in (int(w) for w in args.workers.split(",")):
+            runs += [(1, int(p)) for p in args.processes.split(",")] if w <= 1 else [(w, 1)]
+        for workers, processes in runs:
             server = Server(args.provider, args.fail_rate)  # fresh counters and faults
             try:
-                result = run_core(args, url, server, workers)
+                result = run_core(args, url, server, workers, processes)
             finally:
                 sink = server.close()
             if args.provider == "smtp" and sink:

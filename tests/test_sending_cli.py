@@ -40,6 +40,20 @@ def test_issue_send_json_reports_what_was_sent(run, delivery_seed: SeededSend) -
     assert report["status"]["issue_status"] == "sent"
 
 
+def test_issue_send_with_two_processes_sends_everyone_once(
+    run, delivery_seed: SeededSend, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    issue = str(delivery_seed.issue_id)
+    report = json.loads(
+        run("issue", "send", issue, "--processes", "2", "--batch-size", "3", "--json")
+    )
+    assert report["accepted"] == 30
+    assert report["status"]["issue_status"] == "sent"
+    files = list((tmp_path / "outbox").rglob("*.eml"))
+    assert len(files) == 30
+    assert "0 accepted" in run("issue", "send", issue, "--processes", "2")  # nothing twice
+
+
 def test_issue_status_counts_recipients_and_shows_one_recipient(
     run, delivery_seed: SeededSend
 ) -> None:  # type: ignore[no-untyped-def]

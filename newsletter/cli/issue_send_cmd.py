@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from functools import partial
 from typing import Any
 
 import click
@@ -103,6 +104,13 @@ def _report_dict(report: SendReport) -> dict[str, Any]:
 )
 @click.option("--batch-size", type=int, help="Recipients per request (NEWSLETTER_SEND_BATCH_SIZE).")
 @click.option("--lease", "lease_s", type=float, help="Seconds a claimed batch stays leased (120).")
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Sending processes on this host (each with --concurrency batches in flight).",
+)
 @JSON
 @pass_app
 @handle_errors
@@ -113,6 +121,7 @@ def send_cmd(
     concurrency: int | None,
     batch_size: int | None,
     lease_s: float | None,
+    processes: int,
     as_json: bool,
 ) -> None:
     """Send ISSUE (an id, YYYY-MM-DD or list:YYYY-MM-DD) to every eligible subscriber.
@@ -150,14 +159,24 @@ def send_cmd(
         return
     provider = make_provider(settings)
     stop = threading.Event()
+    extra: dict[str, Any] = {}
+    if processes > 1:
+        extra = {"processes": processes, "provider_factory": partial(make_provider, settings)}
     try:
         with stop_on_signals(stop):
             if as_json:
                 result = send_issue(
-                    runtime, settings, provider, issue_id, runtime.clock, config=config, stop=stop
+                    runtime,
+                    settings,
+                    provider,
+                    issue_id,
+                    runtime.clock,
+                    config=config,
+                    stop=stop,
+                    **extra,
                 )
             else:
-                result = _send_with_bar(runtime, settings, provider, issue_id, config, stop)
+                result = _send_with_bar(runtime, settings, provider, issue_id, config, stop, extra)
     finally:
         provider.close()
     if as_json:
@@ -186,6 +205,7 @@ def _send_with_bar(
     issue_id: int,
     config: SendConfig,
     stop: threading.Event,
+    extra: dict[str, Any],
 ) -> SendReport:
     with transaction(runtime.sessions) as session:
         before = send_status(session, issue_id)
@@ -200,6 +220,7 @@ def _send_with_bar(
             config=config,
             stop=stop,
             progress=update,
+            **extra,
         )
 
 

@@ -9,7 +9,9 @@ size); per-recipient values are only the signed links and the name.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import signal
 import socket
 import threading
 import time
@@ -74,6 +76,10 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
+ProviderFactory = Callable[[], Provider]
+
+# Progress counters a helper process shares with the process that started it.
+_SHARED_COUNTS = ("accepted", "failed", "skipped", "retried", "in_doubt", "batches", "requests")
 
 
 @dataclass(frozen=True, slots=True)
@@ -519,12 +525,24 @@ def send_issue(
     progress: ProgressCallback | None = None,
     stop: threading.Event | None = None,
     config: SendConfig | None = None,
+    processes: int = 1,
+    provider_factory: ProviderFactory | None = None,
 ) -> SendReport:
-    """Send an issue from this process: plan (idempotent), then run the loop to the end.
+    """Send an issue: plan (idempotent), then run the loop to the end.
 
     A second call on a sent issue sends nothing. A paused issue must be resumed first. On a
     stop event, batches in flight finish and are recorded, and the report says what was done.
+
+    `processes` > 1 forks that many minus one helper processes after planning (POSIX), each
+    with its own database connections and its own provider from `provider_factory`; they share
+    the batches through the ledger's claims exactly like `newsletter worker` processes (on
+    SQLite too: every claim is one atomic UPDATE and SQLite has one writer at a time). The
+    report and the progress callback count every process.
     """
+    if processes < 1:
+        raise ValueError(f"processes: expected at least 1, got {processes}")
+    if processes > 1 and provider_factory is None:
+        raise ValueError("processes > 1 needs a provider_factory (one provider per process)")
     sessions: sessionmaker[Session] = getattr(runtime_or_sessions, "sessions", runtime_or_sessions)
     cfg = (config or SendConfig.from_settings(settings)).for_provider(provider.max_batch_size)
     started = time.monotonic()
@@ -544,6 +562,13 @@ def send_issue(
         with transaction(sessions) as session:
             status = send_status(session, issue_id)
         return SendReport(issue_id, 0, 0, 0, 0, 0, 0, 0, time.monotonic() - started, None, status)
+    with transaction(sessions) as session:
+        before = send_status(session, issue_id)
+    stop = stop or threading.Event()
+    helpers = _Helpers(processes - 1)
+    if helpers.count:
+        assert provider_factory is not None
+        helpers.start(sessions, settings, provider_factory, issue_id, clock, cfg, worker_id)
     sender = Sender(
         sessions,
         settings,
@@ -552,13 +577,17 @@ def send_issue(
         cfg,
         worker_id=worker_id or default_worker_id(),
         stop=stop,
-        progress=progress,
+        progress=helpers.wrap(progress),
     )
-    with transaction(sessions) as session:
-        before = send_status(session, issue_id)
     sender.progress.total = before.total
     sender.progress.done_before = before.done
-    result = sender.run(issue_id)
+    try:
+        sender.run(issue_id)
+    finally:
+        helpers.join(stop)
+    result = helpers.add_to(sender.progress)
+    if helpers.count and progress is not None:
+        progress(result)  # the final counts of every process
     with transaction(sessions) as session:
         ledger.reap_expired(session, clock, issue_id)
         ledger.reconcile_in_doubt(session, issue_id, clock)  # provider events settle some
@@ -575,6 +604,136 @@ def send_issue(
         batches=result.batches,
         requests=result.requests,
         seconds=time.monotonic() - started,
-        paused_reason=sender.paused_reason,
+        paused_reason=sender.paused_reason or helpers.paused_reason,
         status=status,
     )
+
+
+class _Helpers:
+    """Helper sending processes of one `send_issue` call (forked after planning)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.processes: list[Any] = []
+        self.paused_reason: str | None = None
+        self._errors: list[str] = []
+        self._pipes: list[Any] = []
+        if count:
+            self._context = multiprocessing.get_context("fork")
+            self._counts = self._context.Array("q", count * len(_SHARED_COUNTS), lock=False)
+
+    def start(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        provider_factory: ProviderFactory,
+        issue_id: int,
+        clock: Clock,
+        config: SendConfig,
+        worker_id: str | None,
+    ) -> None:
+        for n in range(self.count):
+            receive, send = self._context.Pipe(duplex=False)
+            name = f"{worker_id}/{n + 1}" if worker_id else None
+            process = self._context.Process(
+                target=_helper_main,
+                args=(send, self._counts, n, sessions, settings, provider_factory, issue_id,
+                      clock, config, name),
+                name=f"send-helper-{n + 1}",
+                daemon=True,
+            )  # fmt: skip
+            process.start()
+            send.close()
+            self.processes.append(process)
+            self._pipes.append(receive)
+
+    def wrap(self, progress: ProgressCallback | None) -> ProgressCallback | None:
+        """The callback sees this process's counts plus the helpers' (shared memory)."""
+        if progress is None or not self.count:
+            return progress
+
+        def combined(own: Progress) -> None:
+            total = Progress(total=own.total, done_before=own.done_before, started=own.started)
+            for name in _SHARED_COUNTS:
+                setattr(total, name, getattr(own, name) + self._sum(name))
+            progress(total)
+
+        return combined
+
+    def _sum(self, name: str) -> int:
+        index, width = _SHARED_COUNTS.index(name), len(_SHARED_COUNTS)
+        return sum(self._counts[n * width + index] for n in range(self.count))
+
+    def join(self, stop: threading.Event) -> None:
+        """Wait for every helper; if this process was told to stop, tell them too (SIGTERM:
+        they finish and record their batches in flight)."""
+        for process, pipe in zip(self.processes, self._pipes, strict=True):
+            while process.is_alive():
+                if stop.is_set() and process.pid is not None:
+                    os.kill(process.pid, signal.SIGTERM)
+                process.join(0.05)
+            if pipe.poll():
+                kind, detail = pipe.recv()
+                if kind == "error":
+                    self._errors.append(detail)
+                elif detail and self.paused_reason is None:
+                    self.paused_reason = detail
+            elif process.exitcode != 0:
+                self._errors.append(f"exit code {process.exitcode}")
+            pipe.close()
+        if self._errors:
+            raise RuntimeError(f"a sending process failed: {self._errors[0]}")
+
+    def add_to(self, own: Progress) -> Progress:
+        if self.count:
+            for name in _SHARED_COUNTS:
+                setattr(own, name, getattr(own, name) + self._sum(name))
+        return own
+
+
+def _helper_main(
+    pipe: Any,
+    counts: Any,
+    slot: int,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    provider_factory: ProviderFactory,
+    issue_id: int,
+    clock: Clock,
+    config: SendConfig,
+    worker_id: str | None,
+) -> None:
+    """A forked helper: fresh connections and provider, the same loop, counts in shared memory."""
+    stop = threading.Event()  # SIGTERM from the parent (or SIGINT from a terminal) sets it
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    bind = sessions.kw.get("bind")
+    if bind is not None:
+        bind.dispose(close=False)  # the parent's pooled connections stay the parent's
+    width = len(_SHARED_COUNTS)
+
+    def publish(progress: Progress) -> None:
+        for index, name in enumerate(_SHARED_COUNTS):
+            counts[slot * width + index] = getattr(progress, name)
+
+    provider = provider_factory()
+    try:
+        sender = Sender(
+            sessions,
+            settings,
+            provider,
+            clock,
+            config,
+            worker_id=worker_id or default_worker_id(),
+            stop=stop,
+            progress=publish,
+        )
+        sender.run(issue_id)
+        publish(sender.progress)
+        pipe.send(("done", sender.paused_reason))
+    except BaseException as err:
+        log.exception("sending process failed")
+        pipe.send(("error", repr(err)))
+    finally:
+        provider.close()
+        pipe.close()
