@@ -86,7 +86,15 @@ def test_enqueue_again_adds_only_subscribers_who_joined_since(
             select(func.count()).select_from(Delivery).where(Delivery.batch_id.is_(None))
         )
         batched = session.scalar(select(func.sum(SendBatch.size)))
+        members = session.execute(
+            select(SendBatch.id, SendBatch.variant, SendBatch.size, Delivery.variant, func.count())
+            .join(Delivery, Delivery.batch_id == SendBatch.id)
+            .group_by(SendBatch.id, SendBatch.variant, SendBatch.size, Delivery.variant)
+        ).all()
     assert unbatched == 0 and batched == 35
+    # Each batch holds exactly the recipients it counts, all of its own language.
+    assert all(v == dv and size == n for _, v, size, dv, n in members)
+    assert len({batch_id for batch_id, *_ in members}) == len(members)
 
 
 def test_a_claimed_batch_is_not_claimed_twice_until_its_lease_expires(
