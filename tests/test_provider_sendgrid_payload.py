@@ -161,3 +161,23 @@ def test_whitespace_of_every_kind_in_a_link_is_refused() -> None:
     assert payload.failed == failed
     assert len(failed) == len(_UNSAFE)
     assert orjson.dumps(payload.body) == orjson.dumps(body)
+
+
+def test_a_link_is_refused_exactly_for_whitespace_quotes_and_angle_brackets() -> None:
+    """Every character up to U+3100 (all of Unicode's whitespace, controls, Latin, CJK
+    punctuation) in an ASCII and in a non-ASCII link: refused exactly when it is whitespace,
+    a quote or an angle bracket, as the plain rule says."""
+    for start in range(0, 0x3100, 1000):
+        chars = [chr(c) for c in range(start, min(start + 1000, 0x3100))]
+        for prefix in ("https://x.example/p/", "https://例え.jp/p/"):
+            recipients = [
+                make_recipient(n, preferences_url=f"{prefix}a{c}b") for n, c in enumerate(chars)
+            ]
+            payload = build_payload(Batch(1, make_message(), recipients), recipients, sandbox=False)
+            refused = {r.delivery_id for r in recipients if r.delivery_id in payload.failed}
+            expected = {
+                r.delivery_id
+                for r, c in zip(recipients, chars, strict=True)
+                if c.isspace() or c in "<>\"'"
+            }
+            assert refused == expected
