@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, Signer, URLSafeTimedSerializer
@@ -73,6 +74,33 @@ class LinkSigner:
         """(unsubscribe URL, preferences URL) for one recipient."""
         token = self.token(subscriber_id, list_id)
         return unsubscribe_url(self._base_url, token), preferences_url(self._base_url, token)
+
+    def links_for_list(self, list_id: int) -> Callable[[int], tuple[str, str]]:
+        """`links` for one list as a function of the subscriber id, for a whole batch: what is
+        the same for every recipient (the list's part of the token, the URLs' start) is
+        computed once. Gives exactly what `links` gives (a test holds it to that)."""
+        u_start = unsubscribe_url(self._base_url, "")
+        p_start = preferences_url(self._base_url, "")
+        probe = "probe-token"
+        if (
+            unsubscribe_url(self._base_url, probe) != u_start + probe
+            or preferences_url(self._base_url, probe) != p_start + probe
+        ):
+            return lambda subscriber_id: self.links(subscriber_id, list_id)
+        list_part = f".{list_id:x}"
+        inner, outer, sep = self._inner, self._outer, self._sep
+
+        def links(subscriber_id: int) -> tuple[str, str]:
+            value = f"{subscriber_id:x}{list_part}"
+            h = inner.copy()
+            h.update(value.encode("ascii"))
+            o = outer.copy()
+            o.update(h.digest())
+            signature = binascii.b2a_base64(o.digest(), newline=False).translate(_URLSAFE, b"=")
+            token = f"{value}{sep}{signature.decode('ascii')}"
+            return u_start + token, p_start + token
+
+        return links
 
 
 class ConfirmSigner:

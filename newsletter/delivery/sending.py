@@ -356,10 +356,9 @@ class Sender:
     # -- helpers ---------------------------------------------------------------------------
 
     def _recipients(self, prepared: PreparedBatch) -> list[Recipient]:
-        links = self.signer.links
-        list_id = prepared.list_id
+        links = self.signer.links_for_list(prepared.list_id)
         return [
-            Recipient(delivery_id, subscriber_id, email, name or "", *links(subscriber_id, list_id))
+            Recipient(delivery_id, subscriber_id, email, name or "", *links(subscriber_id))
             for delivery_id, subscriber_id, email, name in prepared.recipients
         ]
 
