@@ -23,6 +23,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -76,6 +77,41 @@ def _cpu_s() -> float:
 def rss_mb(children: bool = False) -> float:
     who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
     return resource.getrusage(who).ru_maxrss / 1024
+
+
+class ChildPeakRss:
+    """Peak RSS of this process's children other than `exclude` (the forked sending
+    processes; the server is left out), read from /proc every 50 ms while they run."""
+
+    def __init__(self, exclude: int) -> None:
+        self.exclude = exclude
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        me = os.getpid()
+        while not self._stop.wait(0.05):
+            try:
+                pids = Path(f"/proc/{me}/task/{me}/children").read_text().split()
+            except OSError:
+                continue
+            for pid in pids:
+                if int(pid) == self.exclude:
+                    continue
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                for line in status.splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_mb
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -240,6 +276,7 @@ def run_core(
     requests = 0
     if workers <= 1:
         provider = make_provider(settings)
+        helpers_rss = ChildPeakRss(exclude=server.proc.pid) if processes > 1 else None
         try:
             report = send_issue(
                 sessions, settings, provider, issue_id, SYSTEM_CLOCK, worker_id="bench",
@@ -249,7 +286,7 @@ def run_core(
         finally:
             provider.close()
         requests = report.requests
-        peak = max(rss_mb(), rss_mb(children=True) if processes > 1 else 0.0)  # per process
+        peak = max(rss_mb(), helpers_rss.stop() if helpers_rss else 0.0)  # of any one process
     else:
         with sessions.begin() as session:
             issue = session.get_one(Issue, issue_id)

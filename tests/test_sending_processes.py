@@ -161,3 +161,19 @@ def test_more_processes_need_a_provider_factory(
     settings = load_settings({}, database_url=f"sqlite:///{tmp_path / 'send.db'}")
     with pytest.raises(ValueError, match="provider_factory"):
         send_issue(sqlite_sessions, settings, object(), seeded.issue_id, SYSTEM_CLOCK, processes=2)  # type: ignore[arg-type]
+
+
+def test_a_send_leaves_the_garbage_collector_as_it_found_it() -> None:
+    import gc
+
+    from newsletter.delivery.sending import _quiet_gc
+
+    before = gc.get_threshold()
+    frozen = gc.get_freeze_count()
+    with _quiet_gc():
+        assert gc.get_threshold()[0] >= 10_000 and gc.get_freeze_count() >= frozen
+        with _quiet_gc():  # a second send in the same process (threads of one worker)
+            pass
+        assert gc.get_threshold()[0] >= 10_000
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0

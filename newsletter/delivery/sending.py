@@ -8,6 +8,7 @@ size); per-recipient values are only the signed links and the name.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -15,8 +16,8 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -156,10 +157,11 @@ class Sender:
             )
             for n in range(self.config.concurrency)
         ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        with _quiet_gc():
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
         if self._errors:
             raise self._errors[0]
         return self.progress
@@ -406,6 +408,37 @@ class Sender:
         c = self.config
         self.breaker = CircuitBreaker(c.breaker_consecutive, c.breaker_window, c.breaker_ratio)
         self._paused = False
+
+
+_GC_LOCK = threading.Lock()
+_GC_USERS = 0
+_GC_SAVED: tuple[int, ...] = ()
+_GC_THRESHOLD0 = 10_000  # container allocations between young collections during a send
+
+
+@contextmanager
+def _quiet_gc() -> Iterator[None]:
+    """Less cyclic garbage collection while sending: a batch allocates thousands of short-lived
+    dicts, and the collector's young passes kept walking them and its full passes walked every
+    long-lived object of the process (SQLAlchemy's, the modules'): a third of a send's CPU.
+    The objects that exist when the send starts are frozen (`gc.freeze`: left out of
+    collections, still freed by reference counting) and young collections run less often;
+    both are undone when the last send of the process ends. Memory stays flat (measured)."""
+    global _GC_USERS, _GC_SAVED
+    with _GC_LOCK:
+        _GC_USERS += 1
+        if _GC_USERS == 1:
+            gc.freeze()
+            _GC_SAVED = gc.get_threshold()
+            gc.set_threshold(max(_GC_SAVED[0], _GC_THRESHOLD0), *_GC_SAVED[1:])
+    try:
+        yield
+    finally:
+        with _GC_LOCK:
+            _GC_USERS -= 1
+            if _GC_USERS == 0:
+                gc.set_threshold(*_GC_SAVED)
+                gc.unfreeze()
 
 
 class _Unit:
