@@ -3,7 +3,8 @@
 Any number of workers (on any number of hosts) share the work through the ledger's leases on
 PostgreSQL; a worker killed outright leaves leases that expire and are claimed again (batches
 it had already posted become `in_doubt`). SIGTERM or SIGINT: the batches in flight finish and
-are recorded, then the worker exits 0. With SQLite, run one worker (or `issue send`) at a time.
+are recorded, then the worker exits 0. With SQLite, several workers on the same host are safe
+too (one atomic UPDATE per claim, one writer at a time); keep the file on a local disk.
 """
 
 from __future__ import annotations
