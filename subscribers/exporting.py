@@ -14,9 +14,9 @@ from typing import IO, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsletter.db.models import ConsentRecord, MailingList, Subscriber, Subscription
+from newsletter.db.models import ConsentRecord, Subscriber, Subscription
 from newsletter.errors import ValidationError
-from subscribers.lists import get_list
+from subscribers.service import subscription_row, subscriptions_query
 
 FIELDS = (
     "email",
@@ -60,50 +60,33 @@ def iter_export(session: Session, *, list_slug: str | None = None) -> Iterator[d
         .subquery()
     )
     query = (
-        select(
-            Subscriber.email,
-            Subscriber.name,
-            Subscriber.language,
-            MailingList.slug,
-            Subscription.status,
-            Subscription.source,
-            Subscription.created_at,
-            Subscription.confirmed_at,
-            Subscription.unsubscribed_at,
-            ConsentRecord.at,
-            ConsentRecord.source,
-            ConsentRecord.action,
-            Subscriber.attributes,
+        subscriptions_query(
+            session,
+            list_slug=list_slug,
+            extra=(
+                ConsentRecord.at,
+                ConsentRecord.source,
+                ConsentRecord.action,
+                Subscriber.attributes,
+            ),
         )
-        .join(Subscription, Subscription.subscriber_id == Subscriber.id)
-        .join(MailingList, MailingList.id == Subscription.list_id)
         .outerjoin(
             latest,
             (latest.c.subscriber_id == Subscription.subscriber_id)
             & (latest.c.list_id == Subscription.list_id),
         )
         .outerjoin(ConsentRecord, ConsentRecord.id == latest.c.record_id)
-        .order_by(Subscriber.id, MailingList.slug)
-        .execution_options(yield_per=1000)
     )
-    if list_slug:
-        query = query.where(Subscription.list_id == get_list(session, list_slug).id)
     for row in session.execute(query):
-        yield {
-            "email": row[0],
-            "name": row[1],
-            "language": row[2],
-            "list": row[3],
-            "status": row[4],
-            "source": row[5],
-            "created_at": _iso(row[6]),
-            "confirmed_at": _iso(row[7]),
-            "unsubscribed_at": _iso(row[8]),
-            "consent_at": _iso(row[9]),
-            "consent_source": row[10],
-            "consent_action": row[11],
-            "attributes": row[12] or {},
-        }
+        record = subscription_row(row)
+        del record["id"]  # an export names people by address, not by internal id
+        record.update(
+            consent_at=_iso(row[10]),
+            consent_source=row[11],
+            consent_action=row[12],
+            attributes=row[13] or {},
+        )
+        yield record
 
 
 def write_export(rows: Iterator[dict[str, Any]], out: IO[str], *, fmt: str = "csv") -> int:

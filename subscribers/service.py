@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from newsletter.clock import Clock
@@ -378,10 +378,14 @@ def show_subscriber(session: Session, *, email: str) -> dict[str, Any]:
     return describe(session, get_subscriber(session, email))
 
 
-def iter_subscriptions(
-    session: Session, *, list_slug: str | None = None, status: str | None = None
-) -> Iterator[dict[str, Any]]:
-    """Every subscription (one list, one status), streamed in pages of 1000 rows."""
+def subscriptions_query(
+    session: Session, *, list_slug: str | None = None, extra: Sequence[Any] = ()
+) -> Select[Any]:
+    """Every subscription with its subscriber and list, ordered and streamed in pages of 1000.
+
+    The listing and the export both read through it; `extra` columns follow the ones that
+    `subscription_row` turns into a dict.
+    """
     query = (
         select(
             Subscriber.id,
@@ -394,6 +398,7 @@ def iter_subscriptions(
             Subscription.created_at,
             Subscription.confirmed_at,
             Subscription.unsubscribed_at,
+            *extra,
         )
         .join(Subscription, Subscription.subscriber_id == Subscriber.id)
         .join(MailingList, MailingList.id == Subscription.list_id)
@@ -402,24 +407,37 @@ def iter_subscriptions(
     )
     if list_slug:
         query = query.where(Subscription.list_id == get_list(session, list_slug).id)
+    return query
+
+
+def subscription_row(row: Sequence[Any]) -> dict[str, Any]:
+    """The first columns of a `subscriptions_query` row, by name."""
+    return {
+        "id": row[0],
+        "email": row[1],
+        "name": row[2],
+        "language": row[3],
+        "list": row[4],
+        "status": row[5],
+        "source": row[6],
+        "created_at": _iso(row[7]),
+        "confirmed_at": _iso(row[8]),
+        "unsubscribed_at": _iso(row[9]),
+    }
+
+
+def iter_subscriptions(
+    session: Session, *, list_slug: str | None = None, status: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every subscription (one list, one status), streamed in pages of 1000 rows."""
+    query = subscriptions_query(session, list_slug=list_slug)
     if status:
         if status not in set(SubscriptionStatus):
             choices = ", ".join(SubscriptionStatus)
             raise ValidationError(f"status: expected one of {choices}, got {status!r}")
         query = query.where(Subscription.status == status)
     for row in session.execute(query):
-        yield {
-            "id": row[0],
-            "email": row[1],
-            "name": row[2],
-            "language": row[3],
-            "list": row[4],
-            "status": row[5],
-            "source": row[6],
-            "created_at": _iso(row[7]),
-            "confirmed_at": _iso(row[8]),
-            "unsubscribed_at": _iso(row[9]),
-        }
+        yield subscription_row(row)
 
 
 def subscriber_stats(session: Session, *, list_slug: str | None = None) -> dict[str, Any]:
