@@ -40,6 +40,8 @@ from typing import Any
 
 import orjson
 
+from newsletter.testing.process import spawn_announcing
+
 MAX_PERSONALIZATIONS = 1000
 MAX_RECIPIENTS = 1000
 MAX_REQUEST_BYTES = 30 * 1024 * 1024
@@ -438,16 +440,9 @@ class ServerProcess:
 
     @classmethod
     def start(cls, *args: str, api_key: str = "test-key") -> ServerProcess:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", __name__, "--port", "0", "--api-key", api_key, *args],
-            stdout=subprocess.PIPE,
-            text=True,
+        proc, url = spawn_announcing(
+            __name__, ["--api-key", api_key, *args], "http", "SendGrid-compatible server"
         )
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        if not url.startswith("http://"):
-            proc.kill()
-            raise RuntimeError("the SendGrid-compatible server did not start")
         return cls(proc, url)
 
     def stats(self) -> dict[str, Any]:

@@ -32,6 +32,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
+from newsletter.testing.process import spawn_announcing
+
 
 @dataclass(frozen=True)
 class SinkMessage:
@@ -354,16 +356,7 @@ class SinkProcess:
 
     @classmethod
     def start(cls, *args: str) -> SinkProcess:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", __name__, "--port", "0", *args],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        if not url.startswith("smtp://"):
-            proc.kill()
-            raise RuntimeError("the SMTP sink did not start")
+        proc, url = spawn_announcing(__name__, list(args), "smtp", "SMTP sink")
         return cls(proc, url)
 
     def stop(self) -> dict[str, Any]:
