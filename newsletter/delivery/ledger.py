@@ -642,19 +642,7 @@ def requeue(
             )
             .values(status=DeliveryStatus.QUEUED, updated_at=now)
         )
-        session.execute(
-            update(SendBatch)
-            .where(SendBatch.id == batch.id)
-            .values(
-                status=BatchStatus.QUEUED,
-                worker=None,
-                lease_until=None,
-                not_before=not_before,
-                error=reason[:500],
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
+        _back_to_queue(session, batch.id, now, not_before=not_before, error=reason[:500])
         return batch.id
     return _new_batch(
         session,
@@ -678,22 +666,26 @@ def split(
 ) -> int:
     """Keep `first` in the batch and move `second` to a new one; both queued. Caller's txn."""
     now = clock.now()
-    session.execute(
-        update(SendBatch)
-        .where(SendBatch.id == batch.id)
-        .values(
-            status=BatchStatus.QUEUED,
-            worker=None,
-            lease_until=None,
-            not_before=None,
-            attempts=0,
-            size=len(first),
-            error=f"split after: {reason}"[:500],
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
+    _back_to_queue(
+        session,
+        batch.id,
+        now,
+        not_before=None,
+        attempts=0,
+        size=len(first),
+        error=f"split after: {reason}"[:500],
     )
     return _new_batch(session, batch, second, attempts=0, not_before=None, error=None, now=now)
+
+
+def _back_to_queue(session: Session, batch_id: int, now: datetime, **values: Any) -> None:
+    """Queued again and unleased, so any worker may claim it (after `not_before`)."""
+    session.execute(
+        update(SendBatch)
+        .where(SendBatch.id == batch_id)
+        .values(status=BatchStatus.QUEUED, worker=None, lease_until=None, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _new_batch(
