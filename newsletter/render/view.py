@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.db.models import Article, Issue, IssueArticle, MailingList
+from newsletter.db.snapshots import article_to_dict
 from newsletter.errors import NotFoundError
 from newsletter.render.links import safe_http_url
 from newsletter.types import CONTENT_LANGUAGES, SLOTS
@@ -175,31 +176,6 @@ def issue_view_from_dicts(
     )
 
 
-def _article_to_dict(article: Article) -> dict[str, Any]:
-    """The live article in the import format (the shape `IssueArticle.snapshot` stores)."""
-    return {
-        "id": article.external_id,
-        "url": article.url,
-        "source_url": article.source_url,
-        "source_name": article.source_name,
-        "published_at": article.published_at.isoformat(),
-        "importance": article.importance,
-        "tags": list(article.tags or []),
-        "content": {
-            c.language: {
-                "title": c.title,
-                "summary": c.summary,
-                "key_points": list(c.key_points or []),
-                "impact_analysis": c.impact_analysis,
-                "editor_comment": c.editor_comment,
-                "body": c.body,
-                "related": list(c.related or []),
-            }
-            for c in article.contents
-        },
-    }
-
-
 def load_issue_view(session: Session, issue_id: int) -> IssueView:
     """The issue's articles in order, frozen snapshots first, live articles otherwise."""
     issue = session.get(Issue, issue_id)
@@ -212,7 +188,7 @@ def load_issue_view(session: Session, issue_id: int) -> IssueView:
         .where(IssueArticle.issue_id == issue_id)
         .order_by(IssueArticle.position)
     ).all()
-    dicts = [link.snapshot or _article_to_dict(article) for link, article in rows]
+    dicts = [link.snapshot or article_to_dict(article) for link, article in rows]
     return issue_view_from_dicts(
         issue.id,
         issue.issue_date,
