@@ -81,6 +81,8 @@ class Settings:
     var_dir: Path = field(default=Path("var"))
     sendgrid_webhook_tolerance_s: int = 600  # signed timestamp may be this far off now
     webhook_insecure: bool = False  # dev only: accept unsigned webhooks when no key is set
+    sendgrid_timeout_s: int = 30  # seconds to wait for SendGrid's answer to one request
+    reconcile_after_s: int = 900  # an in-doubt batch with no event is re-sent after this
 
     @property
     def secret_key(self) -> Secret:
@@ -222,6 +224,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], Any], str | None]] = {
         "600",
     ),
     "webhook_insecure": ("NEWSLETTER_WEBHOOK_INSECURE", _bool, "false"),
+    "sendgrid_timeout_s": ("NEWSLETTER_SENDGRID_TIMEOUT", _int_range(1, 600), "30"),
+    "reconcile_after_s": ("NEWSLETTER_RECONCILE_AFTER", _int_range(1, 86400), "900"),
 }
 
 ENV_NAMES: dict[str, str] = {key: spec[0] for key, spec in _FIELDS.items()}

@@ -11,7 +11,8 @@
     ├── SuppressedError        the address is suppressed and must never be mailed
     ├── RenderError            a template failed to render or the output broke a budget
     ├── ProviderError          a provider failed in a way the sending core must handle
-    │   ├── TransientProviderError   retry later (429, 5xx, timeouts, resets)
+    │   ├── TransientProviderError   retry later (429/5xx answers; nothing of the request sent)
+    │   ├── InDoubtProviderError     the request went out and no answer came: never retry blindly
     │   └── PermanentProviderError   do not retry (400, 401, 403, 413 ...)
     ├── TokenError             a subscriber link token is tampered, unknown or expired
     └── WebhookError           a webhook request failed verification or parsing
@@ -91,8 +92,41 @@ class TransientProviderError(ProviderError):
         self.retry_after = retry_after
 
 
+class InDoubtProviderError(ProviderError):
+    """The request (or an SMTP message's end of DATA) was sent, then the answer never came:
+    a read timeout, a reset, a protocol error. The provider may have taken it, so the batch is
+    `in_doubt` and settled by reconciliation, never posted again on a guess.
+
+    `failed` holds recipients the provider had already refused in an earlier round of the
+    same call (SendGrid's 400 corrections): those were certainly not sent.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, failed: dict[int, str] | None = None
+    ) -> None:
+        super().__init__(message, status=status)
+        self.failed = dict(failed or {})
+
+
 class PermanentProviderError(ProviderError):
     pass
+
+
+class SendIncomplete(NewsletterError):
+    """A send ended without settling everyone: some recipients are in doubt or failed.
+
+    Exit codes (for `issue send`, `issue retry`, `run`): 75 in doubt (EX_TEMPFAIL: the
+    reconciliation may still settle them), 3 sent with failures, 69 failed for everyone.
+    """
+
+    def __init__(self, message: str, *, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+EXIT_IN_DOUBT = 75
+EXIT_SENT_WITH_FAILURES = 3
+EXIT_FAILED = 69
 
 
 class TokenError(NewsletterError):

@@ -23,6 +23,7 @@ from newsletter.config import Settings
 from newsletter.db.migrate import current_revision, head_revision
 from newsletter.db.models import Issue, MailingList, Meta, SendBatch
 from newsletter.db.session import check_connection, make_engine
+from newsletter.delivery.preflight import preflight, settings_problems
 from newsletter.errors import NewsletterError
 from newsletter.pipeline import list_schedule
 from newsletter.providers.factory import make_provider
@@ -70,9 +71,15 @@ class HealthReport:
         return {"status": str(self.level), "checks": [c.to_dict() for c in self.checks]}
 
 
-def check_health(settings: Settings, clock: Clock, *, engine: Engine | None = None) -> HealthReport:
-    """Run every check. Opens (and disposes) its own engine unless one is given."""
-    checks = [_provider(settings)]
+def check_health(
+    settings: Settings, clock: Clock, *, engine: Engine | None = None, provider: bool = False
+) -> HealthReport:
+    """Run every check. Opens (and disposes) its own engine unless one is given.
+
+    `provider`: also ask the provider whether it would take a send (the send's preflight:
+    SendGrid's key and its scopes, the SMTP login), without sending anything.
+    """
+    checks = [_provider(settings, ask=provider)]
     own_engine = engine is None
     try:
         active = engine or make_engine(settings.database_url)
@@ -86,6 +93,7 @@ def check_health(settings: Settings, clock: Clock, *, engine: Engine | None = No
                 now = clock.now()
                 checks += _lists(session, settings, now)
                 checks.append(_in_doubt(session))
+                checks.append(_outcomes(session, now))
                 checks.append(_stuck(session, now))
                 checks.append(_heartbeat(session, now))
     finally:
@@ -111,11 +119,19 @@ def _database(engine: Engine) -> Check:
     return Check("database", Level.OK, f"{safe_url} (schema {current})", {"revision": current})
 
 
-def _provider(settings: Settings) -> Check:
-    """Configured and constructible (no message is sent, no network is touched)."""
+def _provider(settings: Settings, *, ask: bool) -> Check:
+    """Configured, constructible, and free of settings that would fail every batch; with
+    `ask`, the provider itself is asked (no message is sent)."""
+    problems = settings_problems(settings)
+    if problems:
+        return Check("provider", Level.FAILING, f"{settings.provider}: {problems[0]}")
     try:
         provider = make_provider(settings)
-        provider.close()
+        try:
+            if ask:
+                preflight(settings, provider)
+        finally:
+            provider.close()
     except NewsletterError as err:
         return Check("provider", Level.FAILING, f"{settings.provider}: {err}")
     detail = settings.provider
@@ -183,9 +199,42 @@ def _in_doubt(session: Session) -> Check:
         "in-doubt batches",
         Level.DEGRADED,
         f"{batches} batch(es) may or may not have been sent (issues "
-        f"{', '.join(issues)}): `newsletter issue resolve ISSUE --resend|--skip`",
+        f"{', '.join(issues)}): provider events settle them automatically; otherwise "
+        "`newsletter issue resolve ISSUE --resend|--skip`",
         {"batches": batches, "recipients_by_issue": issues},
     )
+
+
+def _outcomes(session: Session, now: datetime) -> Check:
+    """Sends of the last week that did not reach everyone: failed is failing, with failures
+    is degraded, until `newsletter issue retry` sends them again."""
+    rows = session.execute(
+        select(Issue.id, Issue.status)
+        .where(
+            Issue.status.in_((IssueStatus.FAILED, IssueStatus.SENT_WITH_FAILURES)),
+            Issue.sent_at >= now - timedelta(days=7),
+        )
+        .order_by(Issue.id)
+    ).all()
+    failed = [str(i) for i, status in rows if status == IssueStatus.FAILED]
+    partial = [str(i) for i, status in rows if status == IssueStatus.SENT_WITH_FAILURES]
+    if failed:
+        return Check(
+            "send outcomes",
+            Level.FAILING,
+            f"issue(s) {', '.join(failed)} failed for every recipient: fix the cause, then "
+            "`newsletter issue retry ISSUE`",
+            {"failed": failed, "sent_with_failures": partial},
+        )
+    if partial:
+        return Check(
+            "send outcomes",
+            Level.DEGRADED,
+            f"issue(s) {', '.join(partial)} were sent with failures: "
+            "`newsletter issue retry ISSUE --dry-run`",
+            {"failed": failed, "sent_with_failures": partial},
+        )
+    return Check("send outcomes", Level.OK, "the last week's sends reached every recipient")
 
 
 def _stuck(session: Session, now: datetime) -> Check:

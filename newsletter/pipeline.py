@@ -29,6 +29,7 @@ from newsletter.catchup import local_datetime
 from newsletter.config import Settings
 from newsletter.db.models import Issue, MailingList, SendClaim
 from newsletter.db.session import transaction
+from newsletter.delivery.preflight import preflight
 from newsletter.delivery.sending import default_worker_id, enqueue_issue, send_issue
 from newsletter.errors import ConfigError
 from newsletter.issues.assembly import build_issue, issue_date_for, schedule_for
@@ -36,7 +37,7 @@ from newsletter.logs import log_event
 from newsletter.providers.base import Provider
 from newsletter.providers.factory import make_provider
 from newsletter.runtime import Runtime
-from newsletter.types import IssueStatus
+from newsletter.types import FINISHED_ISSUE_STATUSES, IssueStatus
 from subscribers.lists import get_or_create_list
 
 log = logging.getLogger(__name__)
@@ -49,12 +50,15 @@ _SEND_FIELDS = ("accepted", "failed", "skipped", "in_doubt", "batches", "seconds
 class Outcome:
     """What one run did (`RunReport.outcome`)."""
 
-    SENT = "sent"  # this run sent the issue to the end
+    SENT = "sent"  # this run sent the issue to the end: everyone accepted or skipped by rule
+    SENT_WITH_FAILURES = "sent_with_failures"  # ... and some recipients failed
+    FAILED = "failed"  # nobody was accepted (a refused key or From, an outage)
+    IN_DOUBT = "in_doubt"  # some batches wait for provider events or the operator
     ENQUEUED = "enqueued"  # queued for external workers (NEWSLETTER_WORKERS=external)
     INTERRUPTED = "interrupted"  # stopped (SIGTERM) mid-send; the next run resumes
     PAUSED = "paused"  # the sending core paused it (circuit breaker) or an operator did
     NOT_BUILT = "not_built"  # no issue: e.g. too few articles (see `reason`)
-    ALREADY_DONE = "already_done"  # the issue was already sent, skipped or cancelled
+    ALREADY_DONE = "already_done"  # the issue's send was already over, skipped or cancelled
     CLAIMED_ELSEWHERE = "claimed_elsewhere"  # another process is sending it right now
     SKIPPED = "skipped"  # recorded as skipped (missed the catch-up deadline)
 
@@ -311,6 +315,7 @@ def run_daily(
     )
     if _finished(report):
         return report
+    _preflight(settings, provider)
     holder = claim_send(runtime.sessions, issue.id, owner, clock.now())
     if holder is not None:
         report.outcome = Outcome.CLAIMED_ELSEWHERE
@@ -332,6 +337,7 @@ def run_daily(
     log_event(
         log,
         f"pipeline.{report.outcome}",
+        level=_OUTCOME_LEVEL.get(report.outcome, logging.INFO),
         list=list_slug,
         issue_id=report.issue_id,
         issue_date=report.issue_date.isoformat(),
@@ -341,9 +347,27 @@ def run_daily(
     return report
 
 
+_OUTCOME_LEVEL = {
+    Outcome.SENT_WITH_FAILURES: logging.WARNING,
+    Outcome.IN_DOUBT: logging.WARNING,
+    Outcome.FAILED: logging.ERROR,
+}
+
+
+def _preflight(settings: Settings, provider: Provider | None) -> None:
+    """The settings that would fail every batch, checked before anything is claimed or planned."""
+    own = provider is None
+    checked = provider if provider is not None else make_provider(settings)
+    try:
+        preflight(settings, checked)
+    finally:
+        if own:
+            checked.close()
+
+
 def _finished(report: RunReport) -> bool:
     """True (with the outcome set) when the issue needs no sending from this run."""
-    if report.status in (IssueStatus.SENT, IssueStatus.SKIPPED, IssueStatus.CANCELLED):
+    if report.status in FINISHED_ISSUE_STATUSES or report.status == IssueStatus.SKIPPED:
         report.outcome = Outcome.ALREADY_DONE
         report.reason = f"the issue is already {report.status}"
         return True
@@ -392,8 +416,16 @@ def _send_inline(
         report.status = session.get_one(Issue, issue_id).status
     report.outcome = {
         IssueStatus.SENT: Outcome.SENT,
+        IssueStatus.SENT_WITH_FAILURES: Outcome.SENT_WITH_FAILURES,
+        IssueStatus.FAILED: Outcome.FAILED,
         IssueStatus.PAUSED: Outcome.PAUSED,
     }.get(IssueStatus(report.status), Outcome.INTERRUPTED)
+    if report.outcome == Outcome.INTERRUPTED and sent.in_doubt and not (stop and stop.is_set()):
+        report.outcome = Outcome.IN_DOUBT
+        report.reason = (
+            f"{sent.in_doubt} recipients are in doubt; provider events settle them, or "
+            f"`newsletter issue resolve {issue_id}`"
+        )
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

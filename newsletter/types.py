@@ -40,13 +40,19 @@ class IssueStatus(StrEnum):
     BUILT = "built"
     SENDING = "sending"
     PAUSED = "paused"
-    SENT = "sent"
+    SENT = "sent"  # every planned recipient accepted, or skipped by rule
+    SENT_WITH_FAILURES = "sent_with_failures"  # some accepted, some failed
+    FAILED = "failed"  # nobody accepted: a setting or the provider refused every batch
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
 
 
+# The send is over (for now): `issue retry` re-opens the failed kinds.
+FINISHED_ISSUE_STATUSES = frozenset(
+    {IssueStatus.SENT, IssueStatus.SENT_WITH_FAILURES, IssueStatus.FAILED, IssueStatus.CANCELLED}
+)
 FROZEN_ISSUE_STATUSES = frozenset(
-    {IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT, IssueStatus.CANCELLED}
+    {IssueStatus.SENDING, IssueStatus.PAUSED} | FINISHED_ISSUE_STATUSES
 )
 
 
@@ -75,6 +81,13 @@ class DeliveryStatus(StrEnum):
     SKIPPED = "skipped"
     IN_DOUBT = "in_doubt"
     CANCELLED = "cancelled"
+
+
+class FailureKind(StrEnum):
+    """Why a recipient failed, which decides whether `issue retry` may send to them again."""
+
+    ADDRESS = "address"  # the provider refused this address: retrying cannot help
+    SEND = "send"  # the message, the account or the service failed: retry after the fix
 
 
 class SuppressionReason(StrEnum):

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from newsletter.clock import FixedClock
 from newsletter.config import Settings
 from newsletter.db.models import Delivery, Issue, SendBatch
-from newsletter.delivery import ledger
+from newsletter.delivery import in_doubt, issue_state, ledger
 from newsletter.delivery.sending import enqueue_issue
 from newsletter.delivery.status import recipient_status, send_status
 from tests.fixtures.delivery import SeededSend, add_subscribers, suppress
@@ -141,7 +141,7 @@ def test_a_batch_left_sending_past_its_lease_becomes_in_doubt_and_is_reported(
         assert ledger.prepare_batch(session, batch, "dies", clock, LEASE_S) is not None
     clock.advance(seconds=LEASE_S + 1)
     with sessions() as session:
-        assert ledger.reap_expired(session, clock) == 1
+        assert in_doubt.reap_expired(session, clock) == 1
         status = send_status(session, delivery_seed.issue_id)
     assert status.in_doubt_batches == [batch.id]
     assert status.recipients["in_doubt"] == 10
@@ -160,7 +160,7 @@ def _in_doubt(
         ledger.prepare_batch(session, batch, "dies", clock, LEASE_S)
     clock.advance(seconds=LEASE_S + 1)
     with sessions() as session:
-        ledger.reap_expired(session, clock)
+        in_doubt.reap_expired(session, clock)
     return batch.id
 
 
@@ -172,7 +172,9 @@ def test_resolve_with_resend_queues_in_doubt_recipients_again(
 ) -> None:
     batch_id = _in_doubt(sessions, settings, clock, delivery_seed)
     with sessions.begin() as session:
-        report = ledger.resolve_in_doubt(session, delivery_seed.issue_id, resend=True, clock=clock)
+        report = in_doubt.resolve_in_doubt(
+            session, delivery_seed.issue_id, resend=True, clock=clock
+        )
     assert (report.requeued, report.skipped) == (10, 0)
     again = _claim(sessions, "next", clock)
     assert again is not None and again.id == batch_id
@@ -186,7 +188,9 @@ def test_resolve_with_skip_marks_in_doubt_recipients_skipped(
 ) -> None:
     _in_doubt(sessions, settings, clock, delivery_seed)
     with sessions.begin() as session:
-        report = ledger.resolve_in_doubt(session, delivery_seed.issue_id, resend=False, clock=clock)
+        report = in_doubt.resolve_in_doubt(
+            session, delivery_seed.issue_id, resend=False, clock=clock
+        )
         status = send_status(session, delivery_seed.issue_id)
     assert (report.requeued, report.skipped) == (0, 10)
     assert status.recipients["in_doubt"] == 0 and status.recipients["skipped"] == 10
@@ -206,7 +210,9 @@ def test_provider_events_settle_in_doubt_recipients_as_accepted(
             .values(last_event="delivered", last_event_at=clock.now())
         )
     with sessions.begin() as session:
-        report = ledger.resolve_in_doubt(session, delivery_seed.issue_id, resend=True, clock=clock)
+        report = in_doubt.resolve_in_doubt(
+            session, delivery_seed.issue_id, resend=True, clock=clock
+        )
         status = send_status(session, delivery_seed.issue_id)
     assert (report.reconciled, report.requeued) == (10, 0)
     assert status.in_doubt_batches == [] and status.recipients["accepted"] == 10
@@ -220,7 +226,7 @@ def test_cancel_stops_queued_recipients_for_good(
 ) -> None:
     _enqueue(sessions, settings, clock, delivery_seed)
     with sessions.begin() as session:
-        cancelled = ledger.cancel_issue(session, delivery_seed.issue_id, clock)
+        cancelled = issue_state.cancel_issue(session, delivery_seed.issue_id, clock)
     assert cancelled == 30
     assert _claim(sessions, "a", clock) is None
     with sessions() as session:
@@ -235,10 +241,10 @@ def test_a_paused_issue_has_nothing_to_claim_until_resumed(
 ) -> None:
     _enqueue(sessions, settings, clock, delivery_seed)
     with sessions.begin() as session:
-        ledger.pause_issue(session, delivery_seed.issue_id, "operator")
+        issue_state.pause_issue(session, delivery_seed.issue_id, "operator")
     assert _claim(sessions, "a", clock) is None
     with sessions.begin() as session:
-        ledger.resume_issue(session, delivery_seed.issue_id)
+        issue_state.resume_issue(session, delivery_seed.issue_id)
     assert _claim(sessions, "a", clock) is not None
 
 

@@ -8,7 +8,12 @@ import httpx
 import pytest
 
 from newsletter.config import Secret
-from newsletter.errors import PermanentProviderError, TransientProviderError
+from newsletter.errors import (
+    ConfigError,
+    InDoubtProviderError,
+    PermanentProviderError,
+    TransientProviderError,
+)
 from newsletter.providers.base import Batch, BatchRejected, BatchTooLarge
 from newsletter.providers.sendgrid import SendGridProvider, build_payload, retry_after_seconds
 from newsletter.testing.sendgrid_server import SendGridServer
@@ -18,6 +23,7 @@ from tests.fixtures.providers import (
     make_batch,
     make_message,
     make_recipient,
+    provider_settings,
 )
 
 
@@ -201,14 +207,62 @@ def test_a_wrong_api_key_is_permanent_and_never_shown(sendgrid_server):
     assert "wrong-secret" not in str(caught.value)
 
 
-def test_a_server_slower_than_the_timeout_is_transient(sendgrid_server):
-    sendgrid_server.configure(latency=0.5)
+def test_an_answer_later_than_the_timeout_leaves_the_batch_in_doubt(sendgrid_server):
+    sendgrid_server.configure(late_rate=1.0, late_after=0.5)
     impatient = SendGridProvider(Secret(SENDGRID_TEST_KEY), sendgrid_server.url, timeout=0.1)
     try:
-        with pytest.raises(TransientProviderError, match="timed out"):
+        with pytest.raises(InDoubtProviderError, match="no answer from SendGrid"):
             impatient.send_batch(make_batch(1))
     finally:
         impatient.close()
+    assert sendgrid_server.stats()["accepted_recipients"] == 1  # it was sent all the same
+
+
+def test_a_dropped_connection_after_the_request_leaves_the_batch_in_doubt(sendgrid_server):
+    sendgrid_server.configure(drop_rate=1.0)
+    provider = SendGridProvider(Secret(SENDGRID_TEST_KEY), sendgrid_server.url)
+    try:
+        with pytest.raises(InDoubtProviderError):
+            provider.send_batch(make_batch(2))
+    finally:
+        provider.close()
+    assert sendgrid_server.stats()["dropped"] == 1
+
+
+def test_the_timeout_is_a_setting(tmp_path):
+    settings = provider_settings(tmp_path, sendgrid_api_key=Secret("k"), sendgrid_timeout_s=7)
+    provider = SendGridProvider.from_settings(settings)
+    try:
+        assert provider._client.timeout.read == 7
+    finally:
+        provider.close()
+
+
+def test_preflight_accepts_a_key_that_may_send_mail(sendgrid_server):
+    provider = SendGridProvider(Secret(SENDGRID_TEST_KEY), sendgrid_server.url)
+    try:
+        provider.preflight()
+    finally:
+        provider.close()
+
+
+def test_preflight_refuses_a_key_sendgrid_refuses(sendgrid_server):
+    provider = SendGridProvider(Secret("wrong-key"), sendgrid_server.url)
+    try:
+        with pytest.raises(ConfigError, match="SENDGRID_API_KEY: SendGrid refused the key .401"):
+            provider.preflight()
+    finally:
+        provider.close()
+
+
+def test_preflight_refuses_a_key_without_mail_send(sendgrid_server):
+    sendgrid_server.configure(scopes=("stats.read",))
+    provider = SendGridProvider(Secret(SENDGRID_TEST_KEY), sendgrid_server.url)
+    try:
+        with pytest.raises(ConfigError, match="lacks the mail.send permission"):
+            provider.preflight()
+    finally:
+        provider.close()
 
 
 def test_connection_refused_is_transient():

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from newsletter.clock import SYSTEM_CLOCK
 from newsletter.config import Settings
 from newsletter.db.models import Delivery, Issue, Subscriber
-from newsletter.delivery import ledger
+from newsletter.delivery import issue_state
 from newsletter.delivery.sendconfig import SendConfig
 from newsletter.delivery.sending import Progress, enqueue_issue, send_issue
 from newsletter.delivery.status import recipient_status, send_status
@@ -209,7 +209,7 @@ def test_a_batch_that_keeps_failing_is_failed_after_the_last_attempt(
         status = recipient_status(session, delivery_seed.issue_id, stuck)
     assert status.status == "failed"
     assert status.error is not None and "after 3 attempts" in status.error
-    assert _issue_status(sessions, delivery_seed.issue_id) == "sent"
+    assert _issue_status(sessions, delivery_seed.issue_id) == "sent_with_failures"
 
 
 def test_the_breaker_pauses_a_failing_send_and_resume_finishes_it_once(
@@ -222,8 +222,8 @@ def test_the_breaker_pauses_a_failing_send_and_resume_finishes_it_once(
         batch_size=4,
         concurrency=1,
         breaker_consecutive=3,
-        backoff_base_s=0.01,
-        backoff_max_s=0.01,
+        backoff_base_s=0.5,  # other batches are tried while the first waits for its retry
+        backoff_max_s=0.5,
         poll_s=0.01,
     )
     report = _send(sessions, settings, provider, delivery_seed, config=config)
@@ -235,10 +235,31 @@ def test_the_breaker_pauses_a_failing_send_and_resume_finishes_it_once(
 
     failing.clear()
     with sessions.begin() as session:
-        ledger.resume_issue(session, delivery_seed.issue_id)
+        issue_state.resume_issue(session, delivery_seed.issue_id)
     _send(sessions, settings, provider, delivery_seed, config=config)
     assert set(provider.delivered) == set(delivery_seed.emails)
     assert provider.duplicates == 0
+    assert _issue_status(sessions, delivery_seed.issue_id) == "sent"
+
+
+def test_the_breaker_counts_a_retried_batch_once(
+    sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
+) -> None:
+    """Two batches each answered 503 twice, then accepted: two failures, not four in a row."""
+    tries: Counter[int] = Counter()
+
+    def rule(batch: Batch) -> Outcome | None:
+        tries[batch.batch_id] += 1
+        return transient() if batch.batch_id in (1, 2) and tries[batch.batch_id] <= 2 else None
+
+    provider = MemoryProvider(rule=rule)
+    config = SendConfig(
+        batch_size=4, concurrency=1, breaker_consecutive=3, backoff_base_s=0.01,
+        backoff_max_s=0.01, poll_s=0.01,
+    )  # fmt: skip
+    report = _send(sessions, settings, provider, delivery_seed, config=config)
+    assert report.paused_reason is None
+    assert set(provider.delivered) == set(delivery_seed.emails)
     assert _issue_status(sessions, delivery_seed.issue_id) == "sent"
 
 

@@ -9,9 +9,10 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import click
+from sqlalchemy.exc import OperationalError
 
 from newsletter.config import Settings, load_settings
-from newsletter.errors import NewsletterError
+from newsletter.errors import DatabaseError, NewsletterError
 from newsletter.runtime import Runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -58,5 +59,9 @@ def handle_errors(func: F) -> F:
         except NewsletterError as err:
             click.secho(f"error: {err}", fg="red", err=True)
             sys.exit(err.exit_code)
+        except OperationalError as err:  # a database that went away or stayed locked
+            reason = str(err.orig).strip().splitlines()[0] if err.orig else type(err).__name__
+            click.secho(f"error: database unavailable: {reason}", fg="red", err=True)
+            sys.exit(DatabaseError.exit_code)
 
     return wrapper  # type: ignore[return-value]

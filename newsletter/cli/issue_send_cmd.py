@@ -10,10 +10,16 @@ import click
 
 from newsletter.cli.context import AppContext, emit_json, handle_errors, pass_app
 from newsletter.db.session import transaction
-from newsletter.delivery import ledger
+from newsletter.delivery import in_doubt, issue_state, ledger
+from newsletter.delivery.preflight import preflight
 from newsletter.delivery.sendconfig import SendConfig
 from newsletter.delivery.sending import Progress, SendReport, enqueue_issue, send_issue
-from newsletter.delivery.status import SendStatus, recipient_status, send_status
+from newsletter.delivery.status import (
+    SendStatus,
+    outcome_error,
+    recipient_status,
+    send_status,
+)
 from newsletter.issues.assembly import get_issue
 from newsletter.providers.factory import make_provider
 from newsletter.worker import stop_on_signals
@@ -70,9 +76,14 @@ def _print_status(status: SendStatus) -> None:
     if status.in_doubt_batches:
         click.secho(
             f"{counts['in_doubt']} recipients in {len(status.in_doubt_batches)} batches are in "
-            "doubt (the sender stopped after posting them): run `newsletter issue resolve "
-            f"{status.issue_id} --resend` or `--skip`",
+            "doubt (posted, answer lost): provider events settle them automatically; without "
+            f"events, `newsletter issue resolve {status.issue_id} --resend` or `--skip`",
             fg="yellow",
+        )
+    if counts["failed"] and status.issue_status in ("sent_with_failures", "failed"):
+        click.echo(
+            f"{counts['failed']} recipients failed: `newsletter issue retry {status.issue_id} "
+            "--dry-run` shows which failures a retry would send again"
         )
 
 
@@ -135,7 +146,14 @@ def send_cmd(
         settings, concurrency=concurrency, batch_size=batch_size, lease_s=lease_s
     )
     issue_id = _issue_id(app, issue_ref)
+    provider = make_provider(settings)
+    try:
+        preflight(settings, provider)
+    except BaseException:
+        provider.close()
+        raise
     if enqueue or settings.workers == "external":
+        provider.close()
         with transaction(runtime.sessions) as session:
             issue = ledger.get_issue_row(session, issue_id, lock=True)
             report = enqueue_issue(
@@ -157,7 +175,6 @@ def send_cmd(
                 f"({report.total} in total); start `newsletter worker` to send them"
             )
         return
-    provider = make_provider(settings)
     stop = threading.Event()
     extra: dict[str, Any] = {}
     if processes > 1:
@@ -181,7 +198,15 @@ def send_cmd(
         provider.close()
     if as_json:
         emit_json(_report_dict(result))
-        return
+    else:
+        _print_send(issue_id, result, stop)
+    if result.status is not None and not stop.is_set() and not result.paused_reason:
+        error = outcome_error(result.status)
+        if error is not None:
+            raise error
+
+
+def _print_send(issue_id: int, result: SendReport, stop: threading.Event) -> None:
     click.echo(
         f"issue {issue_id}: {result.accepted} accepted, {result.failed} failed, "
         f"{result.skipped} skipped in {result.seconds:.1f}s ({result.requests} requests)"
@@ -263,7 +288,7 @@ def pause_cmd(app: AppContext, issue_ref: str) -> None:
     """Pause a send: no new batch starts; batches in flight finish and are recorded."""
     issue_id = _issue_id(app, issue_ref)
     with transaction(app.runtime().sessions) as session:
-        ledger.pause_issue(session, issue_id, "by an operator")
+        issue_state.pause_issue(session, issue_id, "by an operator")
     click.echo(f"issue {issue_id}: paused; `newsletter issue resume {issue_id}` continues it")
 
 
@@ -275,7 +300,7 @@ def resume_cmd(app: AppContext, issue_ref: str) -> None:
     """Resume a paused send (by an operator or by the circuit breaker)."""
     issue_id = _issue_id(app, issue_ref)
     with transaction(app.runtime().sessions) as session:
-        ledger.resume_issue(session, issue_id)
+        issue_state.resume_issue(session, issue_id)
     click.echo(
         f"issue {issue_id}: sending again; workers pick it up, or run "
         f"`newsletter issue send {issue_id}`"
@@ -292,7 +317,7 @@ def cancel_cmd(app: AppContext, issue_ref: str) -> None:
     issue_id = _issue_id(app, issue_ref)
     runtime = app.runtime()
     with transaction(runtime.sessions) as session:
-        cancelled = ledger.cancel_issue(session, issue_id, runtime.clock)
+        cancelled = issue_state.cancel_issue(session, issue_id, runtime.clock)
     click.echo(f"issue {issue_id}: cancelled; {cancelled} queued recipients will not get it")
 
 
@@ -315,9 +340,10 @@ def resolve_cmd(app: AppContext, issue_ref: str, choice: str | None, as_json: bo
     issue_id = _issue_id(app, issue_ref)
     runtime = app.runtime()
     with transaction(runtime.sessions) as session:
-        report = ledger.resolve_in_doubt(
+        report = in_doubt.resolve_in_doubt(
             session, issue_id, resend=choice == "resend", clock=runtime.clock
         )
+        issue_state.finish_if_done(session, issue_id, runtime.clock)
     if as_json:
         emit_json(
             {
@@ -336,8 +362,62 @@ def resolve_cmd(app: AppContext, issue_ref: str, choice: str | None, as_json: bo
         click.echo(f"run `newsletter issue send {issue_id}` (or let workers) send them")
 
 
+@click.command("retry")
+@ISSUE
+@click.option("--dry-run", is_flag=True, help="Only show how many would be sent again, and why.")
+@click.option("--enqueue", is_flag=True, help="Only queue them; workers send them.")
+@JSON
+@pass_app
+@handle_errors
+def retry_cmd(app: AppContext, issue_ref: str, dry_run: bool, enqueue: bool, as_json: bool) -> None:
+    """Send ISSUE again to recipients whose failure was not about their address.
+
+    After fixing what failed the send (a refused From or API key, an outage), every such
+    recipient gets the issue exactly once. Addresses the provider refused stay failed.
+    """
+    runtime = app.runtime()
+    settings = app.settings
+    issue_id = _issue_id(app, issue_ref)
+    if not dry_run:
+        provider = make_provider(settings)
+        try:
+            preflight(settings, provider)
+        finally:
+            provider.close()
+    config = SendConfig.from_settings(settings)
+    with transaction(runtime.sessions) as session:
+        report = issue_state.retry_failed(
+            session, issue_id, runtime.clock, batch_size=config.batch_size, dry_run=dry_run
+        )
+    if as_json:
+        emit_json(
+            {
+                "issue_id": issue_id,
+                "dry_run": dry_run,
+                "retryable": report.retryable,
+                "requeued": report.requeued,
+                "kept_failed": report.kept_failed,
+                "reasons": report.reasons,
+            }
+        )
+    else:
+        verb = "would be sent again" if dry_run else "queued again"
+        click.echo(f"issue {issue_id}: {report.retryable} recipients {verb}")
+        for reason, count in report.reasons.items():
+            click.echo(f"  {count}: {reason}")
+        if report.kept_failed:
+            click.echo(f"  {report.kept_failed} refused addresses stay failed")
+    if dry_run or not report.requeued or enqueue or settings.workers == "external":
+        return
+    send_cmd.callback(  # type: ignore[misc]
+        issue_ref=str(issue_id), enqueue=False, concurrency=None, batch_size=None,
+        lease_s=None, processes=1, as_json=as_json,
+    )  # fmt: skip
+
+
 COMMANDS: list[click.Command] = [
     send_cmd,
+    retry_cmd,
     status_cmd,
     pause_cmd,
     resume_cmd,

@@ -12,7 +12,12 @@ from datetime import UTC, date, datetime
 import click
 
 from newsletter.cli.context import AppContext, emit_json, handle_errors, pass_app
-from newsletter.errors import ValidationError
+from newsletter.errors import (
+    EXIT_FAILED,
+    EXIT_IN_DOUBT,
+    EXIT_SENT_WITH_FAILURES,
+    ValidationError,
+)
 from newsletter.logs import configure_logging
 from newsletter.urls import DEFAULT_LIST_SLUG
 
@@ -44,6 +49,14 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(signum, handler)
 
 
+# A run that ended without settling everyone says so to the operator's shell.
+_RUN_EXIT_CODES = {
+    "in_doubt": EXIT_IN_DOUBT,
+    "sent_with_failures": EXIT_SENT_WITH_FAILURES,
+    "failed": EXIT_FAILED,
+}
+
+
 @click.command()
 @click.option(
     "--date",
@@ -70,6 +83,8 @@ def run(app: AppContext, issue_date: datetime | None, list_slug: str, as_json: b
         report = run_daily(app.runtime(), list_slug=list_slug, issue_date=day, stop=stop)
     if as_json:
         emit_json(report.to_dict())
+        if report.outcome in _RUN_EXIT_CODES:
+            sys.exit(_RUN_EXIT_CODES[report.outcome])
         return
     click.echo(f"{report.list_slug} {report.issue_date or ''}: {report.outcome}".strip())
     if report.issue_id is not None:
@@ -84,6 +99,15 @@ def run(app: AppContext, issue_date: datetime | None, list_slug: str, as_json: b
             if k in report.send
         )
         click.echo(f"  {counts}")
+    code = _RUN_EXIT_CODES.get(report.outcome)
+    if code is not None:
+        click.secho(
+            f"error: {report.list_slug} {report.issue_date}: {report.outcome.replace('_', ' ')}"
+            + (f": {report.reason}" if report.reason else ""),
+            fg="red",
+            err=True,
+        )
+        sys.exit(code)
 
 
 @click.command()
@@ -114,8 +138,14 @@ def scheduler(app: AppContext, list_slug: str | None, run_at: str | None) -> Non
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@click.option(
+    "--provider",
+    "ask_provider",
+    is_flag=True,
+    help="Also ask the provider whether it would take a send (API key, scopes, SMTP login).",
+)
 @pass_app
-def health(app: AppContext, as_json: bool) -> None:
+def health(app: AppContext, as_json: bool, ask_provider: bool) -> None:
     """Check database, provider, last issues, in-doubt batches, stuck sends and the scheduler.
 
     Exit code: 0 ok, 1 degraded, 2 failing.
@@ -123,7 +153,7 @@ def health(app: AppContext, as_json: bool) -> None:
     from newsletter.clock import SYSTEM_CLOCK
     from newsletter.health import check_health, render_text
 
-    report = check_health(app.settings, SYSTEM_CLOCK)
+    report = check_health(app.settings, SYSTEM_CLOCK, provider=ask_provider)
     if as_json:
         emit_json(report.to_dict())
     else:

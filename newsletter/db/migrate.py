@@ -23,6 +23,10 @@ def alembic_config(engine: Engine) -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Create or upgrade the schema; safe to run on every start."""
     command.upgrade(alembic_config(engine), revision)
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        # A migration may have switched SQLite's foreign keys off on its connection (see
+        # 0002): start every later connection afresh, with the engine's pragmas.
+        engine.dispose()
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -203,7 +203,7 @@ class Issue(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
     issue_date: Mapped[date] = mapped_column(Date)
-    status: Mapped[str] = mapped_column(String(16), default="built")  # IssueStatus
+    status: Mapped[str] = mapped_column(String(24), default="built")  # IssueStatus
     window_start: Mapped[datetime] = mapped_column(UTCDateTime)
     cutoff_at: Mapped[datetime] = mapped_column(UTCDateTime)  # selection window end
     subject_ja: Mapped[str | None] = mapped_column(String(300))
@@ -292,6 +292,9 @@ class SendBatch(Base):
     worker: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)  # retry-after
+    # When this batch was last posted: reconciliation compares in-doubt batches with the
+    # batches posted after them (whose provider events prove the event stream is flowing).
+    posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     provider: Mapped[str | None] = mapped_column(String(32))
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
@@ -318,6 +321,7 @@ class Delivery(Base):
     variant: Mapped[str] = mapped_column(String(4))
     status: Mapped[str] = mapped_column(String(16), default="queued")  # DeliveryStatus
     error: Mapped[str | None] = mapped_column(Text)
+    failure_kind: Mapped[str | None] = mapped_column(String(16))  # FailureKind, when failed
     accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Latest provider event (delivered, bounce, open, click, ...), from webhooks.
     last_event: Mapped[str | None] = mapped_column(String(32))
@@ -332,6 +336,7 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("provider", "event_id"),
         Index("ix_events_issue_type", "issue_id", "type"),
+        Index("ix_events_batch", "batch_id"),  # reconciliation: any event for this batch?
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

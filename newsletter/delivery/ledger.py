@@ -41,16 +41,15 @@ from newsletter.clock import Clock
 from newsletter.db.models import Delivery, Issue, IssueVariant, SendBatch, Subscriber
 from newsletter.db.types import UTCDateTime
 from newsletter.errors import NotFoundError, StateError
-from newsletter.types import VARIANTS, BatchStatus, DeliveryStatus, IssueStatus
+from newsletter.types import VARIANTS, BatchStatus, DeliveryStatus, FailureKind, IssueStatus
 from subscribers.audience import eligible_recipients, mailable
 
 _DELIVERIES = Delivery.__table__
 _BATCHES = SendBatch.__table__
 _SUBSCRIBERS = Subscriber.__table__
 _ISSUES = Issue.__table__
-_OPEN_BATCH = (BatchStatus.QUEUED, BatchStatus.CLAIMED, BatchStatus.SENDING)
+OPEN_BATCH = (BatchStatus.QUEUED, BatchStatus.CLAIMED, BatchStatus.SENDING)
 _UNSETTLED = (DeliveryStatus.QUEUED, DeliveryStatus.IN_DOUBT)
-IN_DOUBT_REASON = "the sender stopped after posting this batch; the provider may have accepted it"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +151,7 @@ def plan_deliveries(session: Session, issue: Issue, batch_size: int, clock: Cloc
     if _is_postgres(session) and total - before > 1000:
         # The same for the rows just planned, which the batch ranges below are cut from.
         session.execute(text("ANALYZE deliveries"))
-    batches = _group_into_batches(session, issue.id, batch_size, now)
+    batches = group_into_batches(session, issue.id, batch_size, now)
     return EnqueueReport(issue.id, total - before, batches, total)
 
 
@@ -209,7 +208,7 @@ def _plan_sqlite(
     )  # fmt: skip
 
 
-def _group_into_batches(session: Session, issue_id: int, batch_size: int, now: datetime) -> int:
+def group_into_batches(session: Session, issue_id: int, batch_size: int, now: datetime) -> int:
     """Cut the unbatched deliveries of each variant into id ranges of `batch_size`, in SQL."""
     number = func.row_number().over(partition_by=Delivery.variant, order_by=Delivery.id)
     unbatched = (
@@ -353,45 +352,13 @@ def release_claim(session: Session, batch_id: int, worker: str, clock: Clock) ->
     )
 
 
-def reap_expired(session: Session, clock: Clock, issue_id: int | None = None) -> int:
-    """Batches left in `sending` past their lease become `in_doubt` (with their recipients).
-
-    Their sender died between posting and recording: the provider may have sent them, so they
-    are never re-sent automatically (see `resolve_in_doubt`). Commits; returns how many.
-    """
-    now = clock.now()
-    stmt = select(SendBatch.id).where(
-        SendBatch.status == BatchStatus.SENDING, SendBatch.lease_until < now
-    )
-    if issue_id is not None:
-        stmt = stmt.where(SendBatch.issue_id == issue_id)
-    ids = list(session.scalars(stmt))
-    if ids:
-        session.execute(
-            update(_DELIVERIES)
-            .where(
-                _DELIVERIES.c.batch_id.in_(ids),
-                _DELIVERIES.c.status == DeliveryStatus.QUEUED,
-            )
-            .values(status=DeliveryStatus.IN_DOUBT, updated_at=now)
-        )
-        session.execute(
-            update(SendBatch)
-            .where(SendBatch.id.in_(ids), SendBatch.status == BatchStatus.SENDING)
-            .values(status=BatchStatus.IN_DOUBT, error=IN_DOUBT_REASON, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    session.commit()
-    return len(ids)
-
-
 def open_work(session: Session, issue_id: int | None = None) -> int:
     """Batches of sending issues not yet settled (queued, claimed or sending)."""
     stmt = (
         select(func.count())
         .select_from(SendBatch)
         .join(Issue, Issue.id == SendBatch.issue_id)
-        .where(SendBatch.status.in_(_OPEN_BATCH), Issue.status == IssueStatus.SENDING)
+        .where(SendBatch.status.in_(OPEN_BATCH), Issue.status == IssueStatus.SENDING)
     )
     if issue_id is not None:
         stmt = stmt.where(SendBatch.issue_id == issue_id)
@@ -477,6 +444,7 @@ _MARK_SENDING = (
         status=bindparam("p_status"),
         attempts=_BATCHES.c.attempts + bindparam("p_attempt"),
         lease_until=bindparam("p_lease_until", type_=UTCDateTime()),
+        posted_at=bindparam("p_now", type_=UTCDateTime()),
         updated_at=bindparam("p_now", type_=UTCDateTime()),
     )
 )
@@ -493,7 +461,7 @@ def mark_sending(
     batch = loaded.batch
     connection = session.connection()
     # No longer subscribed, suppressed, or erased since planning (subscriber_id NULL).
-    for chunk in _chunks(list(loaded.skipped)):
+    for chunk in chunks(list(loaded.skipped)):
         connection.execute(
             update(_DELIVERIES)
             .where(_DELIVERIES.c.id.in_(chunk), _DELIVERIES.c.status == DeliveryStatus.QUEUED)
@@ -582,13 +550,15 @@ def record_accepted(
         connection.execute(_ACCEPT_BATCH_MEMBERS, {"p_batch_id": batch_id, "p_now": now})
     else:
         unsettled = [i for i in attempted if i not in accepted_set and i not in failed]
-        for chunk in _chunks(sorted(accepted_set)):
+        for chunk in chunks(sorted(accepted_set)):
             connection.execute(
                 update(_DELIVERIES)
                 .where(_DELIVERIES.c.id.in_(chunk))
                 .values(status=DeliveryStatus.ACCEPTED, accepted_at=now, updated_at=now)
             )
-        _fail_deliveries(session, {i: e for i, e in failed.items() if i in set(attempted)}, now)
+        attempted_set = set(attempted)
+        refused = {i: e for i, e in failed.items() if i in attempted_set}
+        _fail_deliveries(session, refused, now, FailureKind.ADDRESS)
     connection.execute(
         _RECORD_BATCH,
         {
@@ -604,12 +574,25 @@ def record_accepted(
     return unsettled
 
 
-def _fail_deliveries(session: Session, errors: dict[int, str], now: datetime) -> None:
+def record_refused(session: Session, refused: dict[int, str], clock: Clock) -> None:
+    """Recipients the provider refused by address (before the rest of the call failed)."""
+    _fail_deliveries(session, refused, clock.now(), FailureKind.ADDRESS)
+
+
+def _fail_deliveries(
+    session: Session, errors: dict[int, str], now: datetime, kind: FailureKind
+) -> None:
     if errors:
         session.execute(
             update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("d")),
             [
-                {"d": i, "status": DeliveryStatus.FAILED.value, "error": e[:500], "updated_at": now}
+                {
+                    "d": i,
+                    "status": DeliveryStatus.FAILED.value,
+                    "error": e[:500],
+                    "failure_kind": kind.value,
+                    "updated_at": now,
+                }
                 for i, e in errors.items()
             ],
         )
@@ -697,16 +680,18 @@ def _new_batch(
     not_before: datetime | None,
     error: str | None,
     now: datetime,
+    in_doubt: bool = False,
 ) -> int:
     new_id = session.scalar(
         insert(SendBatch)
         .values(
             issue_id=batch.issue_id,
             variant=batch.variant,
-            status=BatchStatus.QUEUED,
+            status=BatchStatus.IN_DOUBT if in_doubt else BatchStatus.QUEUED,
             size=len(delivery_ids),
             attempts=attempts,
             not_before=not_before,
+            posted_at=now if in_doubt else None,
             error=error[:500] if error else None,
             created_at=now,
             updated_at=now,
@@ -714,22 +699,47 @@ def _new_batch(
         .returning(SendBatch.id)
     )
     assert new_id is not None
-    for chunk in _chunks(list(delivery_ids)):
+    status = DeliveryStatus.IN_DOUBT if in_doubt else DeliveryStatus.QUEUED
+    for chunk in chunks(list(delivery_ids)):
         session.execute(
             update(_DELIVERIES)
             .where(_DELIVERIES.c.id.in_(chunk))
-            .values(batch_id=new_id, status=DeliveryStatus.QUEUED, updated_at=now)
+            .values(batch_id=new_id, status=status, updated_at=now)
         )
     return new_id
 
 
-def fail_batch(session: Session, batch_id: int, reason: str, clock: Clock) -> int:
+def park_in_doubt(
+    session: Session, batch: ClaimedBatch, delivery_ids: Sequence[int], reason: str, clock: Clock
+) -> int:
+    """Recipients whose message was sent but not answered (SMTP: after end of DATA) move to an
+    `in_doubt` batch of their own, so the rest of the batch settles normally. Caller's txn."""
+    return _new_batch(
+        session,
+        batch,
+        delivery_ids,
+        attempts=batch.attempts + 1,
+        not_before=None,
+        error=reason,
+        now=clock.now(),
+        in_doubt=True,
+    )
+
+
+def fail_batch(
+    session: Session, batch_id: int, reason: str, clock: Clock, *, kind: FailureKind
+) -> int:
     """Every unsettled recipient of the batch failed with `reason`. Caller's transaction."""
     now = clock.now()
     failed = session.execute(
         update(_DELIVERIES)
         .where(_DELIVERIES.c.batch_id == batch_id, _DELIVERIES.c.status.in_(_UNSETTLED))
-        .values(status=DeliveryStatus.FAILED, error=reason[:500], updated_at=now)
+        .values(
+            status=DeliveryStatus.FAILED,
+            error=reason[:500],
+            failure_kind=kind.value,
+            updated_at=now,
+        )
     ).rowcount
     session.execute(
         update(SendBatch)
@@ -743,228 +753,12 @@ def fail_batch(session: Session, batch_id: int, reason: str, clock: Clock) -> in
 def fail_batch_members(
     session: Session, delivery_ids: Sequence[int], reason: str, clock: Clock
 ) -> None:
-    """These recipients of a batch failed with `reason` (e.g. deferred too many times)."""
-    _fail_deliveries(session, dict.fromkeys(delivery_ids, reason), clock.now())
+    """These recipients of a batch failed with `reason` (e.g. deferred too many times): the
+    service's failure, not their address's, so `issue retry` may try them again."""
+    _fail_deliveries(session, dict.fromkeys(delivery_ids, reason), clock.now(), FailureKind.SEND)
 
 
-def mark_in_doubt(session: Session, batch_id: int, reason: str, clock: Clock) -> None:
-    """The call ended in a way that does not say whether the provider sent it."""
-    now = clock.now()
-    session.execute(
-        update(_DELIVERIES)
-        .where(_DELIVERIES.c.batch_id == batch_id, _DELIVERIES.c.status == DeliveryStatus.QUEUED)
-        .values(status=DeliveryStatus.IN_DOUBT, error=reason[:500], updated_at=now)
-    )
-    session.execute(
-        update(SendBatch)
-        .where(SendBatch.id == batch_id)
-        .values(status=BatchStatus.IN_DOUBT, lease_until=None, error=reason[:500], updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-
-
-# --- the issue ------------------------------------------------------------------------------
-
-
-def finish_if_done(session: Session, issue_id: int, clock: Clock) -> bool:
-    """Mark a `sending` issue `sent` once no batch is open. Commits; True if it is sent now."""
-    if open_work(session, issue_id):
-        return False
-    done = session.execute(
-        update(Issue)
-        .where(Issue.id == issue_id, Issue.status == IssueStatus.SENDING)
-        .values(status=IssueStatus.SENT, sent_at=clock.now())
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    session.commit()
-    return bool(done)
-
-
-def finish_done_issues(session: Session, clock: Clock) -> list[int]:
-    """Mark `sent` every sending issue with no open batch left (workers over all issues)."""
-    open_batch = exists().where(SendBatch.issue_id == Issue.id, SendBatch.status.in_(_OPEN_BATCH))
-    ids = list(
-        session.scalars(select(Issue.id).where(Issue.status == IssueStatus.SENDING, ~open_batch))
-    )
-    return [i for i in ids if finish_if_done(session, i, clock)]
-
-
-def set_issue_status(
-    session: Session,
-    issue_id: int,
-    to: IssueStatus,
-    allowed_from: Iterable[IssueStatus],
-    *,
-    note: str | None = None,
-) -> None:
-    """Move an issue between send states or raise StateError saying why not. Caller's txn."""
-    issue = get_issue_row(session, issue_id, lock=True)
-    allowed = tuple(allowed_from)
-    if issue.status == to:
-        return
-    if issue.status not in allowed:
-        raise StateError(
-            f"issue {issue_id} is {issue.status}; it can become {to} only from "
-            + " or ".join(allowed)
-        )
-    issue.status = to
-    if note:
-        issue.note = f"{issue.note}\n{note}" if issue.note else note
-
-
-def pause_issue(session: Session, issue_id: int, reason: str | None = None) -> None:
-    """Stop claiming new batches; batches in flight finish and are recorded. Caller's txn."""
-    set_issue_status(
-        session,
-        issue_id,
-        IssueStatus.PAUSED,
-        (IssueStatus.SENDING,),
-        note=f"paused: {reason}" if reason else None,
-    )
-
-
-def resume_issue(session: Session, issue_id: int) -> None:
-    set_issue_status(session, issue_id, IssueStatus.SENDING, (IssueStatus.PAUSED,))
-
-
-def cancel_issue(session: Session, issue_id: int, clock: Clock) -> int:
-    """Cancel the rest of a send: queued recipients will never get it. Caller's txn.
-
-    Batches in flight (sending) finish and are recorded; in-doubt ones stay for `resolve`.
-    """
-    set_issue_status(
-        session, issue_id, IssueStatus.CANCELLED, (IssueStatus.SENDING, IssueStatus.PAUSED)
-    )
-    now = clock.now()
-    pending = select(SendBatch.id).where(
-        SendBatch.issue_id == issue_id,
-        SendBatch.status.in_((BatchStatus.QUEUED, BatchStatus.CLAIMED)),
-    )
-    ids = list(session.scalars(pending))
-    cancelled = 0
-    for chunk in _chunks(ids):
-        cancelled += (
-            session.execute(
-                update(_DELIVERIES)
-                .where(
-                    _DELIVERIES.c.batch_id.in_(chunk),
-                    _DELIVERIES.c.status == DeliveryStatus.QUEUED,
-                )
-                .values(status=DeliveryStatus.CANCELLED, updated_at=now)
-            ).rowcount
-            or 0
-        )
-        session.execute(
-            update(SendBatch)
-            .where(SendBatch.id.in_(chunk))
-            .values(status=BatchStatus.CANCELLED, worker=None, lease_until=None, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    return cancelled
-
-
-def reconcile_in_doubt(session: Session, issue_id: int, clock: Clock) -> int:
-    """In-doubt recipients for whom the provider reported an event were sent: accept them.
-
-    A batch whose every recipient is thus settled becomes `accepted`. Caller's transaction.
-    """
-    now = clock.now()
-    settled = (
-        session.execute(
-            update(_DELIVERIES)
-            .where(
-                _DELIVERIES.c.issue_id == issue_id,
-                _DELIVERIES.c.status == DeliveryStatus.IN_DOUBT,
-                _DELIVERIES.c.last_event.is_not(None),
-            )
-            .values(
-                status=DeliveryStatus.ACCEPTED,
-                accepted_at=_DELIVERIES.c.last_event_at,
-                error=None,
-                updated_at=now,
-            )
-        ).rowcount
-        or 0
-    )
-    still = exists().where(
-        Delivery.batch_id == SendBatch.id, Delivery.status == DeliveryStatus.IN_DOUBT
-    )
-    session.execute(
-        update(SendBatch)
-        .where(SendBatch.issue_id == issue_id, SendBatch.status == BatchStatus.IN_DOUBT, ~still)
-        .values(status=BatchStatus.ACCEPTED, error=None, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return settled
-
-
-@dataclass(frozen=True, slots=True)
-class ResolveReport:
-    issue_id: int
-    reconciled: int  # accepted thanks to provider events
-    requeued: int  # recipients queued to be sent again
-    skipped: int  # recipients the operator chose not to resend
-
-
-def resolve_in_doubt(
-    session: Session, issue_id: int, *, resend: bool, clock: Clock
-) -> ResolveReport:
-    """The operator's decision on in-doubt recipients, after reconciling provider events.
-
-    `resend`: queue them again (some may get the issue twice); otherwise mark them `skipped`
-    (some may never get it). A sent issue with recipients to resend goes back to `sending`.
-    Caller's transaction.
-    """
-    get_issue_row(session, issue_id, lock=True)
-    reconciled = reconcile_in_doubt(session, issue_id, clock)
-    now = clock.now()
-    batch_ids = list(
-        session.scalars(
-            select(SendBatch.id).where(
-                SendBatch.issue_id == issue_id, SendBatch.status == BatchStatus.IN_DOUBT
-            )
-        )
-    )
-    count = 0
-    for chunk in _chunks(batch_ids):
-        count += (
-            session.execute(
-                update(_DELIVERIES)
-                .where(
-                    _DELIVERIES.c.batch_id.in_(chunk),
-                    _DELIVERIES.c.status == DeliveryStatus.IN_DOUBT,
-                )
-                .values(
-                    status=DeliveryStatus.QUEUED if resend else DeliveryStatus.SKIPPED,
-                    error=None if resend else "in doubt; the operator chose not to resend",
-                    updated_at=now,
-                )
-            ).rowcount
-            or 0
-        )
-        session.execute(
-            update(SendBatch)
-            .where(SendBatch.id.in_(chunk))
-            .values(
-                status=BatchStatus.QUEUED if resend else BatchStatus.CANCELLED,
-                worker=None,
-                lease_until=None,
-                not_before=None,
-                error="in doubt: resent by the operator" if resend else "in doubt: not resent",
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
-    if resend and count:
-        session.execute(
-            update(Issue)
-            .where(Issue.id == issue_id, Issue.status == IssueStatus.SENT)
-            .values(status=IssueStatus.SENDING, sent_at=None)
-            .execution_options(synchronize_session=False)
-        )
-    return ResolveReport(issue_id, reconciled, count if resend else 0, 0 if resend else count)
-
-
-def _chunks(ids: list[int], size: int = 900) -> Iterable[list[int]]:
+def chunks(ids: list[int], size: int = 900) -> Iterable[list[int]]:
+    """Id lists short enough for every database's parameter limit."""
     for start in range(0, len(ids), size):
         yield ids[start : start + size]

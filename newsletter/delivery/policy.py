@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from newsletter.errors import PermanentProviderError, ProviderError, TransientProviderError
+from newsletter.types import FailureKind
 
 
 class Action(StrEnum):
@@ -73,3 +74,12 @@ def halves(ids: list[int]) -> tuple[list[int], list[int]]:
     """Split ordered ids into two halves (the first is the larger when the count is odd)."""
     middle = (len(ids) + 1) // 2
     return ids[:middle], ids[middle:]
+
+
+def failure_kind(error: ProviderError, size: int) -> FailureKind:
+    """Whose fault a batch's failure was. A splittable refusal of a single recipient is about
+    that address; anything else (a refused key or From, content, a service that kept failing)
+    is the send's, and `issue retry` may send to those recipients once it is fixed."""
+    if isinstance(error, PermanentProviderError) and getattr(error, "splittable", False):
+        return FailureKind.ADDRESS if size <= 1 else FailureKind.SEND
+    return FailureKind.SEND

@@ -27,6 +27,7 @@ class SendConfig:
     breaker_window: int = 50  # ... or a failure ratio over this many recent batches
     breaker_ratio: float = 0.5
     poll_s: float = 0.5  # idle wait when every remaining batch is waiting for its retry time
+    reconcile_after_s: float = 900.0  # an in-doubt batch with no provider event: sent again
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool, str]] = [
@@ -42,6 +43,7 @@ class SendConfig:
             ("breaker_window", self.breaker_window >= 1, "at least 1"),
             ("breaker_ratio", 0 < self.breaker_ratio <= 1, "more than 0 and at most 1"),
             ("poll_s", self.poll_s > 0, "more than 0 seconds"),
+            ("reconcile_after_s", self.reconcile_after_s > 0, "more than 0 seconds"),
         ]
         for knob, ok, expected in checks:
             if not ok:
@@ -56,6 +58,7 @@ class SendConfig:
             "concurrency": settings.send_concurrency,
             "rate_messages_per_s": settings.rate_messages_per_s,
             "rate_requests_per_s": settings.rate_requests_per_s,
+            "reconcile_after_s": float(settings.reconcile_after_s),
         }
         known = {f.name for f in fields(cls)}
         for key in overrides:

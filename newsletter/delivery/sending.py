@@ -19,31 +19,41 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.clock import Clock
 from newsletter.config import Settings
 from newsletter.db.models import Issue, IssueVariant, MailingList
 from newsletter.db.session import transaction
-from newsletter.delivery import ledger
+from newsletter.delivery import in_doubt, issue_state, ledger
 from newsletter.delivery.breaker import CircuitBreaker
 from newsletter.delivery.ledger import ClaimedBatch, EnqueueReport, PreparedBatch
-from newsletter.delivery.policy import Action, decide, describe, halves
+from newsletter.delivery.policy import Action, decide, describe, failure_kind, halves
 from newsletter.delivery.ratelimit import RateLimiter
 from newsletter.delivery.sendconfig import SendConfig
 from newsletter.delivery.status import SendStatus, send_status
-from newsletter.errors import ProviderError, RenderError, StateError, TransientProviderError
+from newsletter.errors import (
+    DatabaseError,
+    InDoubtProviderError,
+    ProviderError,
+    RenderError,
+    StateError,
+    TransientProviderError,
+)
 from newsletter.issues.assembly import freeze_issue
-from newsletter.providers.base import Batch, PreparedMessage, Provider, Recipient
+from newsletter.providers.base import Batch, BatchResult, PreparedMessage, Provider, Recipient
 from newsletter.render.store import ensure_variants
 from newsletter.types import VARIANTS, IssueStatus
 from subscribers.tokens import LinkSigner
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+_LOCKED_RETRIES = 3  # after SQLite's own 30 s busy timeout, each
 
 
 def default_worker_id() -> str:
@@ -64,6 +74,7 @@ class Progress:
     in_doubt: int = 0
     batches: int = 0
     requests: int = 0
+    waiting: int = 0  # in-doubt batches waiting for provider events or their grace window
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -131,6 +142,8 @@ class Sender:
             config.breaker_consecutive, config.breaker_window, config.breaker_ratio
         )
         self.signer = LinkSigner(settings)
+        # Can an in-doubt batch be settled from provider events (SendGrid with its webhook)?
+        self.events_expected = bool(getattr(provider, "confirms_by_events", False))
         self._messages: dict[tuple[int, str], PreparedMessage] = {}
         self._list_ids: dict[int, int] = {}  # issue -> list (an issue never changes list)
         self._lock = threading.Lock()
@@ -178,27 +191,80 @@ class Sender:
         session = self.sessions()
         try:
             while not self.stop.is_set() and not self.breaker.open:
-                with self._write_lock:
-                    claimed = ledger.claim_batch(
-                        session, self.worker_id, self.clock, self.config.lease_s, issue_id
-                    )
+                claimed = self._write(
+                    session,
+                    lambda s: ledger.claim_batch(
+                        s, self.worker_id, self.clock, self.config.lease_s, issue_id
+                    ),
+                )
                 if claimed is not None:
                     self._process(session, claimed)
                     continue
-                with self._write_lock:
-                    ledger.reap_expired(session, self.clock, issue_id)
-                    remaining = ledger.open_work(session, issue_id)
-                    session.commit()
-                    if issue_id is not None and remaining == 0:
-                        ledger.finish_if_done(session, issue_id, self.clock)
-                        return
-                    if issue_id is None:
-                        ledger.finish_done_issues(session, self.clock)
-                if remaining == 0 and until_idle:
+                remaining, waiting = self._write(session, lambda s: self._idle(s, issue_id))
+                if remaining == 0 and not waiting and until_idle:
                     return
                 self.stop.wait(self.config.poll_s)
         finally:
             session.close()
+
+    def _idle(self, session: Session, issue_id: int | None) -> tuple[int, int]:
+        """Nothing to claim: turn dead senders' batches in doubt, settle what can be settled,
+        end the send if everyone is settled. Returns (open batches, in-doubt batches worth
+        waiting for: inside their grace window, with provider events expected)."""
+        in_doubt.reap_expired(session, self.clock, issue_id)
+        report = in_doubt.reconcile(
+            session,
+            self.clock,
+            issue_id=issue_id,
+            grace_s=self.config.reconcile_after_s,
+            events_expected=self.events_expected,
+        )
+        session.commit()
+        if report.changed:
+            log.info(
+                "in-doubt recipients settled: %s accepted (provider events), %s queued again",
+                report.accepted,
+                report.requeued,
+            )
+            self._count(
+                in_doubt=-(report.accepted + report.requeued),
+                accepted=report.accepted,
+                retried=report.requeued,
+            )
+        with self._lock:
+            self.progress.waiting = report.waiting
+        remaining = ledger.open_work(session, issue_id)
+        session.commit()
+        if remaining == 0:
+            if issue_id is not None:
+                issue_state.finish_if_done(session, issue_id, self.clock)
+            else:
+                issue_state.finish_done_issues(session, self.clock)
+            session.commit()
+        if report.waiting or report.changed:
+            self._report()
+        return remaining, report.waiting
+
+    def _write(self, session: Session, work: Callable[[Session], _T]) -> _T:
+        """Run one unit of ledger work under the write lock. On SQLite, a database locked past
+        the busy timeout (another process writing for that long) is waited out and retried,
+        then reported as one DatabaseError instead of a traceback."""
+        for attempt in range(_LOCKED_RETRIES + 1):
+            try:
+                with self._write_lock:
+                    return work(session)
+            except OperationalError as err:
+                session.rollback()
+                if "locked" not in str(err.orig):
+                    raise
+                if attempt == _LOCKED_RETRIES:
+                    raise DatabaseError(
+                        "the database stayed locked by another process; "
+                        "the send stopped and can be run again"
+                    ) from None
+                log.warning("database locked; retrying (%s of %s)", attempt + 1, _LOCKED_RETRIES)
+                self.stop.wait(min(2.0**attempt, 10.0))
+        raise AssertionError("unreachable")
 
     # -- one batch -------------------------------------------------------------------------
 
@@ -238,16 +304,26 @@ class Sender:
         recipients = self._recipients(prepared)
         try:
             result = self.provider.send_batch(Batch(claimed.id, message, recipients))
+        except InDoubtProviderError as err:
+            self._on_in_doubt(session, prepared, describe(err), err.failed)
+            return
         except ProviderError as err:
             self._on_error(session, prepared, err)
             return
         except Exception as err:  # a provider bug: we cannot know what was sent
             log.exception("provider %s raised outside its contract", self.provider.name)
-            with self._unit(session):
-                ledger.mark_in_doubt(session, claimed.id, f"provider error: {err!r}", self.clock)
-            self._count(in_doubt=len(recipients))
-            self._outcome(session, claimed.issue_id, ok=False)
+            self._on_in_doubt(session, prepared, f"provider error: {err!r}", {})
             return
+        self._record(session, prepared, recipients, result)
+
+    def _record(
+        self,
+        session: Session,
+        prepared: PreparedBatch,
+        recipients: list[Recipient],
+        result: BatchResult,
+    ) -> None:
+        claimed = prepared.batch
         attempted = [r.delivery_id for r in recipients]
         failed = dict(result.failed)
         gave_up: list[int] = []
@@ -262,6 +338,11 @@ class Sender:
                 provider_message_id=result.provider_message_id,
                 clock=self.clock,
             )
+            parked = [i for i in unsettled if i in result.in_doubt]
+            if parked:
+                reason = next(iter(result.in_doubt.values()))
+                ledger.park_in_doubt(session, claimed, parked, reason, self.clock)
+                unsettled = [i for i in unsettled if i not in result.in_doubt]
             if unsettled:
                 delay = decide(
                     _deferred_error(result.deferred),
@@ -284,15 +365,38 @@ class Sender:
                 else:
                     ledger.fail_batch_members(session, unsettled, delay.reason, self.clock)
                     gave_up = unsettled
-        accepted = len(attempted) - len(unsettled) - len(failed)
+        accepted = len(attempted) - len(unsettled) - len(failed) - len(parked)
         self._count(
             accepted=accepted,
             failed=len(failed) + len(gave_up),
             retried=len(unsettled) - len(gave_up),
+            in_doubt=len(parked),
             requests=result.requests,
             batches=1,
         )
         self._outcome(session, claimed.issue_id, ok=accepted > 0 or not attempted)
+
+    def _on_in_doubt(
+        self, session: Session, prepared: PreparedBatch, reason: str, refused: dict[int, str]
+    ) -> None:
+        """The batch went out and its answer was lost: in doubt, never re-posted on a guess.
+        Events that already arrived for it settle it at once; the rest waits for the rule."""
+        claimed = prepared.batch
+        size = len(prepared.recipients)
+        log.warning("batch %s (%s recipients) is in doubt: %s", claimed.id, size, reason)
+        with self._unit(session):
+            if refused:
+                ledger.record_refused(session, refused, self.clock)
+            in_doubt.mark_in_doubt(session, claimed.id, reason, self.clock)
+            settled = in_doubt.settle_from_events(session, [claimed.id], self.clock)
+        self._count(
+            in_doubt=size - len(refused) - settled,
+            accepted=settled,
+            failed=len(refused),
+            requests=1,
+            batches=1,
+        )
+        self._outcome(session, claimed.issue_id, ok=False, batch_id=claimed.id)
 
     def _on_error(self, session: Session, prepared: PreparedBatch, err: ProviderError) -> None:
         claimed = prepared.batch
@@ -329,19 +433,25 @@ class Sender:
                     session, claimed, first, second, reason=decision.reason, clock=self.clock
                 )
             else:
-                ledger.fail_batch(session, claimed.id, decision.reason, self.clock)
+                kind = failure_kind(err, len(ids))
+                ledger.fail_batch(session, claimed.id, decision.reason, self.clock, kind=kind)
         if decision.action is Action.RETRY:
             self._count(retried=len(ids), requests=1)
         elif decision.action is Action.FAIL:
             self._count(failed=len(ids), requests=1, batches=1)
         else:
             self._count(requests=1)
-        # A split is the provider asking for smaller batches, not a failing service.
-        if decision.action is not Action.SPLIT:
-            self._outcome(session, claimed.issue_id, ok=False)
+        # The breaker counts a batch once however often it is retried; a split is the
+        # provider asking for smaller batches, not a failing service.
+        if decision.action is Action.SPLIT:
+            self._report()
+        else:
+            self._outcome(session, claimed.issue_id, ok=False, batch_id=claimed.id)
 
-    def _outcome(self, session: Session, issue_id: int, *, ok: bool) -> None:
-        if self.breaker.record(ok) and not ok:
+    def _outcome(
+        self, session: Session, issue_id: int, *, ok: bool, batch_id: int | None = None
+    ) -> None:
+        if self.breaker.record(ok, batch_id) and not ok:
             with self._lock:
                 first = not self._paused
                 self._paused = True
@@ -350,7 +460,7 @@ class Sender:
                 log.error("pausing issue %s: %s", issue_id, reason)
                 try:
                     with self._unit(session):
-                        ledger.pause_issue(session, issue_id, reason)
+                        issue_state.pause_issue(session, issue_id, reason)
                 except StateError:
                     pass  # already paused or cancelled by an operator
         self._report()
@@ -621,10 +731,16 @@ def send_issue(
     if helpers.count and progress is not None:
         progress(result)  # the final counts of every process
     with transaction(sessions) as session:
-        ledger.reap_expired(session, clock, issue_id)
-        ledger.reconcile_in_doubt(session, issue_id, clock)  # provider events settle some
+        in_doubt.reap_expired(session, clock, issue_id)
+        in_doubt.reconcile(
+            session,
+            clock,
+            issue_id=issue_id,
+            grace_s=cfg.reconcile_after_s,
+            events_expected=sender.events_expected,
+        )
         session.commit()
-        ledger.finish_if_done(session, issue_id, clock)
+        issue_state.finish_if_done(session, issue_id, clock)
         status = send_status(session, issue_id)
     return SendReport(
         issue_id=issue_id,

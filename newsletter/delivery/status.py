@@ -11,9 +11,15 @@ from sqlalchemy.orm import Session
 
 from newsletter.db.models import Delivery, SendBatch, Subscriber
 from newsletter.delivery.ledger import get_issue_row
-from newsletter.errors import NotFoundError
+from newsletter.errors import (
+    EXIT_FAILED,
+    EXIT_IN_DOUBT,
+    EXIT_SENT_WITH_FAILURES,
+    NotFoundError,
+    SendIncomplete,
+)
 from newsletter.logs import mask_email
-from newsletter.types import BatchStatus, DeliveryStatus
+from newsletter.types import BatchStatus, DeliveryStatus, IssueStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +96,38 @@ def send_status(session: Session, issue_id: int) -> SendStatus:
         send_started_at=issue.send_started_at,
         sent_at=issue.sent_at,
     )
+
+
+def outcome_error(status: SendStatus) -> SendIncomplete | None:
+    """The one-line error (and exit code) for a send that did not settle everyone, or None."""
+    counts = status.recipients
+    issue = status.issue_id
+    if counts[DeliveryStatus.IN_DOUBT]:
+        return SendIncomplete(
+            f"issue {issue}: {counts[DeliveryStatus.IN_DOUBT]} recipients in batches "
+            f"{_ids(status.in_doubt_batches)} are in doubt (posted, the answer lost, no provider "
+            f"event to settle them); provider events will settle them, or run "
+            f"`newsletter issue resolve {issue} --resend` or `--skip`",
+            exit_code=EXIT_IN_DOUBT,
+        )
+    if status.issue_status == IssueStatus.FAILED:
+        return SendIncomplete(
+            f"issue {issue}: failed for every recipient ({counts[DeliveryStatus.FAILED]}); "
+            f"fix the cause, then `newsletter issue retry {issue}`",
+            exit_code=EXIT_FAILED,
+        )
+    if status.issue_status == IssueStatus.SENT_WITH_FAILURES:
+        return SendIncomplete(
+            f"issue {issue}: sent with failures ({counts[DeliveryStatus.FAILED]} failed); "
+            f"`newsletter issue retry {issue} --dry-run` shows what a retry would send",
+            exit_code=EXIT_SENT_WITH_FAILURES,
+        )
+    return None
+
+
+def _ids(ids: list[int], shown: int = 10) -> str:
+    text = ", ".join(str(i) for i in ids[:shown])
+    return text + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
 
 
 def recipient_status(session: Session, issue_id: int, email: str) -> RecipientStatus:

@@ -4,13 +4,19 @@ A provider sends one `Batch` (one prepared message, up to `max_batch_size` recip
 their own links) and says per recipient whether it was accepted. It maps its service's answers
 to our vocabulary and never lets a library exception escape:
 
-- whole batch transient (429, 5xx, timeout, reset): raise `TransientProviderError`
-  (with `retry_after` seconds when the service said so);
+- whole batch transient (a 429 or 5xx answer, or a failure before the request was fully
+  written): raise `TransientProviderError` (with `retry_after` seconds when the service said so);
+- whole batch in doubt (the request was sent, then a read timeout, reset or protocol error lost
+  the answer): raise `InDoubtProviderError`; the core never re-posts such a batch on a guess;
 - whole batch permanent (401, 403, a 400 that no split can fix): raise `PermanentProviderError`;
 - a batch the provider could not take as a whole but might in parts (400 for one bad address,
   413 too large): raise `PermanentProviderError` with `splittable=True` set on the
   `BatchTooLarge`/`BatchRejected` subclasses below; the core halves it and tries again;
-- per-recipient outcomes (SMTP answers per message): `BatchResult.failed` / `.deferred`.
+- per-recipient outcomes (SMTP answers per message): `BatchResult.failed` / `.deferred` /
+  `.in_doubt`.
+
+`confirms_by_events`: the provider reports what it took through events that carry our batch
+id (SendGrid's webhook), so an in-doubt batch can be settled automatically.
 
 Providers are used from several threads at once and must be thread-safe.
 """
@@ -71,6 +77,8 @@ class BatchResult:
     accepted: list[int] = field(default_factory=list)  # delivery ids
     failed: dict[int, str] = field(default_factory=dict)  # delivery id -> permanent error
     deferred: dict[int, str] = field(default_factory=dict)  # delivery id -> transient error
+    # Sent, then the answer was lost (SMTP: after end of DATA): may or may not have been taken.
+    in_doubt: dict[int, str] = field(default_factory=dict)
     provider_message_id: str | None = None
     requests: int = 1  # HTTP requests / SMTP transactions this batch took
 
@@ -89,9 +97,15 @@ class BatchTooLarge(BatchRejected):
 class Provider(Protocol):
     name: str
     max_batch_size: int
+    confirms_by_events: bool
 
     def send_batch(self, batch: Batch) -> BatchResult:
         """Send to every recipient of `batch`; raise only ProviderError subclasses."""
+        ...
+
+    def preflight(self) -> None:
+        """Check, without sending, what would make every batch fail (a refused key, a login
+        the server refuses); raise ConfigError naming the setting. Nothing to check: return."""
         ...
 
     def close(self) -> None:

@@ -25,6 +25,7 @@ class OutboxProvider:
 
     name = "outbox"
     max_batch_size = 1000
+    confirms_by_events = False
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
@@ -61,6 +62,9 @@ class OutboxProvider:
                 raise TransientProviderError(f"outbox: cannot write {path}: {err}") from err
             result.accepted.append(recipient.delivery_id)
         return result
+
+    def preflight(self) -> None:
+        """Nothing to check: a folder that cannot be written fails the first batch, retryably."""
 
     def close(self) -> None:
         """Nothing to release."""

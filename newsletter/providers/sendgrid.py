@@ -13,8 +13,10 @@ Limits are enforced before sending: at most 1000 recipients (`BatchTooLarge` abo
 twice (the later one is reported `failed`), `substitutions`/`custom_args` under 10,000 bytes
 (that recipient `failed`), body under 30 MB (`BatchTooLarge`).
 
-Answers: 200/202 accepted; 429 transient with `retry_after`; 5xx, timeouts, connection errors
-transient; 413 `BatchTooLarge`; 401/403 permanent. A 400 that names personalizations
+Answers: 200/202 accepted; 429 transient with `retry_after`; 5xx transient; a failure before
+the request was fully written (connect, DNS, pool timeout) transient; a failure after it (read
+timeout, reset, protocol error) `InDoubtProviderError`: SendGrid may have taken the batch;
+413 `BatchTooLarge`; 401/403 permanent. A 400 that names personalizations
 (`personalizations.3.to.0.email`) fails those recipients and the provider re-posts the rest
 itself (nothing of a 400 request was sent), up to `MAX_400_ROUNDS` times; a 400 about a
 personalization it cannot pin down is `BatchRejected` (the core splits); any other 400
@@ -34,7 +36,12 @@ import httpx
 import orjson
 
 from newsletter.config import Secret, Settings
-from newsletter.errors import ConfigError, PermanentProviderError, TransientProviderError
+from newsletter.errors import (
+    ConfigError,
+    InDoubtProviderError,
+    PermanentProviderError,
+    TransientProviderError,
+)
 from newsletter.providers.base import (
     Batch,
     BatchRejected,
@@ -60,6 +67,17 @@ _PERSONALIZATION_FIELD = re.compile(r"^personalizations\.(\d+)\b")
 _HTML_SPECIAL = str.maketrans("", "", "<>&\"'")
 _UNSAFE_IN_URL = re.compile(r"[\s<>\"']")
 _HTML_SPECIAL_FOUND = re.compile("[<>&\"']")
+# Failures that happen before the request is fully written: the server cannot have acted on
+# an incomplete request, so these are safe to retry. (A pool timeout never opened a stream.)
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.WriteError,
+    httpx.WriteTimeout,
+    httpx.UnsupportedProtocol,
+    httpx.ProxyError,
+)
 
 
 @dataclass
@@ -262,9 +280,14 @@ class SendGridProvider:
         connect_timeout: float = 5.0,
         max_connections: int = 4,
         transport: httpx.BaseTransport | None = None,
+        confirms_by_events: bool = False,
     ) -> None:
         self.sandbox = sandbox
+        # True when SendGrid's Event Webhook reaches us: its events name our batch ids, so an
+        # in-doubt batch can be settled from them.
+        self.confirms_by_events = confirms_by_events
         self.endpoint = host.rstrip("/") + "/v3/mail/send"
+        self.scopes_endpoint = host.rstrip("/") + "/v3/scopes"
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
             limits=httpx.Limits(
@@ -286,8 +309,39 @@ class SendGridProvider:
             settings.sendgrid_api_key,
             settings.sendgrid_host,
             sandbox=settings.sendgrid_sandbox,
+            timeout=float(settings.sendgrid_timeout_s),
             max_connections=settings.send_concurrency,
+            confirms_by_events=bool(settings.sendgrid_webhook_public_key)
+            or settings.webhook_insecure,
         )
+
+    def preflight(self) -> None:
+        """Ask SendGrid whether the key works and may send mail (`GET /v3/scopes`)."""
+        try:
+            response = self._client.get(self.scopes_endpoint)
+        except httpx.HTTPError as err:
+            raise TransientProviderError(
+                f"cannot reach SendGrid to check the API key: {type(err).__name__}"
+            ) from None
+        if response.status_code in (401, 403):
+            raise ConfigError(
+                f"SENDGRID_API_KEY: SendGrid refused the key ({response.status_code}): "
+                f"{_describe(parse_errors(response))}"
+            )
+        if response.status_code != 200:
+            raise TransientProviderError(
+                f"SendGrid answered {response.status_code} to the key check",
+                status=response.status_code,
+            )
+        try:
+            scopes = orjson.loads(response.content).get("scopes") or []
+        except (orjson.JSONDecodeError, AttributeError):
+            scopes = []
+        if "mail.send" not in scopes:
+            raise ConfigError(
+                "SENDGRID_API_KEY: the key lacks the mail.send permission "
+                "(create a key restricted to Mail Send)"
+            )
 
     def send_batch(self, batch: Batch) -> BatchResult:
         result = BatchResult(requests=0)
@@ -303,7 +357,7 @@ class SendGridProvider:
                     f"SendGrid request for batch {batch.batch_id} would be {len(body)} bytes "
                     "(limit 30 MB)"
                 )
-            response = self._post(body)
+            response = self._post(body, result.failed)
             result.requests += 1
             if response.status_code in (200, 202):
                 result.accepted.extend(r.delivery_id for r in payload.included)
@@ -318,14 +372,21 @@ class SendGridProvider:
             status=400,
         )
 
-    def _post(self, body: bytes) -> httpx.Response:
+    def _post(self, body: bytes, failed: dict[int, str]) -> httpx.Response:
+        """POST one request. Errors are sorted by when they happened: before the whole
+        request was written nothing can have been sent (retry); after it, the answer is
+        lost and SendGrid may have taken the batch (in doubt, never retried blindly)."""
         try:
             return self._client.post(self.endpoint, content=body)
-        except httpx.TimeoutException as err:
-            raise TransientProviderError(f"SendGrid timed out ({type(err).__name__})") from None
-        except httpx.HTTPError as err:
+        except _NOT_SENT as err:
             raise TransientProviderError(
-                f"SendGrid unreachable: {type(err).__name__}: {redact_text(str(err))}"
+                f"SendGrid unreachable, nothing sent: {type(err).__name__}: {redact_text(str(err))}"
+            ) from None
+        except httpx.HTTPError as err:  # read timeout, reset, protocol error: after the body
+            raise InDoubtProviderError(
+                f"no answer from SendGrid after the request was sent "
+                f"({type(err).__name__}: {redact_text(str(err)) or 'no detail'})",
+                failed=failed,
             ) from None
         except RuntimeError as err:  # httpx: "the client has been closed"
             raise PermanentProviderError(f"SendGrid provider is closed: {err}") from None

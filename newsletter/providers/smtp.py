@@ -11,7 +11,9 @@ always verified).
 Connections are kept open and reused across batches; a connection is dropped on any error
 and renewed after `recycle` messages (Mailman's `Connection` does the same). Outcomes follow
 Mailman's rules: 2xx accepted; codes >= 500 except 552 are permanent (`failed`); 4xx and 552
-are transient (`deferred`); a dropped connection defers the message in flight, and the rest of
+are transient (`deferred`); a connection dropped before the end of DATA defers the message in
+flight; one dropped after it (the whole message sent, the answer lost) leaves that message
+`in_doubt`: the server may have queued it, so it is never sent again on a guess. The rest of
 the batch continues on a fresh connection (or is deferred if none can be opened).
 """
 
@@ -267,6 +269,7 @@ class SmtpProvider:
 
     name = "smtp"
     max_batch_size = 1000
+    confirms_by_events = False  # SMTP reports nothing after the fact: the operator decides
 
     def __init__(self, target: SmtpTarget) -> None:
         self.target = target
@@ -309,11 +312,22 @@ class SmtpProvider:
                     result.accepted.append(recipient.delivery_id)
                 elif outcome == "failed":
                     result.failed[recipient.delivery_id] = detail
+                elif outcome == "in_doubt":
+                    result.in_doubt[recipient.delivery_id] = detail
                 else:
                     result.deferred[recipient.delivery_id] = detail
                 if not conn.alive:
                     holder.drop()
         return result
+
+    def preflight(self) -> None:
+        """Open one connection (TLS and login as configured) and hand it to the pool: a login
+        the server refuses stops the send before anything is planned."""
+        try:
+            with self.pool.slot() as holder:
+                holder.get()
+        except PermanentProviderError as err:
+            raise ConfigError(f"{_ENV}: {err}") from None
 
     def close(self) -> None:
         """Say QUIT on every idle connection. Idempotent."""
@@ -364,9 +378,17 @@ def transaction(
                 if not stuffed.endswith(b"\r\n"):
                     stuffed += b"\r\n"
                 smtp.send(stuffed + b".\r\n")
-                code, reply = smtp.getreply()
+                try:
+                    code, reply = smtp.getreply()
+                except (smtplib.SMTPException, OSError) as err:
+                    # The whole message went out; only the server's answer was lost.
+                    smtp.close()
+                    return "in_doubt", f"no answer after end of DATA: {type(err).__name__}"
                 if code == 250:
                     return "accepted", ""
+                if code == -1:
+                    smtp.close()
+                    return "in_doubt", "the connection closed after end of DATA"
                 return _outcome(code, reply, recipient, smtp)
     if code not in (421, -1):
         try:

@@ -13,7 +13,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from newsletter.errors import PermanentProviderError, ProviderError, TransientProviderError
+from newsletter.errors import (
+    InDoubtProviderError,
+    PermanentProviderError,
+    ProviderError,
+    TransientProviderError,
+)
 from newsletter.providers.base import Batch, BatchRejected, BatchResult
 
 
@@ -22,6 +27,7 @@ class Outcome:
     """What one `send_batch` call does. Build with the helpers below."""
 
     error: ProviderError | None = None
+    taken: bool = False  # with an InDoubtProviderError: the recipients were delivered first
     fail: Callable[[str], str | None] | None = None  # email -> permanent error, or None
     defer: Callable[[str], str | None] | None = None  # email -> transient error, or None
     latency_s: float = 0.0
@@ -45,6 +51,14 @@ def permanent(status: int = 401) -> Outcome:
 
 def reject_splittable(status: int = 400) -> Outcome:
     return Outcome(error=BatchRejected(f"memory provider: {status} bad address", status=status))
+
+
+def lost_answer(taken: bool) -> Outcome:
+    """The request went out and the answer was lost; `taken`: the provider sent it anyway."""
+    return Outcome(
+        error=InDoubtProviderError("memory provider: read timeout after the request was sent"),
+        taken=taken,
+    )
 
 
 def per_recipient(
@@ -74,6 +88,8 @@ class MemoryProvider:
     calls: int = 0
     batches: list[tuple[int, str, int]] = field(default_factory=list)  # (batch id, variant, n)
     closed: bool = False
+    confirms_by_events: bool = False
+    checked: int = 0  # preflight calls
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -87,6 +103,10 @@ class MemoryProvider:
         if outcome.latency_s:
             time.sleep(outcome.latency_s)
         if outcome.error is not None:
+            if outcome.taken:
+                with self._lock:
+                    for r in batch.recipients:
+                        self.delivered[r.email] += 1
             raise outcome.error
         result = BatchResult(provider_message_id=f"mem-{batch.batch_id}")
         for r in batch.recipients:
@@ -109,6 +129,9 @@ class MemoryProvider:
     @property
     def duplicates(self) -> int:
         return sum(n - 1 for n in self.delivered.values() if n > 1)
+
+    def preflight(self) -> None:
+        self.checked += 1
 
     def close(self) -> None:
         self.closed = True

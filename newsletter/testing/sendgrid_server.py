@@ -7,9 +7,18 @@ required fields), then answers like SendGrid: 202 with `X-Message-Id` (200 in sa
 400 with `{"errors": [{"message", "field", "help"}]}`, 401, and 413 with an HTML body.
 
 Faults can be injected: a seeded random `fail_rate` of 429 (with `Retry-After`) / 500 / 503,
-a `script` of statuses for the next requests, `latency` before each answer, and addresses the
-server declares invalid (`reject_addresses`). Across requests it counts unique recipients and
-duplicates by (custom_args.issue_id, address), so a benchmark can prove nobody got mail twice.
+a `script` of statuses for the next requests, `latency` before each answer, addresses the
+server declares invalid (`reject_addresses`), a `late_rate` of requests taken and answered only
+after `late_after` seconds (past the client's timeout: the client cannot know they were sent),
+and a `drop_rate` of requests read and then dropped with the connection, never taken.
+
+Like SendGrid's Event Webhook, it can post signed `processed` events for every recipient it
+took (`events_url`, signed with `events_key`, an ECDSA P-256 private key, after
+`events_delay` seconds), carrying the request's `custom_args` at the top level of each event.
+`GET /v3/scopes` answers the key's scopes (401 for a wrong key).
+
+Across requests it counts unique recipients and duplicates by (custom_args.issue_id, address),
+so a benchmark can prove nobody got mail twice.
 
 `GET /_stats` returns the counters as JSON, `POST /_reset` clears them and the faults.
 
@@ -22,10 +31,12 @@ its URL on the first stdout line (the API key is `--api-key`, default `test-key`
 from __future__ import annotations
 
 import argparse
+import base64
 import random
 import re
 import secrets
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -65,6 +76,13 @@ class Faults:
     reject_addresses: frozenset[str] = frozenset()
     max_request_bytes: int = MAX_REQUEST_BYTES
     seed: int = 0
+    late_rate: float = 0.0  # taken, then answered after `late_after` seconds
+    late_after: float = 0.0
+    drop_rate: float = 0.0  # read, then the connection is closed: never taken
+    events_url: str | None = None
+    events_key: Any = None  # cryptography EllipticCurvePrivateKey
+    events_delay: float = 0.0
+    scopes: tuple[str, ...] = ("mail.send",)
 
 
 class _State:
@@ -87,6 +105,10 @@ class _State:
         self.duplicates = 0
         self.seen: set[tuple[str, str]] = set()
         self.connections = 0
+        self.late = 0
+        self.dropped = 0
+        self.events_posted = 0
+        self.events_failed = 0
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
@@ -99,6 +121,10 @@ class _State:
                 "duplicates": self.duplicates,
                 "sandbox_recipients": self.sandbox_recipients,
                 "connections": self.connections,
+                "late": self.late,
+                "dropped": self.dropped,
+                "events_posted": self.events_posted,
+                "events_failed": self.events_failed,
             }
 
 
@@ -220,8 +246,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(status, orjson.dumps({"errors": errors}))
 
     def do_GET(self) -> None:
+        state = self.server.state
         if self.path == "/_stats":
-            self._answer(200, orjson.dumps(self.server.state.stats()))
+            self._answer(200, orjson.dumps(state.stats()))
+        elif self.path == "/v3/scopes":
+            if self.headers.get("Authorization") != f"Bearer {state.api_key}":
+                self._errors(401, [_error("authorization required")])
+            else:
+                self._answer(200, orjson.dumps({"scopes": list(state.faults.scopes)}))
         else:
             self._errors(404, [_error("Not found")])
 
@@ -243,6 +275,13 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         if faults.latency:
             time.sleep(faults.latency)
+        timing = self._choose_timing(state, faults)
+        if timing == "drop":
+            with state.lock:
+                state.dropped += 1
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         status = self._choose_fault(state, faults)
         if status is None and self.headers.get("Authorization") != f"Bearer {state.api_key}":
             status = 401
@@ -265,9 +304,23 @@ class _Handler(BaseHTTPRequestHandler):
         sandbox = bool(
             ((payload.get("mail_settings") or {}).get("sandbox_mode") or {}).get("enable")
         )
-        self._record(state, payload, sandbox)
         message_id = secrets.token_urlsafe(16)
+        self._record(state, payload, sandbox)
+        if not sandbox and faults.events_url and faults.events_key is not None:
+            _post_events_later(state, faults, payload, message_id)
+        if timing == "late":
+            with state.lock:
+                state.late += 1
+            time.sleep(faults.late_after)  # the client gave up long ago; it was sent all the same
         self._answer(200 if sandbox else 202, b"", headers={"X-Message-Id": message_id})
+
+    def _choose_timing(self, state: _State, faults: Faults) -> str | None:
+        with state.lock:
+            if faults.drop_rate and state.random.random() < faults.drop_rate:
+                return "drop"
+            if faults.late_rate and state.random.random() < faults.late_rate:
+                return "late"
+        return None
 
     def _choose_fault(self, state: _State, faults: Faults) -> int | None:
         with state.lock:
@@ -322,6 +375,70 @@ class _Handler(BaseHTTPRequestHandler):
                         state.duplicates += 1
                     else:
                         state.seen.add(key)
+
+
+def processed_events(payload: dict, message_id: str, now: float) -> list[dict[str, Any]]:
+    """One `processed` event per recipient of a taken request, as SendGrid posts them."""
+    events = []
+    for n, item in enumerate(payload["personalizations"]):
+        args = item.get("custom_args") or {}
+        for person in item["to"]:
+            events.append(
+                {
+                    "email": person["email"],
+                    "timestamp": int(now),
+                    "event": "processed",
+                    "sg_event_id": secrets.token_urlsafe(16),
+                    "sg_message_id": f"{message_id}.filter{n}",
+                    **{k: v for k, v in args.items() if isinstance(v, str)},
+                }
+            )
+    return events
+
+
+def sign_events(private_key: Any, body: bytes, timestamp: str) -> str:
+    """SendGrid's Signed Event Webhook signature: ECDSA P-256 / SHA-256 over timestamp + body."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    signature = private_key.sign(timestamp.encode("ascii") + body, ec.ECDSA(hashes.SHA256()))
+    return base64.b64encode(signature).decode("ascii")
+
+
+def _post_events_later(state: _State, faults: Faults, payload: dict, message_id: str) -> None:
+    """Post the events from a thread of their own, after `events_delay`, retrying like SendGrid
+    (a few times, with backoff) when the receiver is down or answers an error."""
+
+    def post() -> None:
+        time.sleep(faults.events_delay)
+        body = orjson.dumps(processed_events(payload, message_id, time.time()))
+        for attempt in range(6):
+            timestamp = str(int(time.time()))
+            request = urllib.request.Request(
+                str(faults.events_url),
+                data=body,
+                method="POST",
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Twilio-Email-Event-Webhook-Signature": sign_events(
+                        faults.events_key, body, timestamp
+                    ),
+                    "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
+                },
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    if response.status == 200:
+                        with state.lock:
+                            state.events_posted += len(payload["personalizations"])
+                        return
+            except (OSError, ValueError):
+                pass
+            time.sleep(min(0.5 * 2**attempt, 5.0))
+        with state.lock:
+            state.events_failed += len(payload["personalizations"])
+
+    threading.Thread(target=post, daemon=True, name="sendgrid-events").start()
 
 
 class _Server(ThreadingHTTPServer):
@@ -411,6 +528,13 @@ class SendGridServer:
         reject_addresses: Iterable[str] = (),
         max_request_bytes: int = MAX_REQUEST_BYTES,
         seed: int = 0,
+        late_rate: float = 0.0,
+        late_after: float = 0.0,
+        drop_rate: float = 0.0,
+        events_url: str | None = None,
+        events_key: Any = None,
+        events_delay: float = 0.0,
+        scopes: Iterable[str] = ("mail.send",),
     ) -> None:
         """Replace the faults. `script` statuses answer the next requests (0 = answer normally)."""
         faults = Faults(
@@ -422,6 +546,13 @@ class SendGridServer:
             reject_addresses=frozenset(a.lower() for a in reject_addresses),
             max_request_bytes=max_request_bytes,
             seed=seed,
+            late_rate=late_rate,
+            late_after=late_after,
+            drop_rate=drop_rate,
+            events_url=events_url,
+            events_key=events_key,
+            events_delay=events_delay,
+            scopes=tuple(scopes),
         )
         with self._state.lock:
             self._state.faults = faults
@@ -476,7 +607,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep-requests", action="store_true", help="keep bodies in memory")
+    parser.add_argument("--late-rate", type=float, default=0.0, help="taken, answered late")
+    parser.add_argument("--late-after", type=float, default=0.0, help="seconds of lateness")
+    parser.add_argument("--drop-rate", type=float, default=0.0, help="dropped, never taken")
+    parser.add_argument("--events-url", help="post signed `processed` events here")
+    parser.add_argument("--events-key-file", help="PEM ECDSA P-256 private key for events")
+    parser.add_argument("--events-delay", type=float, default=0.0)
     args = parser.parse_args(argv)
+    events_key = None
+    if args.events_key_file:
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        with open(args.events_key_file, "rb") as handle:
+            events_key = load_pem_private_key(handle.read(), password=None)
     server = SendGridServer(
         api_key=args.api_key, host=args.host, port=args.port, keep_requests=args.keep_requests
     )
@@ -486,6 +629,12 @@ def main(argv: list[str] | None = None) -> int:
         retry_after=args.retry_after,
         latency=args.latency,
         seed=args.seed,
+        late_rate=args.late_rate,
+        late_after=args.late_after,
+        drop_rate=args.drop_rate,
+        events_url=args.events_url,
+        events_key=events_key,
+        events_delay=args.events_delay,
     )
     print(server.url, flush=True)
     signal.signal(

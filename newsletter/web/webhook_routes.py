@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from newsletter.delivery import in_doubt, issue_state
 from newsletter.errors import WebhookError
 from newsletter.logs import log_event
 from newsletter.web.context import in_transaction, state_of
@@ -64,12 +65,16 @@ async def sendgrid_webhook(request: Request) -> Response:
         return JSONResponse({"error": str(err)}, status_code=err.status)
 
     def work(session: Session) -> RecordResult:
-        return record_events(
-            session,
-            events,
-            received_at=state.runtime.clock.now(),
-            hash_email=EmailHasher.load(session),
+        clock = state.runtime.clock
+        result = record_events(
+            session, events, received_at=clock.now(), hash_email=EmailHasher.load(session)
         )
+        # An event for a batch whose answer was lost proves SendGrid took it: settle it now.
+        batches = {e.batch_id for e in events}
+        result.settled = in_doubt.settle_from_events(session, batches, clock)
+        if result.settled:
+            issue_state.finish_settled(session, batches, clock)
+        return result
 
     result = await in_transaction(request, work)
     log_event(logger, "webhook.recorded", provider="sendgrid", **result.as_dict())

@@ -60,6 +60,7 @@ class RecordResult:
     unsubscribed: int = 0
     complained: int = 0
     bounced: int = 0
+    settled: int = 0  # in-doubt recipients these events proved sent (set by the caller)
     unknown_types: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -72,6 +73,7 @@ class RecordResult:
             "unsubscribed": self.unsubscribed,
             "complained": self.complained,
             "bounced": self.bounced,
+            "settled": self.settled,
             "unknown_types": dict(self.unknown_types),
         }
 

@@ -1,0 +1,247 @@
+"""An issue's send state: pause, resume, cancel, the truthful end of a send, and retry.
+
+An issue is `sent` only when every planned recipient was accepted or skipped by rule (no
+longer subscribed, suppressed). When some failed it is `sent_with_failures`; when nobody was
+accepted and some failed, `failed` (a refused From or API key fails every batch). While any
+recipient is in doubt the send is not over: the issue stays `sending` until reconciliation
+or the operator settles them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.orm import Session
+
+from newsletter.clock import Clock
+from newsletter.db.models import Delivery, Issue, SendBatch
+from newsletter.delivery.ledger import (
+    OPEN_BATCH,
+    chunks,
+    get_issue_row,
+    group_into_batches,
+    open_work,
+)
+from newsletter.errors import StateError
+from newsletter.types import BatchStatus, DeliveryStatus, FailureKind, IssueStatus
+
+_DELIVERIES = Delivery.__table__
+
+
+def recipient_counts(session: Session, issue_id: int) -> dict[str, int]:
+    """Deliveries of the issue by status (every status present, 0 if none)."""
+    counts = {s.value: 0 for s in DeliveryStatus}
+    for status, count in session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.issue_id == issue_id)
+        .group_by(Delivery.status)
+    ):
+        counts[status] = count
+    return counts
+
+
+def final_status(counts: dict[str, int]) -> IssueStatus | None:
+    """The issue's status when its send is over, or None while someone is unsettled. Pure."""
+    if counts.get(DeliveryStatus.QUEUED, 0) or counts.get(DeliveryStatus.IN_DOUBT, 0):
+        return None
+    failed = counts.get(DeliveryStatus.FAILED, 0)
+    if not failed:
+        return IssueStatus.SENT
+    if not counts.get(DeliveryStatus.ACCEPTED, 0):
+        return IssueStatus.FAILED
+    return IssueStatus.SENT_WITH_FAILURES
+
+
+def finish_if_done(session: Session, issue_id: int, clock: Clock) -> IssueStatus | None:
+    """End a `sending` issue's send once every recipient is settled. Caller's transaction.
+
+    Returns the status it ended with, or None when it is not over (or not `sending`).
+    """
+    if open_work(session, issue_id):
+        return None
+    status = final_status(recipient_counts(session, issue_id))
+    if status is None:
+        return None
+    done = session.execute(
+        update(Issue)
+        .where(Issue.id == issue_id, Issue.status == IssueStatus.SENDING)
+        .values(status=status, sent_at=clock.now())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return status if done else None
+
+
+def finish_done_issues(session: Session, clock: Clock) -> list[int]:
+    """End every sending issue with no open batch left (workers over all issues). Caller's
+    transaction."""
+    open_batch = exists().where(SendBatch.issue_id == Issue.id, SendBatch.status.in_(OPEN_BATCH))
+    ids = list(
+        session.scalars(select(Issue.id).where(Issue.status == IssueStatus.SENDING, ~open_batch))
+    )
+    return [i for i in ids if finish_if_done(session, i, clock) is not None]
+
+
+def set_issue_status(
+    session: Session,
+    issue_id: int,
+    to: IssueStatus,
+    allowed_from: Iterable[IssueStatus],
+    *,
+    note: str | None = None,
+) -> None:
+    """Move an issue between send states or raise StateError saying why not. Caller's txn."""
+    issue = get_issue_row(session, issue_id, lock=True)
+    allowed = tuple(allowed_from)
+    if issue.status == to:
+        return
+    if issue.status not in allowed:
+        raise StateError(
+            f"issue {issue_id} is {issue.status}; it can become {to} only from "
+            + " or ".join(allowed)
+        )
+    issue.status = to
+    if note:
+        issue.note = f"{issue.note}\n{note}" if issue.note else note
+
+
+def pause_issue(session: Session, issue_id: int, reason: str | None = None) -> None:
+    """Stop claiming new batches; batches in flight finish and are recorded. Caller's txn."""
+    set_issue_status(
+        session,
+        issue_id,
+        IssueStatus.PAUSED,
+        (IssueStatus.SENDING,),
+        note=f"paused: {reason}" if reason else None,
+    )
+
+
+def resume_issue(session: Session, issue_id: int) -> None:
+    set_issue_status(session, issue_id, IssueStatus.SENDING, (IssueStatus.PAUSED,))
+
+
+def cancel_issue(session: Session, issue_id: int, clock: Clock) -> int:
+    """Cancel the rest of a send: queued recipients will never get it. Caller's txn.
+
+    Batches in flight (sending) finish and are recorded; in-doubt ones stay for `resolve`.
+    """
+    set_issue_status(
+        session, issue_id, IssueStatus.CANCELLED, (IssueStatus.SENDING, IssueStatus.PAUSED)
+    )
+    now = clock.now()
+    pending = select(SendBatch.id).where(
+        SendBatch.issue_id == issue_id,
+        SendBatch.status.in_((BatchStatus.QUEUED, BatchStatus.CLAIMED)),
+    )
+    ids = list(session.scalars(pending))
+    cancelled = 0
+    for chunk in chunks(ids):
+        cancelled += (
+            session.execute(
+                update(_DELIVERIES)
+                .where(
+                    _DELIVERIES.c.batch_id.in_(chunk),
+                    _DELIVERIES.c.status == DeliveryStatus.QUEUED,
+                )
+                .values(status=DeliveryStatus.CANCELLED, updated_at=now)
+            ).rowcount
+            or 0
+        )
+        session.execute(
+            update(SendBatch)
+            .where(SendBatch.id.in_(chunk))
+            .values(status=BatchStatus.CANCELLED, worker=None, lease_until=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return cancelled
+
+
+# --- retry ----------------------------------------------------------------------------------
+
+RETRYABLE_FROM = (
+    IssueStatus.SENT_WITH_FAILURES,
+    IssueStatus.FAILED,
+    IssueStatus.SENDING,
+    IssueStatus.PAUSED,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryReport:
+    issue_id: int
+    requeued: int  # recipients queued again (0 with dry_run)
+    retryable: int  # recipients whose failure was not about their address
+    reasons: dict[str, int] = field(default_factory=dict)  # error -> recipients
+    kept_failed: int = 0  # refused addresses: retrying cannot help
+    batches: int = 0
+
+
+def retry_failed(
+    session: Session, issue_id: int, clock: Clock, *, batch_size: int, dry_run: bool = False
+) -> RetryReport:
+    """Queue again the recipients whose failure was the send's, not their address's.
+
+    A refused From, a revoked API key, a provider that kept answering 5xx: after the fix, these
+    recipients get the issue, each exactly once (their ledger rows are reused). Addresses the
+    provider refused stay failed. A finished issue goes back to `sending`. Caller's txn.
+    """
+    issue = get_issue_row(session, issue_id, lock=True)
+    if issue.status not in RETRYABLE_FROM:
+        raise StateError(
+            f"issue {issue_id} is {issue.status}: only an issue with failed recipients "
+            "(sent_with_failures, failed) or a running send can be retried"
+        )
+    failed = (Delivery.issue_id == issue_id) & (Delivery.status == DeliveryStatus.FAILED)
+    reasons = {
+        (error or "unknown")[:200]: count
+        for error, count in session.execute(
+            select(Delivery.error, func.count())
+            .where(failed, Delivery.failure_kind == FailureKind.SEND.value)
+            .group_by(Delivery.error)
+            .order_by(func.count().desc())
+        )
+    }
+    retryable = sum(reasons.values())
+    kept = session.scalar(
+        select(func.count()).where(
+            failed,
+            (Delivery.failure_kind.is_(None)) | (Delivery.failure_kind != FailureKind.SEND.value),
+        )
+    )
+    if dry_run or not retryable:
+        return RetryReport(issue_id, 0, retryable, reasons, kept or 0)
+    now = clock.now()
+    session.execute(
+        update(_DELIVERIES)
+        .where(
+            _DELIVERIES.c.issue_id == issue_id,
+            _DELIVERIES.c.status == DeliveryStatus.FAILED,
+            _DELIVERIES.c.failure_kind == FailureKind.SEND.value,
+        )
+        .values(
+            status=DeliveryStatus.QUEUED,
+            error=None,
+            failure_kind=None,
+            batch_id=None,
+            updated_at=now,
+        )
+    )
+    batches = group_into_batches(session, issue_id, batch_size, now)
+    if issue.status != IssueStatus.PAUSED:
+        issue.status = IssueStatus.SENDING
+    issue.sent_at = None
+    session.flush()
+    return RetryReport(issue_id, retryable, retryable, reasons, kept or 0, batches)
+
+
+def finish_settled(session: Session, batch_ids: Iterable[int | None], clock: Clock) -> None:
+    """After the webhook settled in-doubt batches: end the sends they were the last of."""
+    wanted = sorted({b for b in batch_ids if b is not None})
+    issues: set[int] = set()
+    for chunk in chunks(wanted):
+        issues.update(
+            session.scalars(select(SendBatch.issue_id).where(SendBatch.id.in_(chunk)).distinct())
+        )
+    for issue_id in sorted(issues):
+        finish_if_done(session, issue_id, clock)
