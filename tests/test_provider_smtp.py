@@ -100,12 +100,22 @@ def test_a_5xx_data_reply_fails_that_message(provider, smtp_sink):
     assert result.accepted == [1001, 1003]
 
 
-def test_a_dropped_connection_defers_the_message_in_flight_and_the_rest_continue(
-    provider, smtp_sink
-):
+def test_a_connection_dropped_after_end_of_data_leaves_that_message_in_doubt(provider, smtp_sink):
     smtp_sink.configure(drop_at={3})
     result = provider.send_batch(make_batch(6))
+    assert list(result.in_doubt) == [1003]  # sent whole; the server may have queued it
+    assert not result.deferred
+    assert result.accepted == [1001, 1002, 1004, 1005, 1006]
+    assert smtp_sink.stats()["connections"] == 2
+
+
+def test_a_connection_dropped_before_end_of_data_defers_the_message_and_the_rest_continue(
+    provider, smtp_sink
+):
+    smtp_sink.configure(drop_at_rcpt={make_recipient(3).email})
+    result = provider.send_batch(make_batch(6))
     assert list(result.deferred) == [1003]
+    assert not result.in_doubt
     assert result.accepted == [1001, 1002, 1004, 1005, 1006]
     assert smtp_sink.stats()["connections"] == 2
 

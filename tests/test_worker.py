@@ -161,7 +161,9 @@ def test_three_worker_processes_share_50000_recipients_and_survive_a_sigkill(
     engine.dispose()
     stats = server.stats()
     accepted, in_doubt = status.recipients["accepted"], status.recipients["in_doubt"]
-    assert status.issue_status == "sent"
+    # Without provider events the killed worker's batches stay in doubt, and the send with
+    # them: it is not called sent while nobody knows whether they went out.
+    assert status.issue_status == ("sent" if in_doubt == 0 else "sending")
     assert stats["duplicates"] == 0
     assert accepted + in_doubt == total
     assert accepted <= stats["unique_recipients"] <= accepted + in_doubt

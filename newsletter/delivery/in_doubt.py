@@ -11,20 +11,24 @@ leave its recipients without the issue. The rule (`decide`):
    batch's recipients are accepted. The webhook applies this as events arrive; the sender
    applies it to events that arrived before the batch turned in doubt.
 2. **Not taken.** No event for any of its recipients, the grace window
-   (`NEWSLETTER_RECONCILE_AFTER`) has passed since it was posted, and events *have* arrived for
-   batches of the same issue posted after it: the event stream works and said nothing about this
-   batch, so the provider never took it. It is queued again and sent by whatever is sending.
+   (`NEWSLETTER_RECONCILE_AFTER`) has passed since it was posted, and events for other batches
+   of the same issue *have* arrived since it was posted (for the batches posted after it, or
+   late ones for those before it, which covers the last batch of a send): the event stream
+   worked and said nothing about this batch, so the provider never took it. It is queued again
+   and sent by whatever is sending.
 3. **Otherwise it waits**: inside the grace window, or (with no proof that events flow: no
    webhook configured, a provider without events, no events at all) it stays in doubt for the
    operator (`resolve_in_doubt`: resend or skip).
 
 The one risk left: a provider that took a batch but whose events for it arrive later than the
-grace window while events for later batches arrived in time. SendGrid reports `processed` within
+grace window while events for other batches arrived in time. SendGrid reports `processed` within
 seconds; the window is 15 minutes by default.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -56,7 +60,7 @@ class BatchFacts:
     batch_id: int
     posted_at: datetime | None
     has_event: bool  # an event for the batch or for one of its recipients
-    later_batch_has_event: bool  # an event for a batch of the same issue posted after it
+    events_since_posted: bool  # events for other batches of the issue arrived after its post
 
 
 def decide(facts: BatchFacts, *, now: datetime, grace_s: float, events_expected: bool) -> Verdict:
@@ -67,7 +71,7 @@ def decide(facts: BatchFacts, *, now: datetime, grace_s: float, events_expected:
         return Verdict.OPERATOR
     if now < facts.posted_at + timedelta(seconds=grace_s):
         return Verdict.WAIT
-    if facts.later_batch_has_event:
+    if facts.events_since_posted:
         return Verdict.NOT_TAKEN
     return Verdict.OPERATOR
 
@@ -104,35 +108,77 @@ def mark_in_doubt(session: Session, batch_id: int, reason: str, clock: Clock) ->
 
 
 def reap_expired(session: Session, clock: Clock, issue_id: int | None = None) -> int:
-    """Batches left in `sending` past their lease become `in_doubt` (with their recipients).
+    """Batches left in `sending` by a dead sender become `in_doubt` (with their recipients).
 
-    Their sender died between posting and recording: the provider may have sent them, so they
-    are never re-sent on a guess (see the module's rule). Commits; returns how many.
+    Dead: its lease expired, or it ran on this host and its process is gone (a SIGKILLed
+    `issue send` is noticed at once, not after its lease). It may have posted them, so they are
+    never re-sent on a guess (see the module's rule). A dead local sender's merely claimed
+    batches go back to the queue. Commits; returns how many batches turned in doubt.
     """
     now = clock.now()
-    stmt = select(SendBatch.id).where(
-        SendBatch.status == BatchStatus.SENDING, SendBatch.lease_until < now
+    scope = [SendBatch.issue_id == issue_id] if issue_id is not None else []
+    expired = select(SendBatch.id).where(
+        SendBatch.status == BatchStatus.SENDING, SendBatch.lease_until < now, *scope
     )
-    if issue_id is not None:
-        stmt = stmt.where(SendBatch.issue_id == issue_id)
-    ids = list(session.scalars(stmt))
-    if ids:
+    ids = list(session.scalars(expired))
+    leased = session.execute(
+        select(SendBatch.id, SendBatch.worker, SendBatch.status).where(
+            SendBatch.status.in_((BatchStatus.SENDING, BatchStatus.CLAIMED)),
+            SendBatch.lease_until >= now,
+            SendBatch.worker.like(f"{socket.gethostname()}:%"),
+            *scope,
+        )
+    ).all()
+    gone = {w for _, w, _ in leased if worker_gone(w)}
+    ids += [i for i, w, status in leased if w in gone and status == BatchStatus.SENDING]
+    unclaim = [i for i, w, status in leased if w in gone and status == BatchStatus.CLAIMED]
+    for chunk in chunks(unclaim):
+        session.execute(
+            update(SendBatch)
+            .where(SendBatch.id.in_(chunk), SendBatch.status == BatchStatus.CLAIMED)
+            .values(status=BatchStatus.QUEUED, worker=None, lease_until=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    for chunk in chunks(ids):
         session.execute(
             update(_DELIVERIES)
             .where(
-                _DELIVERIES.c.batch_id.in_(ids),
+                _DELIVERIES.c.batch_id.in_(chunk),
                 _DELIVERIES.c.status == DeliveryStatus.QUEUED,
             )
             .values(status=DeliveryStatus.IN_DOUBT, updated_at=now)
         )
         session.execute(
             update(SendBatch)
-            .where(SendBatch.id.in_(ids), SendBatch.status == BatchStatus.SENDING)
-            .values(status=BatchStatus.IN_DOUBT, error=IN_DOUBT_REASON, updated_at=now)
+            .where(SendBatch.id.in_(chunk), SendBatch.status == BatchStatus.SENDING)
+            .values(
+                status=BatchStatus.IN_DOUBT, lease_until=None, error=IN_DOUBT_REASON, updated_at=now
+            )
             .execution_options(synchronize_session=False)
         )
     session.commit()
     return len(ids)
+
+
+def worker_gone(worker: str | None, host: str | None = None) -> bool:
+    """True for a worker id `host:pid[/n]` of this host whose process no longer exists.
+
+    A pid reused by another process reads as alive: the batch then waits for its lease, which
+    is the safe direction.
+    """
+    if not worker:
+        return False
+    name, _, rest = worker.partition(":")
+    pid = rest.split("/", 1)[0]
+    if name != (host or socket.gethostname()) or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False
 
 
 # --- settling --------------------------------------------------------------------------------
@@ -143,7 +189,6 @@ def _facts(
 ) -> list[BatchFacts]:
     """The facts of every in-doubt batch of the issue (or of `batch_ids`): few rows, at most
     the batches that were in flight when something went wrong."""
-    later = SendBatch.__table__.alias("later")
     batch = SendBatch.__table__.c
     event_for_batch = exists().where(Event.batch_id == batch.id)
     event_for_member = exists().where(
@@ -151,14 +196,13 @@ def _facts(
         Delivery.status == DeliveryStatus.IN_DOUBT,
         Delivery.last_event.is_not(None),
     )
-    later_event = exists().where(
-        Event.batch_id == later.c.id,
-        later.c.issue_id == batch.issue_id,
-        later.c.posted_at > batch.posted_at,
+    events_since = exists().where(
+        Event.issue_id == batch.issue_id,
+        Event.batch_id != batch.id,
+        Event.received_at > batch.posted_at,
     )
-    stmt = select(batch.id, batch.posted_at, event_for_batch | event_for_member, later_event).where(
-        batch.status == BatchStatus.IN_DOUBT.value
-    )
+    stmt = select(batch.id, batch.posted_at, event_for_batch | event_for_member, events_since)
+    stmt = stmt.where(batch.status == BatchStatus.IN_DOUBT.value)
     if issue_id is not None:
         stmt = stmt.where(batch.issue_id == issue_id)
     if batch_ids is not None:

@@ -839,6 +839,20 @@ class _Helpers:
         return own
 
 
+def _stop_when_orphaned(stop: threading.Event, interval_s: float = 0.2) -> None:
+    """A helper whose parent died (SIGKILL of `issue send`) finishes its batches in flight,
+    records them, and exits, instead of sending on unsupervised."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not stop.wait(interval_s):
+            if os.getppid() != parent:
+                log.warning("the sending process that started this helper is gone; stopping")
+                stop.set()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _helper_main(
     pipe: Any,
     counts: Any,
@@ -855,6 +869,7 @@ def _helper_main(
     stop = threading.Event()  # SIGTERM from the parent (or SIGINT from a terminal) sets it
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    _stop_when_orphaned(stop)
     bind = sessions.kw.get("bind")
     if bind is not None:
         bind.dispose(close=False)  # the parent's pooled connections stay the parent's

@@ -4,7 +4,9 @@ In tests: `with SmtpSink() as sink: ... sink.url, sink.messages, sink.stats()`. 
 (Mailman's `ConnectionCountingController` idea): `refuse={"addr": "550 5.1.1 no such user"}`
 answers RCPT for that address with the given reply; `data_replies={3: "451 4.3.0 try later"}`
 answers the 3rd DATA with it; `drop_at={5}` cuts the connection when the 5th message's data
-arrives, without a reply. Connections are counted so tests can check reuse.
+arrives, without a reply (the whole message was sent: the client cannot know it was not kept);
+`drop_at_rcpt={"addr"}` cuts the connection at that address's RCPT (nothing was sent).
+Connections are counted so tests can check reuse.
 
 As a process, for benchmarks: `python -m newsletter.testing.smtp_sink --port 0 --count-only
 --fast-data` prints its `smtp://127.0.0.1:PORT?starttls=never` URL on the first stdout line and, on
@@ -48,6 +50,7 @@ class _Faults:
     refuse: dict[str, str] = field(default_factory=dict)
     data_replies: dict[int, str] = field(default_factory=dict)
     drop_at: set[int] = field(default_factory=set)
+    drop_at_rcpt: set[str] = field(default_factory=set)
 
 
 class SinkHandler:
@@ -72,6 +75,11 @@ class SinkHandler:
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        if address.lower() in self.faults.drop_at_rcpt:
+            transport = server.transport
+            if isinstance(transport, asyncio.Transport):
+                transport.abort()
+            return "421 4.3.0 connection dropped by the test sink"
         reply = self.faults.refuse.get(address.lower())
         if reply:
             with self._lock:
@@ -291,12 +299,14 @@ class SmtpSink:
         refuse: dict[str, str] | None = None,
         data_replies: dict[int, str] | None = None,
         drop_at: Iterable[int] = (),
+        drop_at_rcpt: Iterable[str] = (),
     ) -> None:
         """Set the faults (replacing earlier ones); message numbers count from the last reset."""
         self.handler.faults = _Faults(
             refuse={k.lower(): v for k, v in (refuse or {}).items()},
             data_replies=dict(data_replies or {}),
             drop_at=set(drop_at),
+            drop_at_rcpt={a.lower() for a in drop_at_rcpt},
         )
 
 
