@@ -106,3 +106,63 @@ def test_secrets_never_print() -> None:
         {"SENDGRID_API_KEY": "SG.supersecret"}, create_secret=False, secret_keys=()
     )
     assert "supersecret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_upgrading_a_database_with_sent_issues_keeps_every_row(
+    backend: str, tmp_path, request: pytest.FixtureRequest
+) -> None:
+    """0002 rebuilds `issues` on SQLite (a wider status): the rows that reference an issue
+    (its articles, its ledger) must survive, not cascade away with the old table."""
+    from sqlalchemy import text
+
+    from newsletter.db.migrate import upgrade
+    from newsletter.db.session import make_engine
+
+    url = (
+        f"sqlite:///{tmp_path / 'old.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_schema_url")
+    )
+    engine = make_engine(url)
+    upgrade(engine, "0001")
+    stamp = "'2026-06-13 00:00:00'"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO lists (id, slug, name, double_opt_in, created_at)"
+                f" VALUES (1, 'daily', 'AI日報', true, {stamp})"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO issues (id, list_id, issue_date, status, window_start, cutoff_at,"
+                f" created_at, built_at) VALUES (1, 1, '2026-06-13', 'sent', {stamp}, {stamp},"
+                f" {stamp}, {stamp})"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO send_batches (id, issue_id, variant, status, size, attempts,"
+                f" created_at, updated_at) VALUES (1, 1, 'ja', 'accepted', 1, 1, {stamp}, {stamp})"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO deliveries (id, issue_id, batch_id, variant, status, updated_at)"
+                f" VALUES (1, 1, 1, 'ja', 'accepted', {stamp})"
+            )
+        )
+    upgrade(engine)
+    with engine.connect() as conn:
+        counts = [
+            conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+            for table in ("issues", "send_batches", "deliveries")
+        ]
+        if backend == "sqlite":
+            assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1  # on again
+    engine.dispose()
+    assert counts == [1, 1, 1]
+    assert is_up_to_date(make_engine(url))

@@ -177,3 +177,55 @@ def test_a_send_leaves_the_garbage_collector_as_it_found_it() -> None:
         assert gc.get_threshold()[0] >= 10_000
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.slow
+def test_killing_issue_send_also_ends_the_processes_it_forked(
+    sqlite_sessions: sessionmaker[Session],
+    tmp_path: Path,
+    sendgrid_process,  # type: ignore[no-untyped-def]
+) -> None:
+    """SIGKILL of `issue send --processes 2`: the helper notices its parent is gone, records
+    its batches in flight and exits, instead of sending on unsupervised."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.fixtures.delivery import newsletter_command, newsletter_env, wait_for
+
+    seeded = seed_send(sqlite_sessions, 3000)
+    server = sendgrid_process("--latency", "0.1")
+    env = newsletter_env(f"sqlite:///{tmp_path / 'send.db'}", server.url, tmp_path)
+    command = newsletter_command(
+        "issue", "send", str(seeded.issue_id), "--processes", "2", "--batch-size", "25",
+        "--concurrency", "2",
+    )  # fmt: skip
+    parent = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    children_file = Path(f"/proc/{parent.pid}/task/{parent.pid}/children")
+    helpers: list[int] = []
+
+    def forked() -> bool:
+        helpers[:] = [int(p) for p in children_file.read_text().split()]
+        return bool(helpers) and server.stats()["accepted_recipients"] >= 200
+
+    wait_for(forked, 60, "the helper process to send")
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(10)
+
+    def helpers_gone() -> bool:
+        for pid in helpers:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                continue
+            status = Path(f"/proc/{pid}/status").read_text()
+            if "State:\tZ" not in status:
+                return False
+        return True
+
+    wait_for(helpers_gone, 15, "the helper to notice its parent died and exit")
+    sent = server.stats()["accepted_recipients"]
+    time.sleep(1.0)
+    assert server.stats()["accepted_recipients"] == sent  # nobody sends unsupervised
+    assert sent < 3000

@@ -15,15 +15,21 @@ from sqlalchemy.orm import Session, sessionmaker
 from newsletter.errors import DatabaseError
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_timeout: bool = True) -> None:
     # WAL lets readers (the web app, `issue status`) run beside a send; busy_timeout makes a
     # second writer wait instead of failing; foreign keys are off by default in SQLite.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    if busy_timeout:
+        cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_pragmas_own_timeout(dbapi_connection: Any, record: Any) -> None:
+    """The URL's `?timeout=SECONDS` (the driver's own wait for a locked database) wins."""
+    _sqlite_pragmas(dbapi_connection, record, busy_timeout=False)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -37,7 +43,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        own_timeout = "timeout" in parsed.query
+        event.listen(
+            engine, "connect", _sqlite_pragmas_own_timeout if own_timeout else _sqlite_pragmas
+        )
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("connect_args", {"connect_timeout": 5})

@@ -53,7 +53,7 @@ from subscribers.tokens import LinkSigner
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
-_LOCKED_RETRIES = 3  # after SQLite's own 30 s busy timeout, each
+_LOCKED_RETRIES = 4  # after SQLite's own busy timeout (30 s by default), each
 
 
 def default_worker_id() -> str:
@@ -263,7 +263,7 @@ class Sender:
                         "the send stopped and can be run again"
                     ) from None
                 log.warning("database locked; retrying (%s of %s)", attempt + 1, _LOCKED_RETRIES)
-                self.stop.wait(min(2.0**attempt, 10.0))
+                self.stop.wait(0.5 * 2.0**attempt)
         raise AssertionError("unreachable")
 
     # -- one batch -------------------------------------------------------------------------

@@ -1,0 +1,109 @@
+"""A SQLite database locked by another process for longer than its busy timeout: the sender
+waits and retries, and at worst the command ends with one line and exit 69, not a traceback."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from newsletter.cli.main import cli
+from newsletter.clock import SYSTEM_CLOCK
+from newsletter.config import Secret, load_settings
+from newsletter.db.migrate import upgrade
+from newsletter.db.models import SendBatch
+from newsletter.db.session import make_engine, session_factory
+from newsletter.delivery.sendconfig import SendConfig
+from newsletter.delivery.sending import Sender
+from newsletter.errors import DatabaseError
+from newsletter.testing.memory_provider import MemoryProvider
+from tests.fixtures.delivery import SECRET, seed_send
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> str:
+    path = tmp_path / "locked.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    seed_send(session_factory(engine), 20)
+    engine.dispose()
+    return str(path)
+
+
+def _hold_write_lock(path: str, seconds: float) -> threading.Thread:
+    """Another process's long write transaction, as seen from here."""
+    ready = threading.Event()
+
+    def hold() -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        ready.set()
+        threading.Event().wait(seconds)
+        conn.execute("ROLLBACK")
+        conn.close()
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    ready.wait(5)
+    return thread
+
+
+def _sender(path: str, tmp_path: Path) -> tuple[Sender, Session]:
+    engine = make_engine(f"sqlite:///{path}?timeout=0.2")
+    settings = load_settings(
+        {},
+        database_url=f"sqlite:///{path}",
+        var_dir=tmp_path / "var",
+        secret_keys=(Secret(SECRET),),
+        base_url="https://news.example.com",
+    )
+    sessions = session_factory(engine)
+    sender = Sender(
+        sessions, settings, MemoryProvider(), SYSTEM_CLOCK, SendConfig(), worker_id="t:1"
+    )
+    return sender, sessions()
+
+
+def _touch_every_batch(session: Session) -> bool:
+    session.execute(update(SendBatch).values(worker=None))
+    return True
+
+
+def test_a_lock_released_within_the_retries_is_waited_out(database: str, tmp_path: Path) -> None:
+    sender, session = _sender(database, tmp_path)
+    holder = _hold_write_lock(database, 1.0)
+    assert sender._write(session, _touch_every_batch) is True
+    holder.join()
+    session.commit()
+
+
+def test_a_lock_held_past_every_retry_is_one_database_error(database: str, tmp_path: Path) -> None:
+    sender, session = _sender(database, tmp_path)
+    holder = _hold_write_lock(database, 10.0)
+    with pytest.raises(DatabaseError, match="stayed locked"):
+        sender._write(session, _touch_every_batch)
+    session.rollback()
+    holder.join()
+
+
+def test_the_command_line_says_it_in_one_line_with_exit_69(database: str, tmp_path: Path) -> None:
+    (tmp_path / "none.toml").write_text("", encoding="utf-8")
+    holder = _hold_write_lock(database, 4.0)
+    result = CliRunner().invoke(
+        cli,
+        ["issue", "send", "1", "--enqueue"],
+        env={
+            "NEWSLETTER_DATABASE_URL": f"sqlite:///{database}?timeout=0.3",
+            "NEWSLETTER_SECRET_KEY": SECRET,
+            "NEWSLETTER_VAR_DIR": str(tmp_path / "var"),
+            "NEWSLETTER_CONFIG": str(tmp_path / "none.toml"),
+        },
+    )
+    holder.join()
+    assert result.exit_code == 69, result.output
+    assert result.stderr.strip().splitlines() == ["error: database unavailable: database is locked"]
