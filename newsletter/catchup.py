@@ -18,7 +18,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from newsletter.errors import ConfigError
-from newsletter.types import IssueStatus
+from newsletter.types import FINISHED_ISSUE_STATUSES, IssueStatus
 
 
 class Action(StrEnum):
@@ -73,7 +73,7 @@ def decide(
     def made(action: Action, reason: str) -> Decision:
         return Decision(action, today, send_at, deadline_at, reason)
 
-    if status in (IssueStatus.SENT, IssueStatus.SKIPPED, IssueStatus.CANCELLED):
+    if status in FINISHED_ISSUE_STATUSES or status == IssueStatus.SKIPPED:
         return made(Action.DONE, f"today's issue is already {status}")
     if status == IssueStatus.PAUSED:
         return made(Action.DONE, "today's send is paused by an operator (`issue resume`)")

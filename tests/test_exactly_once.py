@@ -252,3 +252,32 @@ def _address(text: str):  # noqa: ANN202
 
     name, _, domain = text.partition("@")
     return Address("AI日報", name, domain)
+
+
+def test_an_smtp_message_whose_answer_was_lost_waits_for_the_operator_alone(
+    sessions: sessionmaker[Session], settings: Settings, smtp_sink
+) -> None:  # type: ignore[no-untyped-def]
+    """Over SMTP the unit is one message: the one whose connection dropped after the end of
+    DATA is in doubt (in a batch of its own); everyone else is settled normally."""
+    from newsletter.delivery.in_doubt import resolve_in_doubt
+    from newsletter.providers.smtp import SmtpProvider, parse_smtp_url
+
+    seeded = seed_send(sessions, 30)
+    smtp_sink.configure(drop_at={2})
+    smtp = SmtpProvider(parse_smtp_url(smtp_sink.url, default_pool=1))
+    config = dataclasses.replace(CONFIG, concurrency=1, batch_size=10)
+    _send(sessions, settings, smtp, seeded.issue_id, config)
+
+    status = _status(sessions, seeded.issue_id)
+    assert (status.recipients["accepted"], status.recipients["in_doubt"]) == (29, 1)
+    assert len(status.in_doubt_batches) == 1
+    assert status.issue_status == "sending"
+    assert outcome_error(status).exit_code == 75  # type: ignore[union-attr]
+
+    with transaction(sessions) as session:
+        resolved = resolve_in_doubt(session, seeded.issue_id, resend=True, clock=SYSTEM_CLOCK)
+    assert resolved.requeued == 1
+    smtp = SmtpProvider(parse_smtp_url(smtp_sink.url, default_pool=1))
+    _send(sessions, settings, smtp, seeded.issue_id, config)
+    assert _status(sessions, seeded.issue_id).issue_status == "sent"
+    assert smtp_sink.stats()["messages"] == 30

@@ -7,11 +7,13 @@ import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import update
 
 from newsletter.cli.main import cli
 from newsletter.clock import FixedClock
+from newsletter.config import Secret
 from newsletter.db.models import Issue, SendBatch
 from newsletter.health import Level, check_health
 from newsletter.pipeline import record_skip, run_daily
@@ -184,3 +186,28 @@ def test_a_scheduler_that_stopped_cleanly_is_reported_as_stopped(
     check = _check(check_health(runtime.settings, clock, engine=runtime.engine), "scheduler")
     assert check.level is Level.DEGRADED
     assert "stopped cleanly" in check.detail
+
+
+@pytest.mark.parametrize(
+    ("status", "level"), [("failed", Level.FAILING), ("sent_with_failures", Level.DEGRADED)]
+)
+def test_a_send_that_did_not_reach_everyone_is_reported_with_the_way_to_retry(
+    runtime: Runtime, clock: FixedClock, todays_articles: list[int], status: str, level: Level
+) -> None:
+    issue_id = _queued_issue(runtime, clock)
+    with runtime.sessions() as session:
+        session.execute(
+            update(Issue).where(Issue.id == issue_id).values(status=status, sent_at=clock.now())
+        )
+        session.commit()
+    check = _check(check_health(runtime.settings, clock, engine=runtime.engine), "send outcomes")
+    assert check.level is level
+    assert str(issue_id) in check.detail and "issue retry" in check.detail
+
+
+def test_a_from_address_that_cannot_send_fails_the_provider_check(runtime: Runtime) -> None:
+    settings = dataclasses.replace(runtime.settings, provider="sendgrid")
+    settings = dataclasses.replace(settings, sendgrid_api_key=Secret("k"))
+    check = _check(check_health(settings, runtime.clock, engine=runtime.engine), "provider")
+    assert check.level is Level.FAILING
+    assert "NEWSLETTER_FROM" in check.detail and "localhost" in check.detail

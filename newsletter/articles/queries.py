@@ -15,7 +15,13 @@ from newsletter.errors import NotFoundError
 from newsletter.types import IssueStatus
 
 # Issues whose articles reached readers (wholly or partly): never selected again.
-WENT_OUT = (IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT)
+WENT_OUT = (
+    IssueStatus.SENDING,
+    IssueStatus.PAUSED,
+    IssueStatus.SENT,
+    IssueStatus.SENT_WITH_FAILURES,
+    IssueStatus.FAILED,  # frozen, and `issue retry` sends it after the fix
+)
 # Issues that do not hold a window: the next issue's window reaches back past them.
 NO_WINDOW = (IssueStatus.CANCELLED, IssueStatus.SKIPPED)
 

@@ -50,12 +50,19 @@ def _progress_bar(total: int, done: int) -> tuple[Any, Any]:
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]:>8.0f}/s"),
         TimeRemainingColumn(),
+        TextColumn("{task.fields[note]}"),
         transient=False,
     )
-    task = bar.add_task("send", total=total, completed=done, rate=0.0)
+    task = bar.add_task("send", total=total, completed=done, rate=0.0, note="")
 
     def update(p: Progress) -> None:
-        bar.update(task, completed=p.done_before + p.settled, rate=p.rate)
+        note = (
+            f"waiting for provider events on {p.waiting} in-doubt "
+            f"{'batch' if p.waiting == 1 else 'batches'}"
+            if p.waiting
+            else ""
+        )
+        bar.update(task, completed=p.done_before + p.settled, rate=p.rate, note=note)
 
     return bar, update
 

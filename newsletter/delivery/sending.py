@@ -48,7 +48,7 @@ from newsletter.errors import (
 from newsletter.issues.assembly import freeze_issue
 from newsletter.providers.base import Batch, BatchResult, PreparedMessage, Provider, Recipient
 from newsletter.render.store import ensure_variants
-from newsletter.types import VARIANTS, IssueStatus
+from newsletter.types import FINISHED_ISSUE_STATUSES, VARIANTS, IssueStatus
 from subscribers.tokens import LinkSigner
 
 log = logging.getLogger(__name__)
@@ -690,8 +690,8 @@ def send_issue(
     started = time.monotonic()
     with transaction(sessions) as session:
         issue = ledger.get_issue_row(session, issue_id, lock=True)
-        if issue.status in (IssueStatus.SENT, IssueStatus.CANCELLED):
-            already_done = True
+        if issue.status in FINISHED_ISSUE_STATUSES:
+            already_done = True  # failed recipients go again only through `issue retry`
         elif issue.status == IssueStatus.PAUSED:
             raise StateError(
                 f"issue {issue_id} is paused ({issue.note or 'by an operator'}); "

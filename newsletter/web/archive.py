@@ -45,11 +45,15 @@ class _Row:
     urls: dict[str, str]
 
 
+# Issues that reached readers: a send with some failed recipients went out all the same.
+_PUBLISHED = (IssueStatus.SENT, IssueStatus.SENT_WITH_FAILURES)
+
+
 def _sent_issues(session: Session, base_url: str) -> list[_Row]:
     rows = session.execute(
         select(Issue.issue_date, MailingList.slug, MailingList.name)
         .join(MailingList, MailingList.id == Issue.list_id)
-        .where(Issue.status == IssueStatus.SENT)
+        .where(Issue.status.in_(_PUBLISHED))
         .order_by(Issue.issue_date.desc(), MailingList.slug)
         .limit(500)
     ).all()
@@ -79,7 +83,7 @@ def _archived_variant(session: Session, issue_date: date, slug: str, variant: st
         .where(
             MailingList.slug == slug,
             Issue.issue_date == issue_date,
-            Issue.status == IssueStatus.SENT,
+            Issue.status.in_(_PUBLISHED),
             IssueVariant.variant == variant,
         )
     )
