@@ -15,6 +15,7 @@ LAYERS: dict[str, int] = {
     "newsletter.config": 0,
     "newsletter.urls": 0,
     "newsletter.paths": 0,
+    "newsletter.wording": 0,
     "newsletter.db": 1,
     "newsletter.render": 1,
     "newsletter.providers": 1,

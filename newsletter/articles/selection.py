@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from newsletter.wording import plural
+
 MAX_LOOKBACK_DAYS = 7
 
 
@@ -174,7 +176,7 @@ def select_articles(
             f"{start.astimezone(tz):%Y-%m-%d %H:%M} – {cutoff.astimezone(tz):%Y-%m-%d %H:%M %Z}"
         )
         reason = (
-            f"only {len(chosen_decisions)} article(s) selectable in the window {window}; "
+            f"only {plural(len(chosen_decisions), 'article')} selectable in the window {window}; "
             f"the minimum is {min_articles}"
         )
     return Selection(

@@ -23,7 +23,7 @@ from newsletter.articles.selection import Selection, select_articles, window_for
 from newsletter.clock import Clock
 from newsletter.config import Settings
 from newsletter.db.models import Issue, IssueArticle, IssueVariant, MailingList
-from newsletter.errors import ConfigError, NotFoundError, StateError
+from newsletter.errors import ConfigError, NotFoundError, StateError, UsageError
 from newsletter.issues.overrides import load_overrides
 from newsletter.types import IssueStatus
 from newsletter.urls import DEFAULT_LIST_SLUG
@@ -249,13 +249,13 @@ def get_issue(session: Session, ref: str) -> Issue:
         return issue
     match = _REF.match(text)
     if match is None:
-        raise NotFoundError(
+        raise UsageError(
             f"cannot read issue reference {ref!r}: expected an id, YYYY-MM-DD or list:YYYY-MM-DD"
         )
     try:
         issue_date = date.fromisoformat(match["date"])
     except ValueError:
-        raise NotFoundError(f"cannot read issue reference {ref!r}: not a real date") from None
+        raise UsageError(f"cannot read issue reference {ref!r}: not a real date") from None
     slug = match["slug"] or DEFAULT_LIST_SLUG
     mailing_list = session.scalar(select(MailingList).where(MailingList.slug == slug))
     issue = None if mailing_list is None else _find_issue(session, mailing_list.id, issue_date)
