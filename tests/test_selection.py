@@ -12,10 +12,9 @@ from newsletter.articles.selection import (
     Candidate,
     Overrides,
     Selection,
-    cutoff_for,
     select_articles,
-    window_for,
 )
+from newsletter.schedule import cutoff_for, window_for
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 NEW_YORK = ZoneInfo("America/New_York")

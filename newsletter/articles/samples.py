@@ -17,11 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.articles.ingest import ImportReport, RawRecord, import_records
 from newsletter.articles.schema import parse_timestamp
-from newsletter.articles.selection import cutoff_for
 from newsletter.clock import Clock
 from newsletter.config import Settings
 from newsletter.db.models import Article
-from newsletter.issues.assembly import issue_date_for, schedule_for
+from newsletter.schedule import cutoff_for, issue_date_for, schedule_for
 
 SAMPLES_SOURCE = "newsletter/samples/articles.json"
 _MARGIN = timedelta(minutes=5)

@@ -22,14 +22,9 @@ from newsletter.cli.context import (
 )
 from newsletter.db.models import Issue, MailingList
 from newsletter.db.session import transaction
-from newsletter.issues.assembly import (
-    BuildResult,
-    build_issue,
-    issue_date_for,
-    load_list,
-    rebuild_if_built,
-)
+from newsletter.issues.assembly import BuildResult, build_issue, load_list, rebuild_if_built
 from newsletter.issues.overrides import EXCLUDE, PIN, clear_override, set_order, set_override
+from newsletter.schedule import issue_date_for
 from newsletter.urls import DEFAULT_LIST_SLUG
 
 DATE = click.option(

@@ -20,7 +20,7 @@ from newsletter.providers.factory import make_provider
 from newsletter.render.environment import make_environment as template_environment
 from newsletter.runtime import Runtime
 from newsletter.web.i18n import pick_language, translator
-from newsletter.web.security import CsrfSigner, RateLimiter
+from newsletter.web.security import CsrfSigner, SignupThrottle
 from subscribers.tokens import LinkSigner
 
 T = TypeVar("T")
@@ -37,7 +37,7 @@ class WebState:
     env: Environment
     links: LinkSigner
     csrf: CsrfSigner
-    signup_limiter: RateLimiter
+    signup_limiter: SignupThrottle
     _provider: Any = None
     _provider_lock: threading.Lock = field(default_factory=threading.Lock)
 
