@@ -5,9 +5,10 @@
     ├── DatabaseError          the database is unreachable or its schema is out of date
     ├── ValidationError        input (article file, CSV row, form) is not what was expected
     │   └── ArticleError       one article in one file is invalid
-    ├── NotFoundError          an issue, article, list or subscriber does not exist
+    ├── NotFoundError          an issue, article, list, subscriber or input file does not exist
     ├── StateError             the operation is not allowed in the object's current state
     │                          (e.g. rebuilding an issue that was already sent)
+    ├── UsageError             the command line itself is wrong (e.g. the date 2026-02-30)
     ├── SuppressedError        the address is suppressed and must never be mailed
     ├── RenderError            a template failed to render or the output broke a budget
     ├── ProviderError          a provider failed in a way the sending core must handle
@@ -58,6 +59,12 @@ class NotFoundError(NewsletterError):
 
 class StateError(NewsletterError):
     exit_code = 64
+
+
+class UsageError(NewsletterError):
+    """What was typed cannot mean anything (an impossible date, an unreadable reference)."""
+
+    exit_code = 64  # EX_USAGE
 
 
 class SuppressedError(NewsletterError):

@@ -29,8 +29,11 @@ class Runtime:
     def open(
         cls, settings: Settings, *, migrate: bool = False, clock: Clock = SYSTEM_CLOCK
     ) -> Runtime:
-        """Connect (one-line error if unreachable); with `migrate`, create/upgrade the schema."""
-        engine = make_engine(settings.database_url)
+        """Connect (one-line error if unreachable); with `migrate`, create/upgrade the schema.
+
+        Without `migrate` nothing is created: a missing SQLite file is "no database".
+        """
+        engine = make_engine(settings.database_url, create=migrate)
         check_connection(engine)
         if migrate:
             upgrade(engine)

@@ -9,7 +9,8 @@ Jobs:
   default `misfire_grace_time` of 1 s would silently drop the 07:00 run after a one-second
   hiccup (a GC pause, a busy database, a suspended VM); we allow the whole catch-up window
   (send time to NEWSLETTER_CATCHUP_DEADLINE) and `coalesce=True` so a backlog runs once. The
-  job asks `newsletter.catchup.decide` anyway, so a late run past the deadline records a skip.
+  job asks `newsletter.catchup.decide_catchup` anyway, so a late run past the deadline records
+  a skip.
 - `catch-up`: at start and every `CATCHUP_INTERVAL`, the same decision for every list (this is
   how a scheduler started after the send time sends, or skips, the day), and it picks up lists
   created or rescheduled since.
@@ -41,7 +42,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from newsletter.catchup import Action, Decision, check_window, decide
+from newsletter.catchup import CatchupAction, Decision, check_window, decide_catchup
 from newsletter.db.models import Issue, MailingList, Meta
 from newsletter.db.session import transaction
 from newsletter.errors import ConfigError, NewsletterError, NotFoundError
@@ -49,12 +50,12 @@ from newsletter.logs import log_event
 from newsletter.pipeline import (
     Outcome,
     RunReport,
-    list_schedule,
     process_owner,
     record_skip,
     run_daily,
 )
 from newsletter.runtime import Runtime
+from newsletter.schedule import catchup_grace, schedule_for
 from newsletter.urls import DEFAULT_LIST_SLUG
 from subscribers.lists import get_or_create_list
 
@@ -112,7 +113,8 @@ def list_plans(
         plans = []
         for mailing_list in lists:
             try:
-                tz, send_time = list_schedule(settings, mailing_list)
+                schedule = schedule_for(settings, mailing_list)
+                tz, send_time = schedule.tz, schedule.send_time
                 check_window(
                     send_time,
                     settings.catchup_deadline,
@@ -123,10 +125,7 @@ def list_plans(
                     raise
                 on_error(mailing_list.slug, err)
                 continue
-            grace = (
-                datetime.combine(date.min, settings.catchup_deadline)
-                - datetime.combine(date.min, send_time)
-            ).seconds
+            grace = catchup_grace(send_time, settings.catchup_deadline).seconds
             plans.append(
                 ListPlan(mailing_list.slug, str(tz.key), send_time.hour, send_time.minute, grace)
             )
@@ -152,23 +151,24 @@ def catch_up_list(
         if mailing_list is None:
             tz, send_time = settings.timezone, settings.send_time
         else:
-            tz, send_time = list_schedule(settings, mailing_list)
+            schedule = schedule_for(settings, mailing_list)
+            tz, send_time = schedule.tz, schedule.send_time
             today = now.astimezone(tz).date()
             status = session.scalar(
                 select(Issue.status).where(
                     Issue.list_id == mailing_list.id, Issue.issue_date == today
                 )
             )
-    decision = decide(now, tz, send_time, settings.catchup_deadline, status)
+    decision = decide_catchup(now, tz, send_time, settings.catchup_deadline, status)
     result = TickResult(slug, decision)
-    if decision.action in (Action.RUN, Action.RESUME):
+    if decision.action in (CatchupAction.RUN, CatchupAction.RESUME):
         log_event(
             log, "scheduler.due", list=slug, action=str(decision.action), reason=decision.reason
         )
         result.run = run_daily(
             runtime, list_slug=slug, issue_date=decision.issue_date, stop=stop, owner=owner
         )
-    elif decision.action is Action.SKIP:
+    elif decision.action is CatchupAction.SKIP:
         note = decision.reason
         if last_failure is not None and last_failure[0] == decision.issue_date:
             note += f"; last attempt: {last_failure[1]}"
@@ -283,7 +283,7 @@ class Scheduler:
             with self.runtime.sessions() as session:
                 mailing_list = session.scalar(select(MailingList).where(MailingList.slug == slug))
                 tz = (
-                    list_schedule(self.runtime.settings, mailing_list)[0]
+                    schedule_for(self.runtime.settings, mailing_list).tz
                     if mailing_list
                     else (self.runtime.settings.timezone)
                 )

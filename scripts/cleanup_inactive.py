@@ -44,7 +44,7 @@ def main() -> int:
     except NewsletterError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
-    print(json.dumps({"expired": expired, "purged": purged}))
+    print(json.dumps({"expired": expired, "purged": purged}, ensure_ascii=False))
     return 0
 
 

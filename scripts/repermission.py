@@ -54,7 +54,7 @@ def main() -> int:
                     )
                 finally:
                     provider.close()
-            print(json.dumps({"list": args.list_slug, "sent": sent}))
+            print(json.dumps({"list": args.list_slug, "sent": sent}, ensure_ascii=False))
         finally:
             runtime.close()
     except NewsletterError as err:

@@ -12,25 +12,31 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from babel.dates import format_datetime
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from mjml import mjml2html
+from jinja2 import Environment
 
 from newsletter.config import Settings
 from newsletter.errors import ProviderError, RenderError
-from newsletter.paths import templates_dir
 from newsletter.providers.base import Batch, PreparedMessage, Provider, Recipient
+from newsletter.render.environment import compile_mjml, make_environment
+from newsletter.render.i18n import keyed_messages
 from newsletter.types import SLOTS
 
-SUBJECTS = {
-    "ja": "【{name}】ご登録の確認をお願いします",
-    "en": "{name}: please confirm your subscription",
-    "both": "【{name}】ご登録の確認 / Please confirm your subscription",
-}
-PREHEADERS = {
-    "ja": "ボタンを押すと登録が完了します。",
-    "en": "One click and you are subscribed.",
-    "both": "ボタンを押すと登録が完了します。 One click and you are subscribed.",
-}
+
+def _by_language() -> tuple[dict[str, str], dict[str, str]]:
+    """Subject and preheader per language (`ja`, `en`, `both`) from the translation catalog."""
+    texts = keyed_messages("mail")
+    subject, short, preheader = (
+        texts["confirm_subject"],
+        texts["confirm_subject_short"],
+        texts["confirm_preheader"],
+    )
+    return (
+        {**subject, "both": f"{short['ja']} / {short['en']}"},
+        {**preheader, "both": f"{preheader['ja']} {preheader['en']}"},
+    )
+
+
+SUBJECTS, PREHEADERS = _by_language()
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +48,7 @@ class RenderedMail:
 
 @lru_cache(maxsize=2)
 def _environment(autoescape: bool) -> Environment:
-    return Environment(
-        loader=FileSystemLoader(templates_dir() / "transactional"),
-        autoescape=autoescape,
-        undefined=StrictUndefined,
-        keep_trailing_newline=True,
-    )
+    return make_environment("transactional", autoescape=autoescape, trim=False)
 
 
 def _clean(value: str | None) -> str:
@@ -85,10 +86,10 @@ def render_confirmation(
     }
     try:
         mjml_source = _environment(True).get_template("confirm.mjml.j2").render(values)
-        html = mjml2html(mjml_source)
         text = _environment(False).get_template("confirm.txt.j2").render(values)
-    except Exception as err:  # jinja2 or mjml: report which template failed and why
+    except Exception as err:  # jinja2: report which template failed and why
         raise RenderError(f"templates/transactional/confirm: {err}") from err
+    html = compile_mjml(mjml_source, where="templates/transactional/confirm.mjml.j2")
     return RenderedMail(subject=subject, html=html, text=text)
 
 

@@ -26,6 +26,34 @@ CONFIRM_MAX_AGE_S = 7 * 24 * 3600
 _URLSAFE = bytes.maketrans(b"+/", b"-_")  # base64 to its URL-safe alphabet, as itsdangerous
 
 
+class PrekeyedHmac:
+    """HMAC-SHA256 (RFC 2104) with the key's two hash states computed once.
+
+    `hmac.new` pads and hashes the key on every call; here each signature only copies the two
+    keyed states, which is what makes signing a million links cheap. Same bytes as `hmac`.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        block = hashlib.sha256().block_size
+        if len(key) > block:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(block, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+    def urlsafe_signature(self, value: str) -> str:
+        """The digest of an ASCII `value` in itsdangerous's form: URL-safe base64, no padding."""
+        signature = binascii.b2a_base64(self.digest(value.encode("ascii")), newline=False)
+        return signature.translate(_URLSAFE, b"=").decode("ascii")
+
+
 @dataclass(frozen=True, slots=True)
 class LinkClaim:
     subscriber_id: int
@@ -40,26 +68,15 @@ class LinkSigner:
         self._signer = Signer(keys, salt=LINK_SALT, digest_method=hashlib.sha256)
         self._base_url = settings.base_url
         # A send signs one token per recipient: derive the signing key once, not per call, and
-        # key the two SHA-256 states of HMAC (RFC 2104) once too; each token then only copies
-        # them. The result is byte for byte what `Signer.sign` gives (tests hold it to that).
+        # key HMAC once too (`PrekeyedHmac`). The result is byte for byte what `Signer.sign`
+        # gives (tests hold it to that).
         self._signing_key = self._signer.derive_key()
         self._sep = self._signer.sep.decode("ascii")
-        key = self._signing_key
-        block = hashlib.sha256().block_size
-        if len(key) > block:
-            key = hashlib.sha256(key).digest()
-        key = key.ljust(block, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+        self._signature = PrekeyedHmac(self._signing_key).urlsafe_signature
 
     def token(self, subscriber_id: int, list_id: int) -> str:
         value = f"{subscriber_id:x}.{list_id:x}"
-        inner = self._inner.copy()
-        inner.update(value.encode("ascii"))
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        signature = binascii.b2a_base64(outer.digest(), newline=False).translate(_URLSAFE, b"=")
-        return f"{value}{self._sep}{signature.decode('ascii')}"
+        return f"{value}{self._sep}{self._signature(value)}"
 
     def verify(self, token: str) -> LinkClaim:
         """The claim inside a genuine token; TokenError (no detail) for anything else."""
@@ -88,16 +105,11 @@ class LinkSigner:
         ):
             return lambda subscriber_id: self.links(subscriber_id, list_id)
         list_part = f".{list_id:x}"
-        inner, outer, sep = self._inner, self._outer, self._sep
+        signature, sep = self._signature, self._sep
 
         def links(subscriber_id: int) -> tuple[str, str]:
             value = f"{subscriber_id:x}{list_part}"
-            h = inner.copy()
-            h.update(value.encode("ascii"))
-            o = outer.copy()
-            o.update(h.digest())
-            signature = binascii.b2a_base64(o.digest(), newline=False).translate(_URLSAFE, b"=")
-            token = f"{value}{sep}{signature.decode('ascii')}"
+            token = f"{value}{sep}{signature(value)}"
             return u_start + token, p_start + token
 
         return links

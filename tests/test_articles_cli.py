@@ -102,7 +102,7 @@ def test_build_shows_the_chosen_articles_and_explains_the_rest(
 def test_build_with_nothing_to_send_says_why(app: AppContext) -> None:
     result = run(app, "issue", "build", "--date", "2026-06-13")
     assert result.exit_code == 0
-    assert result.output.startswith("no issue built: only 0 article(s)")
+    assert result.output.startswith("no issue built: only 0 articles")
 
 
 def test_pin_exclude_and_reorder_rebuild_a_built_issue(app: AppContext, tmp_path: Path) -> None:
@@ -154,5 +154,5 @@ def test_import_samples_fills_the_next_issue(app: AppContext) -> None:
 
 def test_import_needs_a_source(app: AppContext) -> None:
     result = run(app, "articles", "import")
-    assert result.exit_code == 2
+    assert result.exit_code == 64
     assert "give at least one PATH_OR_URL, or --samples" in result.output

@@ -18,7 +18,7 @@ from newsletter.clock import FixedClock
 from newsletter.config import Settings
 from newsletter.db.models import Issue, IssueArticle, IssueVariant, MailingList
 from newsletter.db.session import transaction
-from newsletter.errors import NotFoundError, StateError
+from newsletter.errors import NotFoundError, StateError, UsageError
 from newsletter.issues.assembly import (
     BuildResult,
     build_issue,
@@ -311,9 +311,12 @@ def test_issue_references_by_id_date_and_list_date(
         assert get_issue(session, str(result.issue.id)).id == result.issue.id
         assert get_issue(session, "2026-06-13").id == result.issue.id
         assert get_issue(session, "daily:2026-06-13").id == result.issue.id
-        for bad in ("2026-06-14", "other:2026-06-13", "999", "yesterday", "2026-02-30"):
+        for missing in ("2026-06-14", "other:2026-06-13", "999"):
             with pytest.raises(NotFoundError):
-                get_issue(session, bad)
+                get_issue(session, missing)
+        for unreadable in ("yesterday", "2026-02-30"):  # a usage error (64), not "not found"
+            with pytest.raises(UsageError):
+                get_issue(session, unreadable)
 
 
 def test_the_sample_articles_fill_todays_issue_and_reimport_idempotently(

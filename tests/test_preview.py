@@ -20,8 +20,8 @@ from newsletter.clock import FixedClock
 from newsletter.config import Settings
 from newsletter.db.models import Delivery, SendBatch, Suppression
 from newsletter.errors import SuppressedError, ValidationError
+from newsletter.preview import make_server, send_test_email, write_preview
 from newsletter.providers.outbox import OutboxProvider
-from newsletter.render.preview import make_server, send_test_email, write_preview
 from newsletter.render.renderer import render_issue_variants
 from newsletter.render.view import issue_view_from_dicts
 from newsletter.types import SLOTS, RenderedVariant

@@ -1,7 +1,8 @@
 """One contract for every provider: the same batch in, every recipient accounted for once.
 
 Run over the outbox, the local SendGrid-compatible server and the aiosmtpd sink, each built by
-`make_provider` from settings exactly as the sending core builds it.
+`make_provider` from settings exactly as the sending core builds it, and over the in-memory
+provider the sending core's tests use, so what those tests prove holds for the real ones.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import pytest
 
 from newsletter.config import Secret
 from newsletter.errors import ConfigError
-from newsletter.providers.base import Batch, Provider
+from newsletter.providers.base import Batch, BatchRejected, BatchTooLarge, Provider
 from newsletter.providers.factory import make_provider
+from newsletter.testing.memory_provider import MemoryProvider
 from tests.fixtures.providers import (
     SENDGRID_TEST_KEY,
     make_batch,
@@ -24,9 +26,14 @@ from tests.fixtures.providers import (
 )
 
 
-@pytest.fixture(params=["outbox", "sendgrid", "smtp"])
+@pytest.fixture(params=["outbox", "sendgrid", "smtp", "memory"])
 def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Provider]:
     kind = request.param
+    if kind == "memory":
+        memory = MemoryProvider()
+        yield memory
+        memory.close()
+        return
     if kind == "outbox":
         settings = provider_settings(tmp_path, provider="outbox")
     elif kind == "sendgrid":
@@ -47,7 +54,7 @@ def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Provide
 
 def test_it_satisfies_the_protocol(provider):
     assert isinstance(provider, Provider)
-    assert provider.name in ("outbox", "sendgrid", "smtp")
+    assert provider.name in ("outbox", "sendgrid", "smtp", "memory")
     assert 1 <= provider.max_batch_size <= 1000
 
 
@@ -73,6 +80,17 @@ def test_outcomes_partition_the_batch(provider):
     assert sorted(seen) == sorted(r.delivery_id for r in batch.recipients)
 
 
+def test_a_batch_over_the_limit_is_refused_whole_or_sent_whole(provider):
+    """Never a silent part: either splittable (the core halves it) or every recipient sent."""
+    batch = make_batch(provider.max_batch_size + 1)
+    try:
+        result = provider.send_batch(batch)
+    except BatchRejected as err:
+        assert err.splittable
+        return
+    assert len(result.accepted) == len(batch.recipients)
+
+
 def test_close_is_idempotent(provider):
     provider.send_batch(make_batch(1))
     provider.close()
@@ -84,3 +102,11 @@ def test_the_factory_refuses_an_unknown_provider(tmp_path):
     object.__setattr__(settings, "provider", "carrier-pigeon")
     with pytest.raises(ConfigError, match="NEWSLETTER_PROVIDER"):
         make_provider(settings)
+
+
+def test_the_memory_provider_honours_its_batch_size_like_sendgrid():
+    memory = MemoryProvider(max_batch_size=3)
+    with pytest.raises(BatchTooLarge):
+        memory.send_batch(make_batch(4))
+    assert not memory.delivered
+    assert len(memory.send_batch(make_batch(3)).accepted) == 3

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from newsletter.config import Settings
-from newsletter.render.preview import write_preview
+from newsletter.preview import write_preview
 from newsletter.render.renderer import render_issue_variants
 from newsletter.render.view import issue_view_from_dicts
 from tests.fixtures.render import ISSUE_DATE, make_article

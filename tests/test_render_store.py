@@ -10,9 +10,9 @@ from newsletter.clock import FixedClock
 from newsletter.config import Settings
 from newsletter.db.models import Article, ArticleContent, Issue, IssueVariant
 from newsletter.errors import NotFoundError
-from newsletter.render import store
-from newsletter.render.store import as_rendered, ensure_variants
-from newsletter.render.view import IssueView, load_issue_view
+from newsletter.issues import variants as store
+from newsletter.issues.variants import as_rendered, ensure_variants, load_issue_view
+from newsletter.render.view import IssueView
 from newsletter.types import RenderedVariant
 from tests.fixtures.render import make_article, store_issue
 

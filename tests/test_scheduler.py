@@ -10,12 +10,13 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 from sqlalchemy import select
 
-from newsletter.catchup import Action, local_datetime
+from newsletter.catchup import CatchupAction
 from newsletter.clock import FixedClock
 from newsletter.db.models import Issue, MailingList, Meta
 from newsletter.errors import ConfigError
 from newsletter.pipeline import Outcome, claim_send
 from newsletter.runtime import Runtime
+from newsletter.schedule import local_instant
 from newsletter.scheduler import (
     HEARTBEAT_KEY,
     Scheduler,
@@ -43,7 +44,7 @@ def test_before_the_send_time_the_catch_up_waits(
 ) -> None:
     seed_subscribers(runtime.sessions, clock, 2)
     result = catch_up_list(runtime, "daily")  # the clock says 06:30 JST
-    assert result.decision.action is Action.WAIT
+    assert result.decision.action is CatchupAction.WAIT
     assert _statuses(runtime) == []
 
 
@@ -53,10 +54,10 @@ def test_started_after_the_send_time_it_sends_todays_issue_once(
     addresses = seed_subscribers(runtime.sessions, clock, 3)
     clock.advance(hours=2)  # 08:30 JST: down at 07:00, back before the 11:00 deadline
     first = catch_up_list(runtime, "daily")
-    assert first.decision.action is Action.RUN
+    assert first.decision.action is CatchupAction.RUN
     assert first.run is not None and first.run.outcome == Outcome.SENT
     second = catch_up_list(runtime, "daily")
-    assert second.decision.action is Action.DONE
+    assert second.decision.action is CatchupAction.DONE
     assert outbox_recipients(runtime.settings.outbox_dir) == dict.fromkeys(addresses, 1)
 
 
@@ -66,7 +67,7 @@ def test_started_after_the_deadline_it_records_a_skip_and_mails_nobody(
     seed_subscribers(runtime.sessions, clock, 3)
     clock.advance(hours=14, minutes=30)  # 21:00 JST
     result = catch_up_list(runtime, "daily")
-    assert result.decision.action is Action.SKIP
+    assert result.decision.action is CatchupAction.SKIP
     [(status, note)] = _statuses(runtime)
     assert status == "skipped"
     assert note and "11:00" in note
@@ -86,7 +87,7 @@ def test_an_interrupted_send_is_resumed_on_start(
     claim_send(runtime.sessions, report.issue_id or 0, "dead-host:9", clock.now())
     clock.advance(minutes=10)  # the dead owner's lease has expired
     result = catch_up_list(runtime, "daily")
-    assert result.decision.action is Action.RESUME
+    assert result.decision.action is CatchupAction.RESUME
     assert result.run is not None and result.run.outcome == Outcome.SENT
     assert outbox_recipients(runtime.settings.outbox_dir) == dict.fromkeys(addresses, 1)
 
@@ -181,7 +182,7 @@ def test_catch_up_uses_the_list_send_time(runtime: Runtime, clock: FixedClock) -
         session.commit()
     runtime.settings = dataclasses.replace(runtime.settings, catchup_deadline=time(6, 15))
     result = catch_up_list(runtime, "daily")  # 06:30 JST: past the list's own 06:15 deadline
-    assert result.decision.action is Action.SKIP
+    assert result.decision.action is CatchupAction.SKIP
 
 
 def test_a_list_with_an_impossible_schedule_does_not_stop_the_others(
@@ -230,7 +231,7 @@ def test_a_stop_before_the_scheduler_runs_makes_start_return(runtime: Runtime) -
 def test_a_one_off_run_that_fails_is_counted_for_the_exit_code(runtime: Runtime) -> None:
     at = datetime.now(UTC) - timedelta(seconds=1)  # already due: runs as soon as it starts
     day = at.astimezone(runtime.settings.timezone).date()
-    seed_articles(runtime.sessions, [local_datetime(day, time(6, 0), runtime.settings.timezone)])
+    seed_articles(runtime.sessions, [local_instant(day, time(6, 0), runtime.settings.timezone)])
     runtime.settings = dataclasses.replace(runtime.settings, provider="nonsense")
     scheduler = Scheduler(runtime, run_at=at)
     done = threading.Event()

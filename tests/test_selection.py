@@ -12,10 +12,9 @@ from newsletter.articles.selection import (
     Candidate,
     Overrides,
     Selection,
-    cutoff_for,
     select_articles,
-    window_for,
 )
+from newsletter.schedule import cutoff_for, window_for
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -156,7 +155,7 @@ def test_below_the_minimum_the_selection_says_why_no_issue_should_be_built() -> 
     selection = run([cand(1, jst(12, 9))], min_articles=2)
     assert not selection.buildable
     assert selection.reason is not None
-    assert "only 1 article(s)" in selection.reason and "minimum is 2" in selection.reason
+    assert "only 1 article selectable" in selection.reason and "minimum is 2" in selection.reason
 
 
 def test_an_empty_day_is_not_buildable_with_the_default_minimum() -> None:

@@ -89,7 +89,7 @@ def test_cancel_needs_confirmation_and_stops_the_queue(
 
 def test_resolve_asks_for_a_decision(run, delivery_seed: SeededSend) -> None:  # type: ignore[no-untyped-def]
     assert "choose --resend or --skip" in run(
-        "issue", "resolve", str(delivery_seed.issue_id), code=2
+        "issue", "resolve", str(delivery_seed.issue_id), code=64
     )
     out = json.loads(run("issue", "resolve", str(delivery_seed.issue_id), "--skip", "--json"))
     assert out == {"issue_id": delivery_seed.issue_id, "reconciled": 0, "requeued": 0, "skipped": 0}

@@ -14,7 +14,7 @@ from newsletter.config import Secret, load_settings
 from newsletter.runtime import Runtime
 from newsletter.web import create_app
 from newsletter.web.i18n import MESSAGES, pick_language
-from newsletter.web.security import CsrfSigner, RateLimiter
+from newsletter.web.security import CsrfSigner, SignupThrottle
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_csrf_tokens_verify_only_for_their_own_nonce() -> None:
 
 def test_the_rate_limiter_refills_over_time() -> None:
     now = [0.0]
-    limiter = RateLimiter(capacity=2, per_s=1.0, now=lambda: now[0])
+    limiter = SignupThrottle(capacity=2, per_s=1.0, now=lambda: now[0])
     assert [limiter.allow("ip") for _ in range(3)] == [True, True, False]
     assert limiter.allow("other-ip")
     now[0] += 1.0
@@ -99,7 +99,7 @@ def test_the_rate_limiter_refills_over_time() -> None:
 
 
 def test_the_rate_limiter_forgets_the_oldest_keys_beyond_its_bound() -> None:
-    limiter = RateLimiter(capacity=1, per_s=0.0, max_keys=2, now=lambda: 0.0)
+    limiter = SignupThrottle(capacity=1, per_s=0.0, max_keys=2, now=lambda: 0.0)
     assert limiter.allow("a") and not limiter.allow("a")
     limiter.allow("b")
     limiter.allow("c")  # "a" is forgotten

@@ -13,7 +13,7 @@ from newsletter.db.models import ConsentRecord, Subscriber, Subscription
 from newsletter.runtime import Runtime
 from newsletter.web import create_app
 from newsletter.web.i18n import CONSENT_WORDING_VERSION
-from newsletter.web.security import RateLimiter
+from newsletter.web.security import SignupThrottle
 from subscribers.tokens import ConfirmSigner
 
 
@@ -98,7 +98,7 @@ def test_an_invalid_address_is_a_400_form(web_client: TestClient) -> None:
 
 @pytest.fixture
 def strict_client(web_runtime: Runtime) -> Iterator[TestClient]:
-    limiter = RateLimiter(capacity=2, per_s=0.0001)
+    limiter = SignupThrottle(capacity=2, per_s=0.0001)
     app = create_app(web_runtime, signup_limiter=limiter)
     with TestClient(app, base_url="https://news.example.com") as client:
         yield client

@@ -12,14 +12,15 @@ from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.articles.ingest import ImportReport, RawRecord, import_records
 from newsletter.articles.schema import parse_timestamp
-from newsletter.articles.selection import cutoff_for
 from newsletter.clock import Clock
 from newsletter.config import Settings
-from newsletter.issues.assembly import issue_date_for, schedule_for
+from newsletter.db.models import Article
+from newsletter.schedule import cutoff_for, issue_date_for, schedule_for
 
 SAMPLES_SOURCE = "newsletter/samples/articles.json"
 _MARGIN = timedelta(minutes=5)
@@ -32,13 +33,19 @@ def load_sample_articles() -> list[dict[str, Any]]:
     return data
 
 
-def rebase(articles: list[dict[str, Any]], now: datetime, settings: Settings) -> None:
-    """Move every `published_at` into the window of the issue that is next at `now` (in place)."""
+def _window(now: datetime, settings: Settings) -> tuple[datetime, datetime]:
+    """Where the samples go: inside the next issue's window, and not after `now`."""
     schedule = schedule_for(settings, None)
     issue_date = issue_date_for(settings, None, now)
     cutoff = cutoff_for(issue_date, schedule.tz, schedule.send_time)
     start = cutoff_for(issue_date - timedelta(days=1), schedule.tz, schedule.send_time) + _MARGIN
-    end = min(cutoff, now) - _MARGIN
+    return start, min(cutoff, now) - _MARGIN
+
+
+def rebase(articles: list[dict[str, Any]], now: datetime, settings: Settings) -> None:
+    """Move every `published_at` into the window of the issue that is next at `now` (in place)."""
+    schedule = schedule_for(settings, None)
+    start, end = _window(now, settings)
     times = [parse_timestamp(a["published_at"]) for a in articles]
     newest = max(times)
     span = max(newest - min(times), timedelta(seconds=1))
@@ -48,11 +55,30 @@ def rebase(articles: list[dict[str, Any]], now: datetime, settings: Settings) ->
         article["published_at"] = moved.astimezone(schedule.tz).isoformat(timespec="seconds")
 
 
+def _stored_times(session: Session, ids: list[str]) -> dict[str, datetime]:
+    query = select(Article.external_id, Article.published_at).where(Article.external_id.in_(ids))
+    return {external_id: published for external_id, published in session.execute(query)}
+
+
 def import_samples(
     sessions: sessionmaker[Session], clock: Clock, settings: Settings
 ) -> ImportReport:
-    """Import the samples re-dated for today; a second run updates the same articles."""
+    """Import the samples re-dated for today; a second run updates the same articles.
+
+    When the stored samples already sit in today's window they keep their times, so running
+    the demo again the same day reports them unchanged rather than re-dated.
+    """
     articles = load_sample_articles()
-    rebase(articles, clock.now(), settings)
+    now = clock.now()
+    with sessions() as session:
+        stored = _stored_times(session, [a["id"] for a in articles])
+    start, end = _window(now, settings)
+    if len(stored) == len(articles) and all(start <= t <= end for t in stored.values()):
+        schedule = schedule_for(settings, None)
+        for article in articles:
+            when = stored[article["id"]].astimezone(schedule.tz)
+            article["published_at"] = when.isoformat(timespec="seconds")
+    else:
+        rebase(articles, now, settings)
     records = [RawRecord(i, a) for i, a in enumerate(articles, start=1)]
     return import_records(sessions, records, SAMPLES_SOURCE, clock)

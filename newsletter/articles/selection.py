@@ -1,22 +1,19 @@
 """The day's choice of articles: a pure function of the candidates, the clock-free schedule
 and the editor's overrides. No database here, so every rule is testable in microseconds.
 
-The window. Issue D's cutoff is D at the send time in the list's time zone. Its window is
-(previous issue's cutoff, this cutoff]: start exclusive, end inclusive, so consecutive issues
-tile time with no gap and no overlap, across DST changes too (the arithmetic is done on local
-wall-clock times, then converted). With no previous issue the window is the 24 hours (local
-wall clock) before the cutoff; a previous cutoff older than `MAX_LOOKBACK_DAYS` is clamped so a
-long pause does not flood the first issue back with stale news.
+The window (previous issue's cutoff, this cutoff] comes from `newsletter.schedule`, the one
+module that computes issue dates, cutoffs and windows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
-MAX_LOOKBACK_DAYS = 7
+from newsletter.schedule import window_for
+from newsletter.wording import plural
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,24 +69,6 @@ class Selection:
     @property
     def article_ids(self) -> list[int]:
         return [d.article_id for d in self.chosen]
-
-
-def cutoff_for(issue_date: date, tz: ZoneInfo, send_time: time) -> datetime:
-    """The issue's send time as a UTC instant (fold=0: the earlier one in a DST overlap)."""
-    return datetime.combine(issue_date, send_time, tzinfo=tz).astimezone(UTC)
-
-
-def window_for(
-    issue_date: date, tz: ZoneInfo, send_time: time, previous_cutoff: datetime | None
-) -> tuple[datetime, datetime]:
-    """(start exclusive, cutoff inclusive), both UTC."""
-    cutoff = cutoff_for(issue_date, tz, send_time)
-    default_start = cutoff_for(issue_date - timedelta(days=1), tz, send_time)
-    if previous_cutoff is None:
-        return default_start, cutoff
-    floor = cutoff_for(issue_date - timedelta(days=MAX_LOOKBACK_DAYS), tz, send_time)
-    start = max(previous_cutoff.astimezone(UTC), floor)
-    return min(start, cutoff), cutoff
 
 
 def _rank_key(c: Candidate) -> tuple[int, float, int]:
@@ -174,7 +153,7 @@ def select_articles(
             f"{start.astimezone(tz):%Y-%m-%d %H:%M} – {cutoff.astimezone(tz):%Y-%m-%d %H:%M %Z}"
         )
         reason = (
-            f"only {len(chosen_decisions)} article(s) selectable in the window {window}; "
+            f"only {plural(len(chosen_decisions), 'article')} selectable in the window {window}; "
             f"the minimum is {min_articles}"
         )
     return Selection(

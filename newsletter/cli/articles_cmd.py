@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import click
@@ -12,8 +13,9 @@ from newsletter.articles.ingest import import_sources
 from newsletter.articles.queries import articles_between, find_article
 from newsletter.articles.samples import import_samples
 from newsletter.articles.schema import article_to_dict
-from newsletter.cli.context import AppContext, emit_json, handle_errors, pass_app
+from newsletter.cli.context import ISO_DATE, AppContext, emit_json, handle_errors, pass_app
 from newsletter.db.models import Article
+from newsletter.errors import NotFoundError, ValidationError
 from newsletter.types import CONTENT_LANGUAGES
 
 JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
@@ -42,11 +44,12 @@ def import_cmd(app: AppContext, sources: tuple[str, ...], samples: bool, as_json
     """Import articles from JSON / JSON Lines files, RSS 2.0 or Atom feeds, paths or URLs.
 
     Valid articles are kept even when others in the same file are rejected; the exit status
-    is 65 when anything was rejected or a source could not be read.
+    is 66 when a file does not exist, else 65 when anything was rejected or could not be read.
     """
     if not sources and not samples:
         raise click.UsageError("give at least one PATH_OR_URL, or --samples")
     runtime = app.runtime()
+    missing = [s for s in sources if "://" not in s and not Path(s).exists()]
     report = import_sources(runtime.sessions, list(sources), runtime.clock)
     if samples:
         report.add(import_samples(runtime.sessions, runtime.clock, runtime.settings))
@@ -59,29 +62,31 @@ def import_cmd(app: AppContext, sources: tuple[str, ...], samples: bool, as_json
             f"imported {report.imported}, updated {report.updated}, "
             f"unchanged {report.unchanged}, rejected {report.rejected}"
         )
+    if missing:
+        sys.exit(NotFoundError.exit_code)
     if not report.ok:
-        sys.exit(65)
+        sys.exit(ValidationError.exit_code)
 
 
 @click.command("list")
 @click.option(
     "--date",
     "day",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    type=ISO_DATE,
     help="Only articles published on this local day (NEWSLETTER_TIMEZONE).",
 )
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
 @JSON
 @pass_app
 @handle_errors
-def list_cmd(app: AppContext, day: datetime | None, limit: int, as_json: bool) -> None:
+def list_cmd(app: AppContext, day: date | None, limit: int, as_json: bool) -> None:
     """List articles, newest first."""
     runtime = app.runtime()
     tz = runtime.settings.timezone
     start = end = None
     if day is not None:
-        start = datetime.combine(day.date(), datetime.min.time(), tzinfo=tz)
-        end = datetime.combine(day.date() + timedelta(days=1), datetime.min.time(), tzinfo=tz)
+        start = datetime.combine(day, datetime.min.time(), tzinfo=tz)
+        end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=tz)
     with runtime.sessions() as session:
         found = articles_between(session, start, end, limit)
         rows: list[dict[str, Any]] = [

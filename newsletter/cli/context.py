@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
+from datetime import date
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -12,8 +14,12 @@ import click
 from sqlalchemy.exc import OperationalError
 
 from newsletter.config import Settings, load_settings
+from newsletter.db.session import require_database
 from newsletter.errors import DatabaseError, NewsletterError
 from newsletter.runtime import Runtime
+from newsletter.wording import plural
+
+__all__ = ["ISO_DATE", "AppContext", "emit_json", "handle_errors", "pass_app", "plural"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,9 +38,21 @@ class AppContext:
         return self._settings
 
     def runtime(self, *, migrate: bool = False) -> Runtime:
+        """The database and its parts. Without `migrate` a missing database is an error.
+
+        The check runs before the settings are loaded for real, because loading them creates
+        `var/secret.key`: a read-only command tried in an empty folder leaves nothing behind.
+        """
         if self._runtime is None:
+            if not migrate:
+                require_database(self._database_url())
             self._runtime = Runtime.open(self.settings, migrate=migrate)
         return self._runtime
+
+    def _database_url(self) -> str:
+        if self._settings is not None:
+            return self._settings.database_url
+        return load_settings(create_secret=False, secret_keys=()).database_url
 
     def close(self) -> None:
         if self._runtime is not None:
@@ -65,3 +83,26 @@ def handle_errors(func: F) -> F:
             sys.exit(DatabaseError.exit_code)
 
     return wrapper  # type: ignore[return-value]
+
+
+_DATE_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+class IsoDate(click.ParamType):
+    """A calendar date typed as YYYY-MM-DD; an impossible one (2026-02-30) is a usage error."""
+
+    name = "date"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> date:
+        if isinstance(value, date):
+            return value
+        text = str(value).strip()
+        if not _DATE_SHAPE.fullmatch(text):
+            self.fail(f"{text!r} is not a date: expected YYYY-MM-DD", param, ctx)
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            self.fail(f"{text!r} is not a real date: expected YYYY-MM-DD", param, ctx)
+
+
+ISO_DATE = IsoDate()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 import click
@@ -12,23 +12,25 @@ from sqlalchemy.orm import Session
 from newsletter.articles.queries import find_article
 from newsletter.articles.selection import Selection
 from newsletter.cli.articles_cmd import headline
-from newsletter.cli.context import AppContext, emit_json, handle_errors, pass_app
+from newsletter.cli.context import (
+    ISO_DATE,
+    AppContext,
+    emit_json,
+    handle_errors,
+    pass_app,
+    plural,
+)
 from newsletter.db.models import Issue, MailingList
 from newsletter.db.session import transaction
-from newsletter.issues.assembly import (
-    BuildResult,
-    build_issue,
-    issue_date_for,
-    load_list,
-    rebuild_if_built,
-)
+from newsletter.issues.assembly import BuildResult, build_issue, load_list, rebuild_if_built
 from newsletter.issues.overrides import EXCLUDE, PIN, clear_override, set_order, set_override
+from newsletter.schedule import issue_date_for
 from newsletter.urls import DEFAULT_LIST_SLUG
 
 DATE = click.option(
     "--date",
     "day",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    type=ISO_DATE,
     help="Issue date (default: the next or current issue in the list's time zone).",
 )
 LIST = click.option("--list", "list_slug", default=DEFAULT_LIST_SLUG, show_default=True)
@@ -81,7 +83,7 @@ def _print(data: dict[str, Any], explain: bool) -> None:
         verb = "built" if data["created"] else "issue"
         click.echo(
             f"{verb} {issue['list']}:{issue['date']} (id {issue['id']}, {issue['status']}): "
-            f"{len(issue['articles'])} articles"
+            f"{plural(len(issue['articles']), 'article')}"
         )
         if data["reason"] and not data["created"]:
             click.echo(f"  ({data['reason']})")
@@ -105,7 +107,7 @@ def _print(data: dict[str, Any], explain: bool) -> None:
 @handle_errors
 def build_cmd(
     app: AppContext,
-    day: datetime | None,
+    day: date | None,
     list_slug: str,
     rebuild: bool,
     explain: bool,
@@ -119,7 +121,7 @@ def build_cmd(
             runtime.settings,
             runtime.clock,
             list_slug=list_slug,
-            issue_date=day.date() if day else None,
+            issue_date=day,
             rebuild=rebuild,
         )
         data = _result_dict(result)
@@ -132,18 +134,14 @@ def build_cmd(
 def _editor_change(
     app: AppContext,
     list_slug: str,
-    day: datetime | None,
+    day: date | None,
     change: Callable[[Session, MailingList, date], str],
 ) -> None:
     """Apply one editor change, then re-select the issue if it is built already."""
     runtime = app.runtime()
     with transaction(runtime.sessions) as session:
         mailing_list = load_list(session, runtime.settings, runtime.clock, list_slug)
-        issue_date = (
-            day.date()
-            if day
-            else issue_date_for(runtime.settings, mailing_list, runtime.clock.now())
-        )
+        issue_date = day or issue_date_for(runtime.settings, mailing_list, runtime.clock.now())
         message = change(session, mailing_list, issue_date)
         result = rebuild_if_built(
             session, runtime.settings, runtime.clock, mailing_list, issue_date
@@ -166,7 +164,7 @@ def _override_command(name: str, action: str | None, help_text: str) -> click.Co
     @LIST
     @pass_app
     @handle_errors
-    def command(app: AppContext, article_id: str, day: datetime | None, list_slug: str) -> None:
+    def command(app: AppContext, article_id: str, day: date | None, list_slug: str) -> None:
         def change(session: Session, mailing_list: MailingList, issue_date: date) -> str:
             article = find_article(session, article_id)
             if action is None:
@@ -194,7 +192,7 @@ unpin_cmd = _override_command("unpin", None, "Forget the editor's pin or exclusi
 @pass_app
 @handle_errors
 def reorder_cmd(
-    app: AppContext, article_ids: tuple[str, ...], day: datetime | None, list_slug: str
+    app: AppContext, article_ids: tuple[str, ...], day: date | None, list_slug: str
 ) -> None:
     """Put these articles first, in this order (after pinned ones)."""
 

@@ -9,9 +9,9 @@ import click
 from newsletter.cli.context import AppContext, emit_json, handle_errors, pass_app
 from newsletter.db.models import Issue
 from newsletter.issues.assembly import get_issue
+from newsletter.issues.variants import as_rendered, ensure_variants
+from newsletter.preview import make_server, send_test_email, write_preview
 from newsletter.providers.factory import make_provider
-from newsletter.render.preview import make_server, send_test_email, write_preview
-from newsletter.render.store import as_rendered, ensure_variants
 from newsletter.types import VARIANTS, RenderedVariant
 from subscribers.audience import is_mailable_address
 from subscribers.hashing import EmailHasher

@@ -2,23 +2,79 @@
 
 from __future__ import annotations
 
+from typing import IO, Any
+
 import click
 
 from newsletter import __version__
 from newsletter.cli.context import AppContext
 
+EX_USAGE = 64  # the README's exit code for a wrong command line (click's own is 2)
+
+
+class CommandLineError(click.ClickException):
+    """A click usage error, shown as one line like every other error, with exit code 64."""
+
+    exit_code = EX_USAGE
+
+    def __init__(self, error: click.UsageError) -> None:
+        super().__init__(" ".join(error.format_message().split()))
+        self.command_path = error.ctx.command_path if error.ctx else "newsletter"
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        hint = f" (see `{self.command_path} --help`)"
+        click.secho(f"error: {self.format_message()}{hint}", fg="red", err=True)
+
 
 class _Group(click.Group):
-    """Domain errors raised outside a command body (settings, database) exit cleanly too."""
+    """Every error exits with the README's code: domain errors by type, usage errors 64."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as err:
+            raise _usage(err) from None
 
     def invoke(self, ctx: click.Context) -> object:
         from newsletter.errors import NewsletterError
 
         try:
             return super().invoke(ctx)
+        except click.UsageError as err:
+            raise _usage(err) from None
         except NewsletterError as err:
             click.secho(f"error: {err}", fg="red", err=True)
             ctx.exit(err.exit_code)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """`newsletter send` suggests `newsletter issue send`: commands one group down."""
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            found = [
+                f"{group_name} {name}"
+                for group_name, group in sorted(self.commands.items())
+                if isinstance(group, click.Group) and name in group.commands
+            ]
+            if found:
+                choices = " or ".join(f"`newsletter {path}`" for path in found)
+                ctx.fail(f"no command {name!r} here; did you mean {choices}?")
+        return super().resolve_command(ctx, args)
+
+
+def _usage(error: click.UsageError) -> click.ClickException:
+    """Help asked for by giving no command keeps its page; every other usage error is 64."""
+    if isinstance(error, click.exceptions.NoArgsIsHelpError):
+        error.exit_code = EX_USAGE
+        return error
+    return CommandLineError(error)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -11,12 +11,12 @@ from datetime import UTC, date, datetime
 
 import click
 
-from newsletter.cli.context import AppContext, emit_json, handle_errors, pass_app
+from newsletter.cli.context import ISO_DATE, AppContext, emit_json, handle_errors, pass_app
 from newsletter.errors import (
     EXIT_FAILED,
     EXIT_IN_DOUBT,
     EXIT_SENT_WITH_FAILURES,
-    ValidationError,
+    UsageError,
 )
 from newsletter.logs import configure_logging
 from newsletter.urls import DEFAULT_LIST_SLUG
@@ -26,11 +26,11 @@ def _parse_instant(value: str) -> datetime:
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
-        raise ValidationError(
+        raise UsageError(
             f"--at: expected an ISO date-time such as 2026-06-13T07:00:00+09:00, got {value!r}"
         ) from None
     if when.tzinfo is None:
-        raise ValidationError(f"--at: {value!r} needs a UTC offset (e.g. +09:00 or Z)")
+        raise UsageError(f"--at: {value!r} needs a UTC offset (e.g. +09:00 or Z)")
     return when.astimezone(UTC)
 
 
@@ -61,7 +61,7 @@ _RUN_EXIT_CODES = {
 @click.option(
     "--date",
     "issue_date",
-    type=click.DateTime(["%Y-%m-%d"]),
+    type=ISO_DATE,
     help="Issue date (YYYY-MM-DD); default: the current one.",
 )
 @click.option(
@@ -70,7 +70,7 @@ _RUN_EXIT_CODES = {
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
 @pass_app
 @handle_errors
-def run(app: AppContext, issue_date: datetime | None, list_slug: str, as_json: bool) -> None:
+def run(app: AppContext, issue_date: date | None, list_slug: str, as_json: bool) -> None:
     """Run the daily job once by hand: build (once), render, then send or enqueue.
 
     Safe to repeat and to run beside the scheduler: the database lets one run send.
@@ -78,9 +78,8 @@ def run(app: AppContext, issue_date: datetime | None, list_slug: str, as_json: b
     from newsletter.pipeline import run_daily
 
     configure_logging(app.settings.log_format)
-    day: date | None = issue_date.date() if issue_date else None
     with _stop_on_signals() as stop:
-        report = run_daily(app.runtime(), list_slug=list_slug, issue_date=day, stop=stop)
+        report = run_daily(app.runtime(), list_slug=list_slug, issue_date=issue_date, stop=stop)
     if as_json:
         emit_json(report.to_dict())
         if report.outcome in _RUN_EXIT_CODES:

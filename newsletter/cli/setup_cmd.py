@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from newsletter.cli.context import AppContext, emit_json, handle_errors, pass_app
+from newsletter.cli.context import AppContext, emit_json, handle_errors, pass_app, plural
 from newsletter.db.migrate import current_revision
 
 
@@ -49,12 +49,13 @@ def demo(app: AppContext, as_json: bool) -> None:
     state = "built" if run.built else "already built"
     click.echo(f"issue:       #{run.issue_id} for {run.issue_date} ({state}), status {run.status}")
     if report.sent:
-        click.echo(f"sent:        {report.sent} emails written to {report.outbox_dir}")
+        click.echo(f"sent:        {plural(report.sent, 'email')} written to {report.outbox_dir}")
     else:
         why = run.reason or "every active subscriber already has this issue"
         click.echo(f"sent:        nothing new ({why})")
     if run.send.get("skipped"):
-        click.echo(f"skipped:     {run.send['skipped']} (unsubscribed or suppressed meanwhile)")
+        skipped = plural(run.send["skipped"], "recipient")
+        click.echo(f"skipped:     {skipped} (unsubscribed or suppressed meanwhile)")
     click.echo(f"next:        newsletter issue preview {run.issue_id} --out preview/")
     click.echo(f"             newsletter issue status {run.issue_id}")
 

@@ -6,11 +6,13 @@ import json
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
-from newsletter.cli.context import AppContext, emit_json, handle_errors, pass_app
+from newsletter.cli.context import AppContext, emit_json, handle_errors, pass_app, plural
 from newsletter.db.session import transaction
+from newsletter.errors import NotFoundError
 from newsletter.types import SubscriptionStatus, SuppressionReason
 from newsletter.urls import DEFAULT_LIST_SLUG
 from subscribers import consent, erasure, exporting, importing, service, suppression
@@ -122,8 +124,17 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
     if data["suppressed"]:
         click.echo("  SUPPRESSED: never mailed")
     for sub in data["subscriptions"]:
-        since = sub["created_at"]
-        click.echo(f"  {sub['list']}: {sub['status']} (source {sub['source']}, since {since})")
+        click.echo(f"  {sub['list']}: {sub['status']} ({_dates(sub)})")
+
+
+def _dates(subscription: dict[str, Any]) -> str:
+    """Each recorded moment under its own name: never the sign-up time as the opt-out time."""
+    parts = [f"source {subscription['source']}", f"subscribed {subscription['created_at']}"]
+    if subscription["confirmed_at"]:
+        parts.append(f"confirmed {subscription['confirmed_at']}")
+    if subscription["unsubscribed_at"]:
+        parts.append(f"unsubscribed {subscription['unsubscribed_at']}")
+    return ", ".join(parts)
 
 
 @subscribers.command("list")
@@ -175,7 +186,7 @@ def remove(app: AppContext, email: str, list_slug: str | None) -> None:
     """Delete subscriptions; unsubscribed/bounced/complained ones are kept as opt-out records."""
     with transaction(app.runtime().sessions) as session:
         count = service.remove_subscriber(session, email=email, list_slug=list_slug)
-    click.echo(f"{mask_email(email)}: {count} subscription(s) removed")
+    click.echo(f"{mask_email(email)}: {plural(count, 'subscription')} removed")
 
 
 @subscribers.command("unsubscribe")
@@ -190,7 +201,7 @@ def unsubscribe(app: AppContext, email: str, list_slug: str | None) -> None:
         count = service.unsubscribe_by_email(
             session, runtime.clock, email=email, list_slug=list_slug, source="admin"
         )
-    click.echo(f"{mask_email(email)}: {count} subscription(s) ended")
+    click.echo(f"{mask_email(email)}: {plural(count, 'subscription')} ended")
 
 
 @subscribers.command("suppress")
@@ -257,11 +268,11 @@ def expire_pending(app: AppContext, days: int, as_json: bool) -> None:
     if as_json:
         emit_json({"expired": count})
     else:
-        click.echo(f"{count} pending subscription(s) expired")
+        click.echo(f"{plural(count, 'pending subscription')} expired")
 
 
 @subscribers.command("import")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--list", "list_slug", default=DEFAULT_LIST_SLUG, show_default=True)
 @click.option(
     "--report",
@@ -287,6 +298,8 @@ def import_(
     as_json: bool,
 ) -> None:
     """Import subscribers from a CSV file (UTF-8 with or without BOM, or Shift_JIS/CP932)."""
+    if not file.is_file():
+        raise NotFoundError(f"{file}: no such file")
     runtime = app.runtime()
     summary = importing.import_csv(
         runtime.sessions,
@@ -303,7 +316,7 @@ def import_(
         emit_json(summary.to_dict())
         return
     data = summary.to_dict()
-    click.echo(f"{file} ({summary.encoding}) into {list_slug}: {summary.rows} rows")
+    click.echo(f"{file} ({summary.encoding}) into {list_slug}: {plural(summary.rows, 'row')}")
     for key in ("imported", "updated", "unchanged", "rejected", "duplicates", "suppressed"):
         click.echo(f"  {key:<16}{data[key]:>10}")
     click.echo(f"  {'not reactivated':<16}{summary.not_reactivated:>10}")
@@ -328,7 +341,7 @@ def export(app: AppContext, list_slug: str | None, fmt: str, out: Path | None) -
         else:
             with out.open("w", encoding="utf-8", newline="") as handle:
                 count = exporting.write_export(rows, handle, fmt=fmt)
-    click.echo(f"{count} subscription(s) exported", err=True)
+    click.echo(f"{plural(count, 'subscription')} exported", err=True)
 
 
 COMMANDS = [subscribers]

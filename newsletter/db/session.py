@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,16 +32,48 @@ def _sqlite_pragmas_own_timeout(dbapi_connection: Any, record: Any) -> None:
     _sqlite_pragmas(dbapi_connection, record, busy_timeout=False)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for `url`; creates the folder of a SQLite file. Raises DatabaseError."""
+def _parse(url: str) -> URL:
     try:
-        parsed = make_url(url)
+        return make_url(url)
     except ArgumentError as err:
         raise DatabaseError(f"NEWSLETTER_DATABASE_URL: cannot parse {url!r}: {err}") from None
+
+
+def _sqlite_file(parsed: URL) -> Path | None:
+    """The file behind a SQLite URL; None for other databases and in-memory ones."""
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def require_database(url: str) -> None:
+    """Raise DatabaseError when a SQLite file does not exist yet (instead of creating it empty).
+
+    Commands that only read call it first, so trying one in an empty folder leaves no `var/`
+    behind and says what to do; a server URL is checked by connecting.
+    """
+    path = _sqlite_file(_parse(url))
+    if path is not None and not path.exists():
+        raise DatabaseError(f"no database at {path}: run `newsletter init` (or `newsletter demo`)")
+
+
+def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
+    """An engine for `url`. Raises DatabaseError.
+
+    With `create` (the default) the folder of a SQLite file is made; without it a missing
+    SQLite file is an error (`require_database`), for callers that must not create one.
+    """
+    parsed = _parse(url)
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        path = _sqlite_file(parsed)
+        if path is not None:
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            else:
+                require_database(url)
         engine = create_engine(url, **kwargs)
         own_timeout = "timeout" in parsed.query
         event.listen(

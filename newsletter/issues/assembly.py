@@ -1,4 +1,4 @@
-"""Assemble the day's issue: schedule arithmetic, selection from the database, the Issue row.
+"""Assemble the day's issue: selection from the database, the Issue row (dates: `schedule`).
 
 One issue per list and date, guaranteed by the unique constraint: a concurrent second builder
 loses the insert, rolls back its savepoint and returns the winner's issue. An issue may be
@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import date, datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -19,25 +18,22 @@ from sqlalchemy.orm import Session
 
 from newsletter.articles import queries
 from newsletter.articles.schema import article_to_dict
-from newsletter.articles.selection import Selection, select_articles, window_for
+from newsletter.articles.selection import Selection, select_articles
 from newsletter.clock import Clock
 from newsletter.config import Settings
 from newsletter.db.models import Issue, IssueArticle, IssueVariant, MailingList
-from newsletter.errors import ConfigError, NotFoundError, StateError
+from newsletter.errors import NotFoundError, StateError, UsageError
 from newsletter.issues.overrides import load_overrides
+
+# `schedule_for` and `issue_date_for` live in newsletter.schedule; these names stay importable
+# from here for newsletter/pipeline.py until it imports them from there.
+from newsletter.schedule import Schedule as Schedule
+from newsletter.schedule import issue_date_for as issue_date_for
+from newsletter.schedule import schedule_for as schedule_for
+from newsletter.schedule import window_for
 from newsletter.types import IssueStatus
 from newsletter.urls import DEFAULT_LIST_SLUG
 from subscribers.lists import get_list, get_or_create_list
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """A list's effective schedule: its own values, else the settings'."""
-
-    tz: ZoneInfo
-    send_time: time
-    max_articles: int
-    min_articles: int
 
 
 @dataclass(frozen=True)
@@ -46,48 +42,6 @@ class BuildResult:
     created: bool
     selection: Selection | None  # None when an existing issue was returned unchanged
     reason: str | None = None  # why no issue was built, or why the existing one was kept
-
-
-def schedule_for(settings: Settings, mailing_list: MailingList | None) -> Schedule:
-    tz = settings.timezone
-    send_time = settings.send_time
-    max_articles = settings.max_articles
-    min_articles = settings.min_articles
-    if mailing_list is not None:
-        if mailing_list.timezone:
-            try:
-                tz = ZoneInfo(mailing_list.timezone)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ConfigError(
-                    f"list {mailing_list.slug!r}: unknown time zone {mailing_list.timezone!r}"
-                ) from None
-        if mailing_list.send_time:
-            try:
-                hours, minutes = mailing_list.send_time.split(":")
-                send_time = time(int(hours), int(minutes))
-            except ValueError:
-                raise ConfigError(
-                    f"list {mailing_list.slug!r}: send time {mailing_list.send_time!r} is not HH:MM"
-                ) from None
-        if mailing_list.max_articles is not None:
-            max_articles = mailing_list.max_articles
-        if mailing_list.min_articles is not None:
-            min_articles = mailing_list.min_articles
-    return Schedule(tz, send_time, max_articles, min(min_articles, max_articles))
-
-
-def issue_date_for(settings: Settings, mailing_list: MailingList | None, now: datetime) -> date:
-    """The issue whose send is next or still current at `now` in the list's time zone.
-
-    Today's issue stays current until the catch-up deadline (a late morning build still means
-    this morning's issue), or until the send time if that is later; after it, tomorrow's.
-    """
-    schedule = schedule_for(settings, mailing_list)
-    local = now.astimezone(schedule.tz)
-    switch = max(schedule.send_time, settings.catchup_deadline)
-    if local.time().replace(tzinfo=None) < switch:
-        return local.date()
-    return local.date() + timedelta(days=1)
 
 
 def load_list(session: Session, settings: Settings, clock: Clock, slug: str) -> MailingList:
@@ -249,13 +203,13 @@ def get_issue(session: Session, ref: str) -> Issue:
         return issue
     match = _REF.match(text)
     if match is None:
-        raise NotFoundError(
+        raise UsageError(
             f"cannot read issue reference {ref!r}: expected an id, YYYY-MM-DD or list:YYYY-MM-DD"
         )
     try:
         issue_date = date.fromisoformat(match["date"])
     except ValueError:
-        raise NotFoundError(f"cannot read issue reference {ref!r}: not a real date") from None
+        raise UsageError(f"cannot read issue reference {ref!r}: not a real date") from None
     slug = match["slug"] or DEFAULT_LIST_SLUG
     mailing_list = session.scalar(select(MailingList).where(MailingList.slug == slug))
     issue = None if mailing_list is None else _find_issue(session, mailing_list.id, issue_date)

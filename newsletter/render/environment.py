@@ -1,18 +1,26 @@
-"""The Jinja environments, built once per (kind, language) and cached for the process.
+"""Every Jinja environment of the project, and the one place MJML is compiled.
 
-`html` renders the MJML templates with autoescape on (`.mjml` and `.j2` included); `text`
-renders the plain-text part with autoescape off (text is never parsed as markup). Each has the
-gettext callables of its language installed through `jinja2.ext.i18n`; `label(msg, lang)`
-translates into another language, for the English half of the bilingual variant.
+`make_environment` is the only way an environment is built (digest, confirmation email, web
+pages, preview page): templates come from files under `templates/` only, never from content,
+and every value is escaped unless the caller renders plain text. The differences between
+callers are the arguments, not separate setups.
+
+`environment(kind, language)` is the digest's, built once per (kind, language) and cached:
+`html` renders the MJML templates with autoescape on; `text` renders the plain-text part with
+autoescape off (text is never parsed as markup). Each has the gettext callables of its
+language installed through `jinja2.ext.i18n`; `label(msg, lang)` translates into another
+language, for the English half of the bilingual variant.
 """
 
 from __future__ import annotations
 
 from functools import cache
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+import mjml
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Undefined
 from markupsafe import Markup, escape
 
+from newsletter.errors import RenderError
 from newsletter.paths import templates_dir
 from newsletter.render import i18n
 
@@ -39,28 +47,44 @@ def language_name(code: str, in_language: str) -> str:
     return i18n.gettext(in_language, LANGUAGE_NAMES[code])
 
 
+def make_environment(
+    folder: str = "",
+    *,
+    autoescape: bool = True,
+    strict: bool = True,
+    trim: bool = True,
+    keep_trailing_newline: bool = True,
+) -> Environment:
+    """An environment over `templates/<folder>`.
+
+    `strict`: an undefined value is an error (emails), not an empty string (web pages).
+    `trim`: `trim_blocks` and `lstrip_blocks`, so block tags leave no blank lines.
+    """
+    return Environment(
+        loader=FileSystemLoader(templates_dir() / folder if folder else templates_dir()),
+        autoescape=autoescape,
+        undefined=StrictUndefined if strict else Undefined,
+        trim_blocks=trim,
+        lstrip_blocks=trim,
+        keep_trailing_newline=keep_trailing_newline,
+        auto_reload=False,
+    )
+
+
 @cache
 def environment(kind: str, language: str) -> Environment:
     """`kind` is "html" (MJML, autoescaped) or "text" (plain text)."""
-    env = Environment(
-        loader=FileSystemLoader(templates_dir()),
-        autoescape=(
-            select_autoescape(
-                enabled_extensions=("mjml", "j2", "html", "xml"),
-                default_for_string=True,
-                default=True,
-            )
-            if kind == "html"
-            else False
-        ),
-        extensions=["jinja2.ext.i18n"],
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        auto_reload=False,
-    )
+    env = make_environment(autoescape=kind == "html")
+    env.add_extension("jinja2.ext.i18n")
     env.install_gettext_translations(i18n.translations(language), newstyle=True)  # type: ignore[attr-defined]
     env.filters["paragraphs"] = paragraphs
     env.globals.update(font=i18n.font_stack, label=label, language_name=language_name)
     return env
+
+
+def compile_mjml(source: str, *, where: str) -> str:
+    """MJML to email HTML; RenderError naming the template when it does not compile."""
+    try:
+        return mjml.mjml2html(source)
+    except Exception as err:  # mjml-python raises a bare exception type on malformed XML
+        raise RenderError(f"{where}: the MJML did not compile: {err}") from err

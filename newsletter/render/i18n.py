@@ -1,9 +1,13 @@
-"""Translations and locale formatting for the emails.
+"""Translations and locale formatting: the one i18n mechanism of emails, web pages and mail.
 
 The catalogs are `.po` files under `locale/<lang>/LC_MESSAGES/messages.po`, compiled in memory
 the first time they are needed (`read_po` + `write_mo` + `babel.support.Translations`). No
 `.mo` file is committed, so the catalog in the repository is always the one in use. English is
 the source language: its "catalog" is the message ids themselves.
+
+Templates look messages up by their English text (`gettext`). Code that names a message by a
+key (the web pages, the confirmation email) uses the catalog's msgctxt `<area>:<key>`:
+`keyed_messages("web")` gives `{key: {"en": msgid, "ja": msgstr}}` from the same file.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from functools import cache
 from pathlib import Path
 
 from babel.dates import format_date
+from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
@@ -36,18 +41,23 @@ def catalog_path(language: str) -> Path:
 
 
 @cache
-def translations(language: str) -> NullTranslations:
-    """The compiled catalog for `language` (cached for the life of the process)."""
-    if language == "en":
-        return NullTranslations()
+def _catalog(language: str) -> Catalog:
     path = catalog_path(language)
     if not path.exists():
         raise RenderError(f"no translation catalog for language {language!r} at {path}")
     try:
         with path.open("rb") as fp:
-            catalog = read_po(fp, locale=language, domain=DOMAIN)
+            return read_po(fp, locale=language, domain=DOMAIN)
     except Exception as err:  # babel raises several types for a broken .po
         raise RenderError(f"{path}: cannot read the translation catalog: {err}") from err
+
+
+@cache
+def translations(language: str) -> NullTranslations:
+    """The compiled catalog for `language` (cached for the life of the process)."""
+    if language == "en":
+        return NullTranslations()
+    catalog = _catalog(language)
     buffer = io.BytesIO()
     write_mo(buffer, catalog, use_fuzzy=False)
     buffer.seek(0)
@@ -56,6 +66,20 @@ def translations(language: str) -> NullTranslations:
 
 def gettext(language: str, message: str) -> str:
     return translations(language).gettext(message)
+
+
+@cache
+def keyed_messages(area: str) -> dict[str, dict[str, str]]:
+    """`{key: {"en": ..., "ja": ...}}` for the catalog entries with msgctxt `<area>:<key>`."""
+    prefix = f"{area}:"
+    found: dict[str, dict[str, str]] = {}
+    for message in _catalog("ja"):
+        context = message.context or ""
+        if context.startswith(prefix) and isinstance(message.id, str):
+            found[context.removeprefix(prefix)] = {"ja": str(message.string), "en": message.id}
+    if not found:
+        raise RenderError(f"{catalog_path('ja')}: no messages with msgctxt '{prefix}...'")
+    return found
 
 
 def long_date(value: date, language: str) -> str:

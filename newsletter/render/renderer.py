@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import mjml
-
 from newsletter.config import Settings
 from newsletter.errors import RenderError
 from newsletter.render import i18n
 from newsletter.render.budget import GMAIL_CLIP_BYTES, TRIM_STEPS, filled_size
-from newsletter.render.environment import environment
+from newsletter.render.environment import compile_mjml, environment
 from newsletter.render.links import add_utm
 from newsletter.render.plaintext import LinkRefs, finish
 from newsletter.render.view import IssueView, clean_text
@@ -118,13 +116,6 @@ def render_mjml(view: IssueView, variant: str, settings: Settings) -> str:
 
 def _mjml_source(context: dict[str, Any]) -> str:
     return environment("html", context["lang"]).get_template(HTML_TEMPLATE).render(context)
-
-
-def compile_mjml(source: str, *, where: str) -> str:
-    try:
-        return mjml.mjml2html(source)
-    except Exception as err:  # mjml-python raises a bare exception type on malformed XML
-        raise RenderError(f"{where}: the MJML did not compile: {err}") from err
 
 
 def render_text(view: IssueView, variant: str, settings: Settings) -> str:

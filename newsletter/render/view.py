@@ -18,12 +18,6 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from newsletter.db.models import Article, Issue, IssueArticle, MailingList
-from newsletter.db.snapshots import article_to_dict
-from newsletter.errors import NotFoundError
 from newsletter.render.links import safe_http_url
 from newsletter.types import CONTENT_LANGUAGES, SLOTS
 
@@ -173,29 +167,4 @@ def issue_view_from_dicts(
         issue_date=issue_date,
         articles=tuple(v for v in views if v.contents),
         **fields,
-    )
-
-
-def load_issue_view(session: Session, issue_id: int) -> IssueView:
-    """The issue's articles in order, frozen snapshots first, live articles otherwise."""
-    issue = session.get(Issue, issue_id)
-    if issue is None:
-        raise NotFoundError(f"issue {issue_id} does not exist")
-    mailing_list = session.get(MailingList, issue.list_id)
-    rows = session.execute(
-        select(IssueArticle, Article)
-        .join(Article, Article.id == IssueArticle.article_id)
-        .where(IssueArticle.issue_id == issue_id)
-        .order_by(IssueArticle.position)
-    ).all()
-    dicts = [link.snapshot or article_to_dict(article) for link, article in rows]
-    return issue_view_from_dicts(
-        issue.id,
-        issue.issue_date,
-        dicts,
-        list_slug=mailing_list.slug if mailing_list else "daily",
-        list_name=mailing_list.name if mailing_list else "",
-        subject_ja=issue.subject_ja,
-        subject_en=issue.subject_en,
-        utm_params=mailing_list.utm_params if mailing_list else None,
     )

@@ -3,6 +3,8 @@
 Like httpx's MockTransport: the test chooses what each call answers (accept, transient error
 with Retry-After, permanent error, splittable rejection, per-recipient failures, latency) and
 the provider records every recipient it accepted, so a test can assert exactly-once delivery.
+It keeps the provider contract (tests/test_provider_contract.py) like the real providers: a
+batch over `max_batch_size` is refused as too large, an address no envelope can carry fails.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from newsletter.errors import (
     ProviderError,
     TransientProviderError,
 )
-from newsletter.providers.base import Batch, BatchRejected, BatchResult
+from newsletter.providers.base import Batch, BatchRejected, BatchResult, BatchTooLarge
+from newsletter.providers.mime import address_problem
 
 
 @dataclass(frozen=True)
@@ -95,8 +98,15 @@ class MemoryProvider:
         self._lock = threading.Lock()
 
     def send_batch(self, batch: Batch) -> BatchResult:
+        """Like the real providers: the size limit first, each address checked, then the script."""
         with self._lock:
             self.calls += 1
+            if len(batch.recipients) > self.max_batch_size:
+                raise BatchTooLarge(
+                    f"memory provider takes at most {self.max_batch_size} recipients, "
+                    f"batch {batch.batch_id} has {len(batch.recipients)}",
+                    status=413,
+                )
             outcome = self.rule(batch) if self.rule else None
             if outcome is None:
                 outcome = self.script.pop(0) if self.script else self.default
@@ -110,7 +120,7 @@ class MemoryProvider:
             raise outcome.error
         result = BatchResult(provider_message_id=f"mem-{batch.batch_id}")
         for r in batch.recipients:
-            failed = outcome.fail(r.email) if outcome.fail else None
+            failed = address_problem(r.email) or (outcome.fail(r.email) if outcome.fail else None)
             deferred = outcome.defer(r.email) if outcome.defer else None
             if failed:
                 result.failed[r.delivery_id] = failed

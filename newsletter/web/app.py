@@ -32,7 +32,7 @@ from newsletter.runtime import Runtime
 from newsletter.web import archive, editor, signup, subscriber_links, webhook_routes
 from newsletter.web.context import WebState, make_environment, page_language, render
 from newsletter.web.i18n import MESSAGES
-from newsletter.web.security import DEFAULT_HEADERS, CsrfSigner, RateLimiter, SecurityHeaders
+from newsletter.web.security import DEFAULT_HEADERS, CsrfSigner, SecurityHeaders, SignupThrottle
 from subscribers.tokens import LinkSigner
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 def create_app(
     runtime: Runtime,
     *,
-    signup_limiter: RateLimiter | None = None,
+    signup_limiter: SignupThrottle | None = None,
 ) -> Starlette:
     """The web application over one Runtime. `signup_limiter`: sign-ups per client IP."""
     settings = runtime.settings
@@ -111,7 +111,7 @@ def create_app(
         env=make_environment(),
         links=LinkSigner(settings),
         csrf=CsrfSigner(settings),
-        signup_limiter=signup_limiter or RateLimiter(capacity=5, per_s=5 / 60),
+        signup_limiter=signup_limiter or SignupThrottle(capacity=5, per_s=5 / 60),
     )
 
     @asynccontextmanager

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -16,24 +16,19 @@ from starlette.responses import HTMLResponse
 
 from newsletter.config import Settings
 from newsletter.db.session import transaction
-from newsletter.paths import templates_dir
 from newsletter.providers.factory import make_provider
+from newsletter.render.environment import make_environment as template_environment
 from newsletter.runtime import Runtime
 from newsletter.web.i18n import pick_language, translator
-from newsletter.web.security import CsrfSigner, RateLimiter
+from newsletter.web.security import CsrfSigner, SignupThrottle
 from subscribers.tokens import LinkSigner
 
 T = TypeVar("T")
 
 
 def make_environment() -> Environment:
-    """Templates come from files only and every value is escaped (never a template from content)."""
-    return Environment(
-        loader=FileSystemLoader(templates_dir() / "web"),
-        autoescape=select_autoescape(default=True, default_for_string=True),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    """The pages' environment: undefined values render empty, no trailing newline kept."""
+    return template_environment("web", strict=False, keep_trailing_newline=False)
 
 
 @dataclass
@@ -42,7 +37,7 @@ class WebState:
     env: Environment
     links: LinkSigner
     csrf: CsrfSigner
-    signup_limiter: RateLimiter
+    signup_limiter: SignupThrottle
     _provider: Any = None
     _provider_lock: threading.Lock = field(default_factory=threading.Lock)
 

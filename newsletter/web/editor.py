@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, Response
 from newsletter.db.models import Issue, IssueVariant, MailingList
 from newsletter.delivery.status import send_status
 from newsletter.errors import NotFoundError
-from newsletter.render.store import ensure_variants
+from newsletter.issues.variants import ensure_variants
 from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL, VARIANTS
 from newsletter.urls import preferences_url, unsubscribe_url
 from newsletter.web.chart import events_chart_svg

@@ -107,7 +107,7 @@ class CsrfSigner:
         return hashlib.sha256(secret_value.encode("utf-8")).hexdigest()[:32]
 
 
-class RateLimiter:
+class SignupThrottle:
     """In-process token bucket per client key: `capacity` requests, refilled at `per_s`.
 
     Only as wide as one process: with several uvicorn workers each holds its own buckets.

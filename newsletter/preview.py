@@ -13,13 +13,13 @@ from datetime import datetime
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment
 
 from newsletter.config import Settings
 from newsletter.errors import SuppressedError, ValidationError
-from newsletter.paths import templates_dir
 from newsletter.providers.base import Batch, BatchResult, PreparedMessage, Provider, Recipient
 from newsletter.render.budget import filled_size
+from newsletter.render.environment import make_environment
 from newsletter.render.mime import build_mime, fill_slots
 from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL, RenderedVariant
 
@@ -91,12 +91,7 @@ def write_preview(
 
 @functools.cache
 def _page_environment() -> Environment:
-    return Environment(
-        loader=FileSystemLoader(templates_dir()),
-        autoescape=select_autoescape(enabled_extensions=("html", "j2"), default=True),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    return make_environment(strict=False, keep_trailing_newline=False)
 
 
 def preview_page(
