@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from newsletter.catchup import Action, decide
+from newsletter.catchup import CatchupAction, decide_catchup
 from newsletter.clock import Clock
 from newsletter.config import Settings
 from newsletter.db.migrate import current_revision, head_revision
@@ -25,9 +25,9 @@ from newsletter.db.models import Issue, MailingList, Meta, SendBatch
 from newsletter.db.session import check_connection, make_engine
 from newsletter.delivery.preflight import preflight, settings_problems
 from newsletter.errors import NewsletterError
-from newsletter.pipeline import list_schedule
+from newsletter.heartbeat import HEARTBEAT_INTERVAL, HEARTBEAT_KEY
 from newsletter.providers.factory import make_provider
-from newsletter.scheduler import HEARTBEAT_INTERVAL, HEARTBEAT_KEY
+from newsletter.schedule import schedule_for
 from newsletter.types import BatchStatus, IssueStatus
 
 STUCK_AFTER = timedelta(minutes=15)  # a `sending` issue with no batch progress for this long
@@ -150,10 +150,11 @@ def _lists(session: Session, settings: Settings, now: datetime) -> list[Check]:
             .limit(1)
         )
         try:
-            tz, send_time = list_schedule(settings, mailing_list)
+            schedule = schedule_for(settings, mailing_list)
+            tz, send_time = schedule.tz, schedule.send_time
             today = now.astimezone(tz).date()
             today_status = last.status if last is not None and last.issue_date == today else None
-            decision = decide(now, tz, send_time, settings.catchup_deadline, today_status)
+            decision = decide_catchup(now, tz, send_time, settings.catchup_deadline, today_status)
         except NewsletterError as err:
             checks.append(Check(f"list {mailing_list.slug}", Level.FAILING, str(err)))
             continue
@@ -171,10 +172,10 @@ def _lists(session: Session, settings: Settings, now: datetime) -> list[Check]:
         if last is not None and last.status == IssueStatus.PAUSED:
             level = Level.DEGRADED
             detail += ": `newsletter issue resume` continues it"
-        elif decision.action is Action.RUN and now >= decision.send_at + OVERDUE_AFTER:
+        elif decision.action is CatchupAction.RUN and now >= decision.send_at + OVERDUE_AFTER:
             level = Level.DEGRADED
             detail += f"; today's issue ({today}) is overdue since {send_time:%H:%M}"
-        elif decision.action is Action.SKIP:
+        elif decision.action is CatchupAction.SKIP:
             level = Level.DEGRADED
             detail += (
                 f"; today's issue ({today}) was not sent by the deadline "

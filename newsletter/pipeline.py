@@ -17,26 +17,24 @@ import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter.catchup import local_datetime
 from newsletter.config import Settings
 from newsletter.db.models import Issue, MailingList, SendClaim
 from newsletter.db.session import transaction
 from newsletter.delivery.preflight import preflight
 from newsletter.delivery.sending import default_worker_id, enqueue_issue, send_issue
-from newsletter.errors import ConfigError
-from newsletter.issues.assembly import build_issue, issue_date_for, schedule_for
+from newsletter.issues.assembly import build_issue
 from newsletter.logs import log_event
 from newsletter.providers.base import Provider
 from newsletter.providers.factory import make_provider
 from newsletter.runtime import Runtime
+from newsletter.schedule import cutoff_for, issue_date_for, schedule_for
 from newsletter.types import FINISHED_ISSUE_STATUSES, IssueStatus
 from subscribers.lists import get_or_create_list
 
@@ -85,21 +83,6 @@ class RunReport:
 def process_owner() -> str:
     """Who holds a claim: host and process id, as the sending core names its workers."""
     return default_worker_id()
-
-
-def list_schedule(settings: Settings, mailing_list: MailingList) -> tuple[ZoneInfo, time]:
-    """The list's own time zone and send time, else NEWSLETTER_TIMEZONE / NEWSLETTER_SEND_TIME.
-
-    The same rule the issue assembly uses (`schedule_for`), with errors that name the list.
-    """
-    try:
-        schedule = schedule_for(settings, mailing_list)
-    except (KeyError, ValueError):  # ZoneInfoNotFoundError is a KeyError
-        raise ConfigError(
-            f"list {mailing_list.slug!r}: expected an IANA time zone and an HH:MM send time, "
-            f"got timezone={mailing_list.timezone!r} send_time={mailing_list.send_time!r}"
-        ) from None
-    return schedule.tz, schedule.send_time
 
 
 # --- the send claim -------------------------------------------------------------------------
@@ -209,8 +192,8 @@ def record_skip(runtime: Runtime, list_slug: str, issue_date: date, note: str) -
             mailing_list = get_or_create_list(session, clock, list_slug, settings.newsletter_name)
             existing = _issue(session, mailing_list.id, issue_date)
             if existing is None:
-                tz, send_time = list_schedule(settings, mailing_list)
-                edge = local_datetime(issue_date, send_time, tz)
+                schedule = schedule_for(settings, mailing_list)
+                edge = cutoff_for(issue_date, schedule.tz, schedule.send_time)
                 issue = Issue(
                     list_id=mailing_list.id,
                     issue_date=issue_date,

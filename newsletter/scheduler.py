@@ -46,6 +46,7 @@ from newsletter.catchup import CatchupAction, Decision, check_window, decide_cat
 from newsletter.db.models import Issue, MailingList, Meta
 from newsletter.db.session import transaction
 from newsletter.errors import ConfigError, NewsletterError, NotFoundError
+from newsletter.heartbeat import HEARTBEAT_INTERVAL, HEARTBEAT_KEY
 from newsletter.logs import log_event
 from newsletter.pipeline import (
     Outcome,
@@ -61,8 +62,6 @@ from subscribers.lists import get_or_create_list
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_KEY = "scheduler_heartbeat"
-HEARTBEAT_INTERVAL = timedelta(seconds=30)
 CATCHUP_INTERVAL = timedelta(minutes=5)
 
 

@@ -185,4 +185,4 @@ def test_a_send_with_refused_addresses_exits_3_and_says_what_retry_would_do(
     _, err = run_sendgrid("issue", "send", issue, code=3)
     assert "sent with failures (1 failed)" in err
     out, _ = run_sendgrid("issue", "retry", issue, "--dry-run")
-    assert "0 recipients would be sent again" in out and "1 refused addresses stay failed" in out
+    assert "0 recipients would be sent again" in out and "1 refused address stays failed" in out

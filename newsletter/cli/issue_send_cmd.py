@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from newsletter.cli.context import AppContext, emit_json, handle_errors, pass_app
+from newsletter.cli.context import AppContext, emit_json, handle_errors, pass_app, plural
 from newsletter.db.session import transaction
 from newsletter.delivery import in_doubt, issue_state, ledger
 from newsletter.delivery.preflight import preflight
@@ -325,7 +325,9 @@ def cancel_cmd(app: AppContext, issue_ref: str) -> None:
     runtime = app.runtime()
     with transaction(runtime.sessions) as session:
         cancelled = issue_state.cancel_issue(session, issue_id, runtime.clock)
-    click.echo(f"issue {issue_id}: cancelled; {cancelled} queued recipients will not get it")
+    click.echo(
+        f"issue {issue_id}: cancelled; {plural(cancelled, 'queued recipient')} will not get it"
+    )
 
 
 @click.command("resolve")
@@ -409,11 +411,15 @@ def retry_cmd(app: AppContext, issue_ref: str, dry_run: bool, enqueue: bool, as_
         )
     else:
         verb = "would be sent again" if dry_run else "queued again"
-        click.echo(f"issue {issue_id}: {report.retryable} recipients {verb}")
+        click.echo(f"issue {issue_id}: {plural(report.retryable, 'recipient')} {verb}")
         for reason, count in report.reasons.items():
             click.echo(f"  {count}: {reason}")
         if report.kept_failed:
-            click.echo(f"  {report.kept_failed} refused addresses stay failed")
+            stay = "stays" if report.kept_failed == 1 else "stay"
+            click.echo(
+                f"  {plural(report.kept_failed, 'refused address', 'refused addresses')} "
+                f"{stay} failed"
+            )
     if dry_run or not report.requeued or enqueue or settings.workers == "external":
         return
     send_cmd.callback(  # type: ignore[misc]

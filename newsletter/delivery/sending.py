@@ -46,8 +46,8 @@ from newsletter.errors import (
     TransientProviderError,
 )
 from newsletter.issues.assembly import freeze_issue
+from newsletter.issues.variants import ensure_variants
 from newsletter.providers.base import Batch, BatchResult, PreparedMessage, Provider, Recipient
-from newsletter.render.store import ensure_variants
 from newsletter.types import FINISHED_ISSUE_STATUSES, VARIANTS, IssueStatus
 from subscribers.tokens import LinkSigner
 
