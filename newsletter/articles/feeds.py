@@ -61,7 +61,7 @@ def _entry(entry: Any, feed_lang: str | None) -> FeedEntry:
         "published_at": _published(entry),
         "content": {
             (lang if problem is None else "en"): {
-                "title": _text(entry, "title"),
+                "title": _one_line(_text(entry, "title")),
                 "summary": _text(entry, "summary"),
             }
         },
@@ -139,6 +139,11 @@ def _text(entry: Any, key: str) -> str | None:
     if "html" not in str(detail.get("type", "")):
         return str(value).strip()
     return _plain(str(value))
+
+
+def _one_line(value: str | None) -> str | None:
+    """A feed title's line breaks are layout (a <br> or a wrapped line), not content."""
+    return " ".join(value.split()) if value is not None else None
 
 
 def _plain(value: str) -> str:
