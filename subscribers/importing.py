@@ -25,8 +25,9 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -138,13 +139,32 @@ def _whole_stream(encoding: str) -> bool:
     return codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
 
 
-def _physical_lines(handle: IO[bytes]) -> Iterator[bytes]:
+_BLOCK = 1 << 20
+# Line breaks str.splitlines knows but a CSV reader (newline="") does not: a block holding one
+# is cut by the byte rules instead.
+_UNUSUAL_BREAK = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def _physical_lines(handle: Iterable[bytes]) -> Iterator[bytes]:
     """Raw lines ending in LF, CRLF or a lone CR (old Mac Excel), as `newline=""` reads them."""
     for raw in handle:
         if b"\r" in raw[:-2]:
             yield from raw.splitlines(keepends=True)
         else:
             yield raw
+
+
+def _decodes(path: Path, encoding: str) -> bool:
+    """The whole file decodes (in C, a block at a time): the common case, decided quickly."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(_BLOCK):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _is_utf8(raw: bytes) -> bool:
@@ -168,6 +188,8 @@ def detect_encoding(path: Path) -> str:
         return "utf-8-sig"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
+    if _decodes(path, "utf-8"):
+        return "utf-8"
     utf8 = cp932 = neither = 0
     with path.open("rb") as handle:
         for raw in _physical_lines(handle):
@@ -208,8 +230,39 @@ class _Lines:
         self.bad: dict[int, str] = {}
 
     def __iter__(self) -> Iterator[str]:
+        """Blocks of whole lines that decode at once go fast; others are taken line by line."""
+        if self._shift_jis:  # every non-ASCII line needs the UTF-8 look
+            yield from self._one_by_one(self._handle, 1)
+            return
+        number, rest = 1, b""
+        while block := self._handle.read(_BLOCK):
+            block = rest + block
+            cut = block.rfind(b"\n") + 1
+            if not cut:
+                rest = block
+                continue
+            block, rest = block[:cut], block[cut:]
+            try:
+                text = block.decode(self._encoding)
+            except UnicodeDecodeError:
+                text = None
+            if (
+                text is None
+                or _UNUSUAL_BREAK.search(text)
+                or text.count("\r") != text.count("\r\n")
+            ):
+                lines = block.splitlines(keepends=True)
+                yield from self._one_by_one(lines, number)
+            else:
+                lines = text.splitlines(keepends=True)
+                yield from lines
+            number += len(lines)
+        if rest:
+            yield from self._one_by_one(rest.splitlines(keepends=True), number)
+
+    def _one_by_one(self, raws: Iterable[bytes], first: int) -> Iterator[str]:
         encoding = self._encoding
-        for number, raw in enumerate(_physical_lines(self._handle), start=1):
+        for number, raw in enumerate(_physical_lines(raws), start=first):
             try:
                 text = raw.decode(encoding)
             except UnicodeDecodeError as err:

@@ -139,3 +139,22 @@ def test_a_header_with_a_control_character_is_refused_whole(
     source.write_text("email,na\x00me\na@example.com,A\n", encoding="utf-8")
     with pytest.raises(Exception, match=r"line 1: column 2: control character U\+0000"):
         import_csv(sessions, clock, source)
+
+
+def test_a_bad_line_deep_in_a_large_file_is_found_by_its_number(
+    sessions: sessionmaker[Session], clock: FixedClock, tmp_path: Path
+) -> None:
+    """Past the first read block (1 MB), and with old-Mac CR line ends at the end."""
+    rows = [f"user{n:05d}@example.com,利用者{n},{'x' * 80}\n".encode() for n in range(12_000)]
+    rows[10_000] = "bad@example.com,千葉,三\n".encode("cp932")
+    tail = b"mac1@example.com,M1,a\rmac2@example.com,M2,b\r"
+    source = tmp_path / "big.csv"
+    source.write_bytes(b"email,name,note\n" + b"".join(rows) + tail)
+    assert source.stat().st_size > 1024 * 1024
+    summary = import_csv(sessions, clock, source)
+    assert summary.encoding == "utf-8"
+    assert (summary.imported, summary.rejected) == (12_001, 1)
+    [problem] = summary.problems
+    assert (problem["line"], problem["email"]) == (10_002, "bad@example.com")
+    assert problem["reason"].startswith("line 10002 is not valid utf-8 text")
+    assert {"mac1@example.com", "mac2@example.com"} <= set(_stored(sessions))
