@@ -372,6 +372,7 @@ def _rows(
     summary: ImportSummary,
     report: _Report,
     bad_lines: dict[int, str],
+    status: str = SubscriptionStatus.ACTIVE,
 ) -> Iterator[_Row]:
     """Valid, first-seen rows; every other row is counted and reported. The hot loop."""
     seen: dict[str, int] = {}
@@ -422,7 +423,7 @@ def _rows(
         name = cells[name_at] if name_at is not None else ""
         if exported:
             name = restore(name)
-            if (refused := _exported_status(cells, columns)) is not None:
+            if (refused := _exported_status(cells, columns, status)) is not None:
                 summary.not_reactivated += 1
                 report.add(start, email, "not_reactivated", refused)
                 continue
@@ -491,12 +492,14 @@ _ENDED = frozenset(
 )
 
 
-def _exported_status(cells: list[str], columns: _Columns) -> str | None:
-    """Why an exported row must not be subscribed again (it had ended), or None."""
+def _exported_status(cells: list[str], columns: _Columns, importing: str) -> str | None:
+    """Why an exported row must not be subscribed (again, or as active), or None."""
     assert columns.status is not None
     status = cells[columns.status].strip()
     if status in _ENDED:
         return f"{status} in the exported file; not subscribed again"
+    if status == SubscriptionStatus.PENDING and importing == SubscriptionStatus.ACTIVE:
+        return "pending (never confirmed) in the exported file; import with --status pending"
     return None
 
 
@@ -816,7 +819,14 @@ def import_csv(
             columns = map_header(header, str(path))
             report = _Report(summary, report_file)
             rows = _rows(
-                reader, lambda: reader.line_num, columns, hasher, summary, report, bad_lines
+                reader,
+                lambda: reader.line_num,
+                columns,
+                hasher,
+                summary,
+                report,
+                bad_lines,
+                status,
             )
             chunk: list[_Row] = []
             write = dict(

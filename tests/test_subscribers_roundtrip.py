@@ -110,18 +110,22 @@ def test_reimporting_an_export_changes_nobody(
     assert _subscribers(sessions) == before  # no "'=1+1@example.com", no "'=1+1" name
 
 
-def test_an_exported_unsubscribe_is_not_undone_by_importing_the_export(
+def test_an_exported_unsubscribe_or_pending_sign_up_is_not_made_active_by_the_import(
     sessions: sessionmaker[Session], settings: Settings, clock: FixedClock, tmp_path: Path
 ) -> None:
     with sessions() as session, session.begin():
         subscribe(session, settings, clock, "stay@example.com")
         subscribe(session, settings, clock, "left@example.com")
+        subscribe(session, settings, clock, "unsure@example.com", status="pending")
         unsubscribe_by_email(session, clock, email="left@example.com", source="web")
     _export(sessions, tmp_path / "export.csv")
     _forget_everyone(sessions)
     summary = import_csv(sessions, clock, tmp_path / "export.csv")
-    assert (summary.imported, summary.not_reactivated) == (1, 1)
-    assert summary.problems[0]["reason"] == (
-        "unsubscribed in the exported file; not subscribed again"
-    )
+    assert (summary.imported, summary.not_reactivated) == (1, 2)
+    assert sorted(p["reason"] for p in summary.problems) == [
+        "pending (never confirmed) in the exported file; import with --status pending",
+        "unsubscribed in the exported file; not subscribed again",
+    ]
     assert [row[0] for row in _subscribers(sessions)] == ["stay@example.com"]
+    pending = import_csv(sessions, clock, tmp_path / "export.csv", status="pending")
+    assert pending.imported == 1  # the unconfirmed one, still unconfirmed
