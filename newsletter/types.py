@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -122,3 +123,23 @@ class RenderedVariant:
     html: str
     text: str
     trimmed: tuple[str, ...] = field(default=())  # what the size budget cut, for the editor
+
+
+# Control characters in imported text. NUL cannot be stored by PostgreSQL at all (and SQLite
+# would keep it silently); the others break one-line error messages, headers and CSV cells.
+# Multi-line fields (an article's body, a CSV attribute) may hold tab and line breaks.
+_CONTROL_ONE_LINE = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_MULTI_LINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def control_character_problem(text: str, *, multiline: bool = False) -> str | None:
+    """Why `text` is refused at an import boundary (its first control character), or None."""
+    found = (_CONTROL_MULTI_LINE if multiline else _CONTROL_ONE_LINE).search(text)
+    if found is None:
+        return None
+    allowed = (
+        "only tab and line breaks are allowed here" if multiline else "expected one line of text"
+    )
+    return (
+        f"control character U+{ord(found.group()):04X} at character {found.start() + 1}; {allowed}"
+    )

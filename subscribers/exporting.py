@@ -2,6 +2,10 @@
 
 CSV cells that a spreadsheet would run as a formula (starting with =, +, -, @, tab or CR) are
 prefixed with a single quote (OWASP "CSV injection"): a name like `=HYPERLINK(...)` stays text.
+The guard is reversible, so importing an export gives back what was exported: a cell that
+already starts with quotes before such a character gets one more, and `restore` takes exactly
+one off. The email column is never guarded: an address is an identity, and `=1+1@example.com`
+with a quote in front would be another (valid) address.
 """
 
 from __future__ import annotations
@@ -36,11 +40,19 @@ FIELDS = (
 FORMATS = ("csv", "jsonl")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _CONSENT_ACTIONS = ("subscribe", "subscribe_active", "confirm")
+_UNGUARDED = frozenset({"email"})
 
 
 def neutralise(cell: str) -> str:
-    """A CSV cell a spreadsheet will show as text, never evaluate."""
-    return "'" + cell if cell.startswith(_FORMULA_START) else cell
+    """A CSV cell a spreadsheet will show as text, never evaluate (undone by `restore`)."""
+    return "'" + cell if cell.lstrip("'").startswith(_FORMULA_START) else cell
+
+
+def restore(cell: str) -> str:
+    """The cell `neutralise` was given: one guarding quote taken off, where it added one."""
+    return (
+        cell[1:] if cell.startswith("'") and cell.lstrip("'").startswith(_FORMULA_START) else cell
+    )
 
 
 def _iso(value: Any) -> str | None:
@@ -107,7 +119,8 @@ def write_export(rows: Iterator[dict[str, Any]], out: IO[str], *, fmt: str = "cs
             value = row[field]
             if field == "attributes":
                 value = json.dumps(value, ensure_ascii=False) if value else ""
-            cells.append(neutralise("" if value is None else str(value)))
+            text = "" if value is None else str(value)
+            cells.append(text if field in _UNGUARDED else neutralise(text))
         writer.writerow(cells)
         count += 1
     return count

@@ -6,6 +6,7 @@ import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -193,8 +194,9 @@ def test_an_html_page_is_not_mistaken_for_a_feed(
 
 
 def test_an_unreachable_url_is_one_error_naming_it(
-    sqlite_sessions: sessionmaker[Session], clock: FixedClock
+    sqlite_sessions: sessionmaker[Session], clock: FixedClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("NEWSLETTER_FETCH_ALLOW_PRIVATE", "1")  # 127.0.0.1 stands in for a host
     with socket.socket() as probe:  # a port that was free a moment ago: nothing listens
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

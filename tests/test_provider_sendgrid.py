@@ -84,7 +84,10 @@ def test_shared_fields_are_sent_once_with_text_before_html(provider, sendgrid_se
     assert request["subject"] == make_message().subject
     assert [c["type"] for c in request["content"]] == ["text/plain", "text/html"]
     assert request["categories"] == ["newsletter", "ja"]
-    assert request["headers"] == {"List-Id": "AI日報 <daily.ainippo.example>", "Precedence": "bulk"}
+    assert request["headers"] == {  # custom header values go RFC 2047-encoded, as SendGrid asks
+        "List-Id": "=?utf-8?b?QUnml6XloLE=?= <daily.ainippo.example>",
+        "Precedence": "bulk",
+    }
     assert "mail_settings" not in request
 
 

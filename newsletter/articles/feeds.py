@@ -20,13 +20,18 @@ import feedparser
 
 from newsletter.types import CONTENT_LANGUAGES
 
+# Text characters one entry may carry (title, summary and content, HTML included) before it is
+# refused on its own, without being reduced to text: the format keeps at most a 2,000-character
+# summary of it, and the other entries of the feed are kept.
+MAX_ENTRY_CHARS = 1_000_000
+
 
 @dataclass(frozen=True, slots=True)
 class FeedEntry:
-    """One entry as a raw import-format dict; `language_problem` when its language is unusable."""
+    """One entry as a raw import-format dict; `problem` (field, what) when it is unusable."""
 
     raw: dict[str, Any]
-    language_problem: str | None = None
+    problem: tuple[str, str] | None = None
 
 
 def looks_like_feed(data: bytes) -> bool:
@@ -47,7 +52,24 @@ def parse_feed(data: bytes) -> tuple[list[FeedEntry], str | None]:
     return [_entry(entry, feed_lang) for entry in parsed.entries], None
 
 
+def _entry_size(entry: Any) -> int:
+    size = 0
+    for key in ("title", "summary"):
+        value = entry.get(key)
+        size += len(value) if isinstance(value, str) else 0
+    for part in entry.get("content") or ():
+        value = part.get("value") if hasattr(part, "get") else None
+        size += len(value) if isinstance(value, str) else 0
+    return size
+
+
 def _entry(entry: Any, feed_lang: str | None) -> FeedEntry:
+    size = _entry_size(entry)
+    if size > MAX_ENTRY_CHARS:
+        ident = entry.get("id") or entry.get("link")
+        raw = {"id": ident} if isinstance(ident, str) else {}
+        problem = f"too large: {size} characters of text, the limit is {MAX_ENTRY_CHARS}"
+        return FeedEntry(raw, ("(entry)", problem))
     lang = _language(_detail_language(entry)) or feed_lang
     problem = None
     if lang is None:
@@ -61,7 +83,7 @@ def _entry(entry: Any, feed_lang: str | None) -> FeedEntry:
         "published_at": _published(entry),
         "content": {
             (lang if problem is None else "en"): {
-                "title": _text(entry, "title"),
+                "title": _one_line(_text(entry, "title")),
                 "summary": _text(entry, "summary"),
             }
         },
@@ -72,7 +94,7 @@ def _entry(entry: Any, feed_lang: str | None) -> FeedEntry:
     source = entry.get("source") or {}
     if source.get("title"):
         raw["source_name"] = source["title"]
-    return FeedEntry(raw, problem)
+    return FeedEntry(raw, ("language", problem) if problem is not None else None)
 
 
 def _detail_language(entry: Any) -> str | None:
@@ -139,6 +161,11 @@ def _text(entry: Any, key: str) -> str | None:
     if "html" not in str(detail.get("type", "")):
         return str(value).strip()
     return _plain(str(value))
+
+
+def _one_line(value: str | None) -> str | None:
+    """A feed title's line breaks are layout (a <br> or a wrapped line), not content."""
+    return " ".join(value.split()) if value is not None else None
 
 
 def _plain(value: str) -> str:

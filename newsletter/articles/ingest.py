@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.articles.feeds import looks_like_feed, parse_feed
+from newsletter.articles.fetch import FetchPolicy, fetch
 from newsletter.articles.schema import (
     ArticleRecord,
     ContentRecord,
@@ -32,8 +33,7 @@ from newsletter.db.models import Article, ArticleContent
 from newsletter.db.session import transaction
 from newsletter.errors import ArticleError, ValidationError
 
-FETCH_TIMEOUT_S = 20.0
-MAX_SOURCE_BYTES = 256 * 1024 * 1024  # a full CMS export of real-size articles
+MAX_SOURCE_BYTES = 256 * 1024 * 1024  # a full CMS export of real-size articles (files)
 _LOOKUP_CHUNK = 500
 # Core tables for bulk writes: executemany / multi-row VALUES without per-row ORM bookkeeping.
 _ARTICLES = cast(Table, Article.__table__)
@@ -87,30 +87,35 @@ def import_sources(
     clock: Clock,
     *,
     transport: httpx.BaseTransport | None = None,
+    policy: FetchPolicy | None = None,
 ) -> ImportReport:
-    """Import every source (a path or an http(s) URL); one unreadable source stops no other."""
+    """Import every source (a path or an http(s) URL); one unreadable source stops no other.
+
+    URLs are fetched under `policy` (default: read from the settings, `FetchPolicy.from_env`):
+    public addresses only, one overall deadline, a byte limit.
+    """
     report = ImportReport()
-    with httpx.Client(
-        timeout=FETCH_TIMEOUT_S, follow_redirects=True, transport=transport
-    ) as client:
-        for source in sources:
-            try:
-                data = read_source(source, client)
-                records = decode_source(data, source)
-            except ValidationError as err:
-                report.source_errors.append(err)
-                continue
-            report.add(import_records(sessions, records, source, clock))
+    if policy is None and any(s.startswith(("http://", "https://")) for s in sources):
+        policy = FetchPolicy.from_env()
+    for source in sources:
+        try:
+            # Passed straight through: the raw bytes are dropped as soon as they are decoded.
+            records = decode_source(read_source(source, policy, transport), source)
+        except ValidationError as err:
+            report.source_errors.append(err)
+            continue
+        report.add(import_records(sessions, records, source, clock))
     return report
 
 
-def read_source(source: str, client: httpx.Client) -> bytes:
+def read_source(
+    source: str,
+    policy: FetchPolicy | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> bytes:
     """The bytes of a file or URL; ValidationError naming the source when it cannot be read."""
     if source.startswith(("http://", "https://")):
-        try:
-            return _download(source, client)
-        except httpx.HTTPError as err:
-            raise ValidationError(f"{source}: cannot fetch: {err}") from None
+        return fetch(source, policy or FetchPolicy.from_env(), transport=transport)
     if "://" in source:
         raise ValidationError(f"{source}: expected a file path or an http(s) URL")
     path = Path(source)
@@ -124,21 +129,6 @@ def read_source(source: str, client: httpx.Client) -> bytes:
         raise ValidationError(f"{source}: is a directory; expected a JSON or feed file") from None
     except OSError as err:
         raise ValidationError(f"{source}: cannot read: {err.strerror}") from None
-
-
-def _download(url: str, client: httpx.Client) -> bytes:
-    """Streamed, so an oversized answer is refused without holding all of it."""
-    with client.stream("GET", url) as response:
-        if response.status_code >= 400:
-            raise ValidationError(f"{url}: cannot fetch: HTTP {response.status_code}")
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > MAX_SOURCE_BYTES:
-                raise ValidationError(f"{url}: larger than {MAX_SOURCE_BYTES} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,9 +148,10 @@ def decode_source(data: bytes, source: str) -> list[RawRecord]:
             raise ValidationError(f"{source}: {problem}")
         records = []
         for position, entry in enumerate(entries, start=1):
-            if entry.language_problem:
+            if entry.problem is not None:
                 label = article_label(entry.raw, position)
-                error = ArticleError(source, label, "language", entry.language_problem)
+                field_name, problem = entry.problem
+                error = ArticleError(source, label, field_name, problem)
                 records.append(RawRecord(position, error=error))
             else:
                 records.append(RawRecord(position, entry.raw))
@@ -171,6 +162,7 @@ def decode_source(data: bytes, source: str) -> list[RawRecord]:
         raise ValidationError(
             f"{source}: not UTF-8 text (bad byte at offset {err.start}); expected UTF-8 JSON"
         ) from None
+    del data  # the text is the one copy kept while parsing
     if not text.strip():
         raise ValidationError(f"{source}: empty; expected JSON articles")
     try:

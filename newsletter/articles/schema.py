@@ -5,7 +5,9 @@ field path the way the format documents it (`content.ja.key_points[1].heading`) 
 was expected. All problems of one article are reported, not just the first.
 
 Text is kept exactly as given: the format is plain text, so nothing is stripped or unescaped
-here; escaping is the renderer's job.
+here; escaping is the renderer's job. Control characters are refused per field (NUL cannot be
+stored by PostgreSQL, and none belongs in plain text): one-line fields (ids, titles, names,
+URLs, tags) allow none, multi-line fields (summary, body, ...) allow tab and line breaks.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from newsletter.db.snapshots import (  # article_to_dict: re-exported, the forma
     format_timestamp,
 )
 from newsletter.errors import ArticleError
-from newsletter.types import CONTENT_LANGUAGES
+from newsletter.types import CONTENT_LANGUAGES, control_character_problem
 
 # Size limits (characters). Generous for real articles, small enough that a runaway export
 # cannot bloat an email or the database. Documented in docs/articles.md.
@@ -136,7 +138,14 @@ class _Checker:
         self.errors.append(ArticleError(self.source, self.label, path, problem))
 
     def text(
-        self, obj: Mapping[str, Any], key: str, path: str, limit: int, *, required: bool
+        self,
+        obj: Mapping[str, Any],
+        key: str,
+        path: str,
+        limit: int,
+        *,
+        required: bool,
+        multiline: bool = False,
     ) -> str | None:
         value = obj.get(key)
         if value is None:
@@ -152,6 +161,10 @@ class _Checker:
             return None
         if len(value) > limit:
             self.fail(path, f"too long: {len(value)} characters, the limit is {limit}")
+            return None
+        problem = control_character_problem(value, multiline=multiline)
+        if problem is not None:
+            self.fail(path, problem)
             return None
         return value
 
@@ -204,7 +217,12 @@ def article_label(raw: Any, position: int) -> str:
     """How errors name an article: its id when it has a usable one, else its position (#3)."""
     if isinstance(raw, Mapping):
         ident = raw.get("id")
-        if isinstance(ident, str) and ident.strip() and len(ident) <= MAX_ID:
+        if (
+            isinstance(ident, str)
+            and ident.strip()
+            and len(ident) <= MAX_ID
+            and control_character_problem(ident) is None
+        ):
             return ident
     return f"#{position}"
 
@@ -246,6 +264,8 @@ def validate_article(raw: Any, *, source: str, position: int) -> ArticleRecord |
             check.fail(f"tags[{i}]", "expected a non-empty string")
         elif len(tag) > MAX_TAG:
             check.fail(f"tags[{i}]", f"too long: {len(tag)} characters, the limit is {MAX_TAG}")
+        elif (problem := control_character_problem(tag)) is not None:
+            check.fail(f"tags[{i}]", problem)
         else:
             tags.append(tag)
 
@@ -292,7 +312,9 @@ def _validate_language(check: _Checker, value: Any, path: str) -> ContentRecord 
         return None
     before = len(check.errors)
     title = check.text(value, "title", f"{path}.title", MAX_TITLE, required=True)
-    summary = check.text(value, "summary", f"{path}.summary", MAX_SUMMARY, required=True)
+    summary = check.text(
+        value, "summary", f"{path}.summary", MAX_SUMMARY, required=True, multiline=True
+    )
     points: list[KeyPoint] = []
     for i, item in enumerate(
         check.items(value, "key_points", f"{path}.key_points", MAX_KEY_POINTS)
@@ -302,16 +324,28 @@ def _validate_language(check: _Checker, value: Any, path: str) -> ContentRecord 
             check.fail(where, f"expected an object with heading and body, got {_kind(item)}")
             continue
         heading = check.text(item, "heading", f"{where}.heading", MAX_HEADING, required=True)
-        body = check.text(item, "body", f"{where}.body", MAX_POINT_BODY, required=True)
+        body = check.text(
+            item, "body", f"{where}.body", MAX_POINT_BODY, required=True, multiline=True
+        )
         if heading is not None and body is not None:
             points.append(KeyPoint(heading, body))
     analysis = check.text(
-        value, "impact_analysis", f"{path}.impact_analysis", MAX_ANALYSIS, required=False
+        value,
+        "impact_analysis",
+        f"{path}.impact_analysis",
+        MAX_ANALYSIS,
+        required=False,
+        multiline=True,
     )
     comment = check.text(
-        value, "editor_comment", f"{path}.editor_comment", MAX_COMMENT, required=False
+        value,
+        "editor_comment",
+        f"{path}.editor_comment",
+        MAX_COMMENT,
+        required=False,
+        multiline=True,
     )
-    body = check.text(value, "body", f"{path}.body", MAX_BODY, required=False)
+    body = check.text(value, "body", f"{path}.body", MAX_BODY, required=False, multiline=True)
     related: list[Related] = []
     for i, item in enumerate(check.items(value, "related", f"{path}.related", MAX_RELATED)):
         where = f"{path}.related[{i}]"
@@ -319,7 +353,9 @@ def _validate_language(check: _Checker, value: Any, path: str) -> ContentRecord 
             check.fail(where, f"expected an object with title, summary and url, got {_kind(item)}")
             continue
         r_title = check.text(item, "title", f"{where}.title", MAX_TITLE, required=True)
-        r_summary = check.text(item, "summary", f"{where}.summary", MAX_SUMMARY, required=False)
+        r_summary = check.text(
+            item, "summary", f"{where}.summary", MAX_SUMMARY, required=False, multiline=True
+        )
         r_url = check.url(item, "url", f"{where}.url", required=True)
         if r_title is not None and r_url is not None:
             related.append(Related(r_title, r_summary, r_url))

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import binascii
 import html
+import re
 import secrets
 import threading
 import time
+from email.header import Header
 from email.policy import SMTP
 from email.utils import formataddr, formatdate
 from functools import lru_cache
@@ -73,6 +75,66 @@ def transport_address(email: str) -> str:
 def clean_display_name(name: str) -> str:
     """A display name without line breaks (header injection) or surrounding space."""
     return " ".join(name.split())
+
+
+_ATEXT_WORDS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")
+_NOT_NAMESPACE = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+LIST_NAME_MAX = 200  # characters of the list's name kept in List-Id
+
+
+def list_id_value(value: str) -> str:
+    """A well-formed RFC 2919 List-Id from `name <namespace>` (the name may hold anything).
+
+    The name becomes an RFC 5322 phrase: plain words as they are, other ASCII as a quoted
+    string, non-ASCII as RFC 2047 encoded words (whose encoding escapes every special), so a
+    list called `Evil <x>, "AI日報"` cannot change where the namespace is read from. The
+    namespace keeps only dot-atom characters; a Unicode domain goes in its IDNA form.
+    One line: `fold_list_id` folds it for a MIME header; SendGrid takes it as it is.
+    """
+    name, bracket, rest = value.rpartition("<")
+    if not bracket:
+        name, rest = "", value
+    namespace = _list_namespace(rest.strip().removesuffix(">"))
+    phrase = _phrase(" ".join(_CONTROLS.sub(" ", name).split())[:LIST_NAME_MAX])
+    return f"{phrase} <{namespace}>" if phrase else f"<{namespace}>"
+
+
+def _list_namespace(raw: str) -> str:
+    labels = []
+    for label in raw.strip().split("."):
+        if not label.isascii():
+            try:
+                label = label.encode("idna").decode("ascii")
+            except UnicodeError:
+                label = ""
+        label = _NOT_NAMESPACE.sub("", label)
+        if label:
+            labels.append(label)
+    return ".".join(labels) or "list.invalid"
+
+
+def _phrase(name: str) -> str:
+    if not name:
+        return ""
+    if not name.isascii():
+        # Q encoding here escapes everything but letters, digits and -!*+/ (RFC 2047 5(3)).
+        return Header(name, "utf-8", header_name="List-Id").encode(
+            splitchars=" ", maxlinelen=76, linesep=""
+        )
+    if _ATEXT_WORDS.fullmatch(name):
+        return name
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def fold_list_id(value: str) -> str:
+    """`List-Id: value` CRLF, folded at spaces to stay near 78 characters a line."""
+    lines = ["List-Id:"]
+    for word in value.split(" "):
+        if len(lines[-1]) + 1 + len(word) > 78 and lines[-1] != "List-Id:":
+            lines.append("")
+        lines[-1] += " " + word
+    return "\r\n".join(lines) + "\r\n"
 
 
 def slot_values(recipient: Recipient) -> dict[str, str]:
@@ -256,13 +318,14 @@ class MimeTemplate:
             headers.append(("Reply-To", message.reply_to))
         if not self.subject_has_slots:
             headers.append(("Subject", message.subject))
-        if message.list_id:
-            headers.append(("List-Id", message.list_id))
         if message.bulk:
             headers.append(("Precedence", "bulk"))
         else:
             headers.append(("Auto-Submitted", "auto-generated"))
         folded = "".join(fold_header(name, value) for name, value in headers)
+        if message.list_id:
+            # Not through the unstructured folding: it would decode the encoded words again.
+            folded += fold_list_id(list_id_value(message.list_id))
         return (
             folded
             + "MIME-Version: 1.0\r\n"

@@ -53,6 +53,7 @@ from newsletter.providers.base import (
 from newsletter.providers.mime import (
     address_problem,
     clean_display_name,
+    list_id_value,
     transport_address,
 )
 from newsletter.providers.redact import redact_text
@@ -128,7 +129,7 @@ def _shared_fields(message: PreparedMessage, sandbox: bool) -> dict[str, Any]:
         body["categories"] = [c[:255] for c in message.categories[:MAX_CATEGORIES]]
     headers: dict[str, str] = {}
     if message.list_id:
-        headers["List-Id"] = message.list_id
+        headers["List-Id"] = list_id_value(message.list_id)
     if message.bulk:
         headers["Precedence"] = "bulk"
     else:
