@@ -27,8 +27,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from newsletter.config import Settings
 from newsletter.db.models import Issue, MailingList, SendClaim
 from newsletter.db.session import transaction
+from newsletter.delivery.planning import enqueue_issue
 from newsletter.delivery.preflight import preflight
-from newsletter.delivery.sending import default_worker_id, enqueue_issue, send_issue
+from newsletter.delivery.progress import default_worker_id
+from newsletter.delivery.sending import send_issue
 from newsletter.issues.assembly import build_issue
 from newsletter.logs import log_event
 from newsletter.providers.base import Provider

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+from newsletter.delivery.progress import Progress, ProgressCallback, default_worker_id
 from newsletter.delivery.sendconfig import SendConfig
-from newsletter.delivery.sending import Progress, ProgressCallback, Sender, default_worker_id
+from newsletter.delivery.sender import Sender
 from newsletter.providers.base import Provider
 from newsletter.runtime import Runtime
 

@@ -52,8 +52,9 @@ from newsletter.db.models import (  # noqa: E402
 )
 from newsletter.db.session import make_engine, session_factory  # noqa: E402
 from newsletter.db.types import UTCDateTime  # noqa: E402
+from newsletter.delivery.planning import enqueue_issue  # noqa: E402
 from newsletter.delivery.sendconfig import SendConfig  # noqa: E402
-from newsletter.delivery.sending import enqueue_issue, send_issue  # noqa: E402
+from newsletter.delivery.sending import send_issue  # noqa: E402
 from newsletter.providers.factory import make_provider  # noqa: E402
 from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL  # noqa: E402
 

@@ -9,7 +9,7 @@ from newsletter.clock import FixedClock
 from newsletter.config import Settings
 from newsletter.db.models import Delivery, Issue, SendBatch
 from newsletter.delivery import in_doubt, issue_state, ledger
-from newsletter.delivery.sending import enqueue_issue
+from newsletter.delivery.planning import enqueue_issue
 from newsletter.delivery.status import recipient_status, send_status
 from tests.fixtures.delivery import SeededSend, add_subscribers, suppress
 

@@ -14,8 +14,10 @@ from newsletter.clock import SYSTEM_CLOCK
 from newsletter.config import Settings
 from newsletter.db.models import Delivery, Issue, Subscriber
 from newsletter.delivery import issue_state
+from newsletter.delivery.planning import enqueue_issue
+from newsletter.delivery.progress import Progress
 from newsletter.delivery.sendconfig import SendConfig
-from newsletter.delivery.sending import Progress, enqueue_issue, send_issue
+from newsletter.delivery.sending import send_issue
 from newsletter.delivery.status import recipient_status, send_status
 from newsletter.errors import StateError
 from newsletter.providers.base import Batch

@@ -19,7 +19,7 @@ from newsletter.db.migrate import upgrade
 from newsletter.db.models import SendBatch
 from newsletter.db.session import make_engine, session_factory
 from newsletter.delivery.sendconfig import SendConfig
-from newsletter.delivery.sending import Sender
+from newsletter.delivery.sender import Sender
 from newsletter.errors import DatabaseError
 from newsletter.testing.memory_provider import MemoryProvider
 from tests.fixtures.delivery import SECRET, seed_send

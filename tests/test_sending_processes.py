@@ -21,8 +21,9 @@ from newsletter.config import Secret, Settings, load_settings
 from newsletter.db.migrate import upgrade
 from newsletter.db.models import Delivery, SendBatch
 from newsletter.db.session import make_engine, session_factory
+from newsletter.delivery.progress import Progress
 from newsletter.delivery.sendconfig import SendConfig
-from newsletter.delivery.sending import Progress, send_issue
+from newsletter.delivery.sending import send_issue
 from newsletter.providers.sendgrid import SendGridProvider
 from newsletter.testing.sendgrid_server import SendGridServer
 from tests.fixtures.delivery import seed_send
@@ -166,7 +167,7 @@ def test_more_processes_need_a_provider_factory(
 def test_a_send_leaves_the_garbage_collector_as_it_found_it() -> None:
     import gc
 
-    from newsletter.delivery.sending import _quiet_gc
+    from newsletter.delivery.gc_tuning import quiet_gc as _quiet_gc
 
     before = gc.get_threshold()
     frozen = gc.get_freeze_count()

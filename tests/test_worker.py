@@ -18,8 +18,8 @@ from newsletter.config import Settings
 from newsletter.db.migrate import upgrade
 from newsletter.db.models import Issue
 from newsletter.db.session import make_engine, session_factory
+from newsletter.delivery.planning import enqueue_issue
 from newsletter.delivery.sendconfig import SendConfig
-from newsletter.delivery.sending import enqueue_issue
 from newsletter.delivery.status import send_status
 from newsletter.runtime import Runtime
 from newsletter.testing.memory_provider import MemoryProvider, accept

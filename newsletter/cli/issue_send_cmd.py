@@ -11,9 +11,11 @@ import click
 from newsletter.cli.context import AppContext, emit_json, handle_errors, pass_app, plural
 from newsletter.db.session import transaction
 from newsletter.delivery import in_doubt, issue_state, ledger
+from newsletter.delivery.planning import enqueue_issue
 from newsletter.delivery.preflight import preflight
+from newsletter.delivery.progress import Progress
 from newsletter.delivery.sendconfig import SendConfig
-from newsletter.delivery.sending import Progress, SendReport, enqueue_issue, send_issue
+from newsletter.delivery.sending import SendReport, send_issue
 from newsletter.delivery.status import (
     SendStatus,
     outcome_error,

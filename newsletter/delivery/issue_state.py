@@ -17,13 +17,8 @@ from sqlalchemy.orm import Session
 
 from newsletter.clock import Clock
 from newsletter.db.models import Delivery, Issue, SendBatch
-from newsletter.delivery.ledger import (
-    OPEN_BATCH,
-    chunks,
-    get_issue_row,
-    group_into_batches,
-    open_work,
-)
+from newsletter.delivery.ledger import OPEN_BATCH, chunks, get_issue_row, open_work
+from newsletter.delivery.planning import group_into_batches
 from newsletter.errors import StateError
 from newsletter.types import BatchStatus, DeliveryStatus, FailureKind, IssueStatus
 

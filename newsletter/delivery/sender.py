@@ -1,0 +1,482 @@
+"""The sending loop: claim a batch, post it, record the outcome; many batches in flight.
+
+`Sender.run` is the loop that `send_issue`, its helper processes and `newsletter worker`
+processes run, sharing the batches through the ledger's leases. Messages are prepared once per
+variant; each batch loads only its own recipients (memory stays flat in the audience size);
+per-recipient values are only the signed links and the name.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import TypeVar
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from newsletter.clock import Clock
+from newsletter.config import Settings
+from newsletter.delivery import in_doubt, issue_state, ledger, recording
+from newsletter.delivery.breaker import CircuitBreaker
+from newsletter.delivery.gc_tuning import quiet_gc
+from newsletter.delivery.ledger import ClaimedBatch, PreparedBatch
+from newsletter.delivery.messages import prepare_messages
+from newsletter.delivery.policy import Action, decide, describe, failure_kind, halves
+from newsletter.delivery.progress import Progress, ProgressCallback
+from newsletter.delivery.ratelimit import RateLimiter
+from newsletter.delivery.sendconfig import SendConfig
+from newsletter.errors import (
+    DatabaseError,
+    InDoubtProviderError,
+    ProviderError,
+    RenderError,
+    StateError,
+    TransientProviderError,
+)
+from newsletter.providers.base import Batch, BatchResult, PreparedMessage, Provider, Recipient
+from subscribers.tokens import LinkSigner
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+_LOCKED_RETRIES = 4  # after SQLite's own busy timeout (30 s by default), each
+
+
+class Sender:
+    """Runs the claim-send-record loop on `config.concurrency` threads until told to stop.
+
+    One Sender per process (or per `send_issue` call); it owns the rate limiter and the
+    circuit breaker, so the limits hold for the whole process.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        provider: Provider,
+        clock: Clock,
+        config: SendConfig,
+        *,
+        worker_id: str,
+        stop: threading.Event | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.provider = provider
+        self.clock = clock
+        self.config = config.for_provider(provider.max_batch_size)
+        self.worker_id = worker_id
+        self.stop = stop or threading.Event()
+        self.progress_callback = progress
+        self.progress = Progress()
+        self.limiter = RateLimiter(config.rate_messages_per_s, config.rate_requests_per_s)
+        self.breaker = CircuitBreaker(
+            config.breaker_consecutive, config.breaker_window, config.breaker_ratio
+        )
+        self.signer = LinkSigner(settings)
+        # Can an in-doubt batch be settled from provider events (SendGrid with its webhook)?
+        self.events_expected = bool(getattr(provider, "confirms_by_events", False))
+        self._messages: dict[tuple[int, str], PreparedMessage] = {}
+        self._list_ids: dict[int, int] = {}  # issue -> list (an issue never changes list)
+        self._lock = threading.Lock()
+        self._errors: list[BaseException] = []
+        self._paused = False
+        with sessions() as probe:
+            single_writer = probe.get_bind().dialect.name == "sqlite"
+        # SQLite has one writer: threads queue on a lock (woken at once) instead of the busy
+        # handler's sleep-and-retry, which costs milliseconds per collision.
+        self._write_lock: AbstractContextManager[object] = (
+            threading.Lock() if single_writer else nullcontext()
+        )
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self, issue_id: int | None = None, *, until_idle: bool = True) -> Progress:
+        """Send until no work is left (`until_idle`) or the stop event is set.
+
+        With `issue_id`, only that issue's batches; otherwise every issue that is `sending`.
+        """
+        threads = [
+            threading.Thread(
+                target=self._thread_main, args=(issue_id, until_idle), name=f"send-{n}", daemon=True
+            )
+            for n in range(self.config.concurrency)
+        ]
+        with quiet_gc():
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        if self._errors:
+            raise self._errors[0]
+        return self.progress
+
+    def _thread_main(self, issue_id: int | None, until_idle: bool) -> None:
+        try:
+            self._loop(issue_id, until_idle)
+        except BaseException as err:  # surfaced by run() in the calling thread
+            log.exception("sender thread failed")
+            self._errors.append(err)
+            self.stop.set()
+
+    def _loop(self, issue_id: int | None, until_idle: bool) -> None:
+        session = self.sessions()
+        try:
+            while not self.stop.is_set() and not self.breaker.open:
+                claimed = self._write(
+                    session,
+                    lambda s: ledger.claim_batch(
+                        s, self.worker_id, self.clock, self.config.lease_s, issue_id
+                    ),
+                )
+                if claimed is not None:
+                    self._process(session, claimed)
+                    continue
+                remaining, waiting = self._write(session, lambda s: self._idle(s, issue_id))
+                if remaining == 0 and not waiting and until_idle:
+                    return
+                self.stop.wait(self.config.poll_s)
+        finally:
+            session.close()
+
+    def _idle(self, session: Session, issue_id: int | None) -> tuple[int, int]:
+        """Nothing to claim: turn dead senders' batches in doubt, settle what can be settled,
+        end the send if everyone is settled. Returns (open batches, in-doubt batches worth
+        waiting for: inside their grace window, with provider events expected)."""
+        in_doubt.reap_expired(session, self.clock, issue_id)
+        report = in_doubt.reconcile(
+            session,
+            self.clock,
+            issue_id=issue_id,
+            grace_s=self.config.reconcile_after_s,
+            events_expected=self.events_expected,
+        )
+        session.commit()
+        if report.changed:
+            log.info(
+                "in-doubt recipients settled: %s accepted (provider events), %s queued again",
+                report.accepted,
+                report.requeued,
+            )
+            self._count(
+                in_doubt=-(report.accepted + report.requeued),
+                accepted=report.accepted,
+                retried=report.requeued,
+            )
+        with self._lock:
+            self.progress.waiting = report.waiting
+        remaining = ledger.open_work(session, issue_id)
+        session.commit()
+        if remaining == 0:
+            if issue_id is not None:
+                issue_state.finish_if_done(session, issue_id, self.clock)
+            else:
+                issue_state.finish_done_issues(session, self.clock)
+            session.commit()
+        if report.waiting or report.changed:
+            self._report()
+        return remaining, report.waiting
+
+    def _write(self, session: Session, work: Callable[[Session], _T]) -> _T:
+        """Run one unit of ledger work under the write lock. On SQLite, a database locked past
+        the busy timeout (another process writing for that long) is waited out and retried,
+        then reported as one DatabaseError instead of a traceback."""
+        for attempt in range(_LOCKED_RETRIES + 1):
+            try:
+                with self._write_lock:
+                    return work(session)
+            except OperationalError as err:
+                session.rollback()
+                if "locked" not in str(err.orig):
+                    raise
+                if attempt == _LOCKED_RETRIES:
+                    raise DatabaseError(
+                        "the database stayed locked by another process; "
+                        "the send stopped and can be run again"
+                    ) from None
+                log.warning("database locked; retrying (%s of %s)", attempt + 1, _LOCKED_RETRIES)
+                self.stop.wait(0.5 * 2.0**attempt)
+        raise AssertionError("unreachable")
+
+    # -- one batch -------------------------------------------------------------------------
+
+    def _process(self, session: Session, claimed: ClaimedBatch) -> None:
+        message = self._message(session, claimed.issue_id, claimed.variant)
+        # Wait for the rate limit while the batch is only claimed: a claim that outlives its
+        # lease is simply taken over, whereas a `sending` batch would turn in doubt.
+        self.limiter.acquire(claimed.size, self.stop)
+        if self.stop.is_set():
+            with self._unit(session):
+                ledger.release_claim(session, claimed.id, self.worker_id, self.clock)
+            return
+        list_id = self._list_id(session, claimed.issue_id)
+        prepared = ledger.load_batch(session, claimed, list_id)  # reads: outside the write lock
+        with self._write_lock:
+            marked = ledger.mark_sending(
+                session, prepared, self.worker_id, self.clock, self.config.lease_s
+            )
+        if not marked:
+            return  # the lease was lost: another worker owns this batch now
+        self._count(skipped=len(prepared.skipped))
+        if not prepared.recipients:
+            return
+        if len(prepared.recipients) > self.provider.max_batch_size:
+            # Planned with a larger batch size than this provider takes: halve, nothing posted.
+            first, second = halves([r.id for r in prepared.recipients])
+            with self._unit(session):
+                recording.split(
+                    session,
+                    claimed,
+                    first,
+                    second,
+                    reason=f"larger than {self.provider.name}'s {self.provider.max_batch_size}",
+                    clock=self.clock,
+                )
+            return
+        recipients = self._recipients(prepared)
+        try:
+            result = self.provider.send_batch(Batch(claimed.id, message, recipients))
+        except InDoubtProviderError as err:
+            self._on_in_doubt(session, prepared, describe(err), err.failed)
+            return
+        except ProviderError as err:
+            self._on_error(session, prepared, err)
+            return
+        except Exception as err:  # a provider bug: we cannot know what was sent
+            log.exception("provider %s raised outside its contract", self.provider.name)
+            self._on_in_doubt(session, prepared, f"provider error: {err!r}", {})
+            return
+        self._record(session, prepared, recipients, result)
+
+    def _record(
+        self,
+        session: Session,
+        prepared: PreparedBatch,
+        recipients: list[Recipient],
+        result: BatchResult,
+    ) -> None:
+        claimed = prepared.batch
+        attempted = [r.delivery_id for r in recipients]
+        failed = dict(result.failed)
+        gave_up: list[int] = []
+        with self._unit(session):
+            unsettled = recording.record_accepted(
+                session,
+                claimed.id,
+                attempted,
+                result.accepted,
+                failed,
+                provider=self.provider.name,
+                provider_message_id=result.provider_message_id,
+                clock=self.clock,
+            )
+            parked = [i for i in unsettled if i in result.in_doubt]
+            if parked:
+                reason = next(iter(result.in_doubt.values()))
+                recording.park_in_doubt(session, claimed, parked, reason, self.clock)
+                unsettled = [i for i in unsettled if i not in result.in_doubt]
+            if unsettled:
+                delay = decide(
+                    _deferred_error(result.deferred),
+                    attempts=claimed.attempts + 1,
+                    size=len(unsettled),
+                    max_attempts=self.config.max_attempts,
+                    backoff_base_s=self.config.backoff_base_s,
+                    backoff_max_s=self.config.backoff_max_s,
+                )
+                if delay.action is Action.RETRY:
+                    recording.requeue(
+                        session,
+                        claimed,
+                        unsettled,
+                        delay_s=delay.delay_s,
+                        reason=delay.reason,
+                        clock=self.clock,
+                        move=True,
+                    )
+                else:
+                    recording.fail_batch_members(session, unsettled, delay.reason, self.clock)
+                    gave_up = unsettled
+        accepted = len(attempted) - len(unsettled) - len(failed) - len(parked)
+        self._count(
+            accepted=accepted,
+            failed=len(failed) + len(gave_up),
+            retried=len(unsettled) - len(gave_up),
+            in_doubt=len(parked),
+            requests=result.requests,
+            batches=1,
+        )
+        self._outcome(session, claimed.issue_id, ok=accepted > 0 or not attempted)
+
+    def _on_in_doubt(
+        self, session: Session, prepared: PreparedBatch, reason: str, refused: dict[int, str]
+    ) -> None:
+        """The batch went out and its answer was lost: in doubt, never re-posted on a guess.
+        Events that already arrived for it settle it at once; the rest waits for the rule."""
+        claimed = prepared.batch
+        size = len(prepared.recipients)
+        log.warning("batch %s (%s recipients) is in doubt: %s", claimed.id, size, reason)
+        with self._unit(session):
+            if refused:
+                recording.record_refused(session, refused, self.clock)
+            in_doubt.mark_in_doubt(session, claimed.id, reason, self.clock)
+            settled = in_doubt.settle_from_events(session, [claimed.id], self.clock)
+        self._count(
+            in_doubt=size - len(refused) - settled,
+            accepted=settled,
+            failed=len(refused),
+            requests=1,
+            batches=1,
+        )
+        self._outcome(session, claimed.issue_id, ok=False, batch_id=claimed.id)
+
+    def _on_error(self, session: Session, prepared: PreparedBatch, err: ProviderError) -> None:
+        claimed = prepared.batch
+        ids = [r.id for r in prepared.recipients]
+        decision = decide(
+            err,
+            attempts=claimed.attempts + 1,
+            size=len(ids),
+            max_attempts=self.config.max_attempts,
+            backoff_base_s=self.config.backoff_base_s,
+            backoff_max_s=self.config.backoff_max_s,
+        )
+        log.warning(
+            "batch %s (%s recipients): %s -> %s",
+            claimed.id,
+            len(ids),
+            describe(err),
+            decision.action,
+        )
+        with self._unit(session):
+            if decision.action is Action.RETRY:
+                recording.requeue(
+                    session,
+                    claimed,
+                    ids,
+                    delay_s=decision.delay_s,
+                    reason=decision.reason,
+                    clock=self.clock,
+                    move=False,
+                )
+            elif decision.action is Action.SPLIT:
+                first, second = halves(ids)
+                recording.split(
+                    session, claimed, first, second, reason=decision.reason, clock=self.clock
+                )
+            else:
+                kind = failure_kind(err, len(ids))
+                recording.fail_batch(session, claimed.id, decision.reason, self.clock, kind=kind)
+        if decision.action is Action.RETRY:
+            self._count(retried=len(ids), requests=1)
+        elif decision.action is Action.FAIL:
+            self._count(failed=len(ids), requests=1, batches=1)
+        else:
+            self._count(requests=1)
+        # The breaker counts a batch once however often it is retried; a split is the
+        # provider asking for smaller batches, not a failing service.
+        if decision.action is Action.SPLIT:
+            self._report()
+        else:
+            self._outcome(session, claimed.issue_id, ok=False, batch_id=claimed.id)
+
+    def _outcome(
+        self, session: Session, issue_id: int, *, ok: bool, batch_id: int | None = None
+    ) -> None:
+        if self.breaker.record(ok, batch_id) and not ok:
+            with self._lock:
+                first = not self._paused
+                self._paused = True
+            if first:
+                reason = f"circuit breaker: {self.breaker.reason}"
+                log.error("pausing issue %s: %s", issue_id, reason)
+                try:
+                    with self._unit(session):
+                        issue_state.pause_issue(session, issue_id, reason)
+                except StateError:
+                    pass  # already paused or cancelled by an operator
+        self._report()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _recipients(self, prepared: PreparedBatch) -> list[Recipient]:
+        links = self.signer.links_for_list(prepared.list_id)
+        return [
+            Recipient(delivery_id, subscriber_id, email, name or "", *links(subscriber_id))
+            for delivery_id, subscriber_id, email, name in prepared.recipients
+        ]
+
+    def _list_id(self, session: Session, issue_id: int) -> int:
+        list_id = self._list_ids.get(issue_id)
+        if list_id is None:
+            list_id = ledger.get_issue_row(session, issue_id).list_id
+            self._list_ids[issue_id] = list_id
+        return list_id
+
+    def _message(self, session: Session, issue_id: int, variant: str) -> PreparedMessage:
+        key = (issue_id, variant)
+        message = self._messages.get(key)
+        if message is None:
+            prepared = prepare_messages(session, self.settings, issue_id)
+            with self._lock:
+                self._messages.update({(issue_id, v): m for v, m in prepared.items()})
+            if key not in self._messages:
+                raise RenderError(
+                    f"issue {issue_id} has no rendered {variant!r} variant: "
+                    "run `newsletter issue build` to render it"
+                )
+            message = self._messages[key]
+        return message
+
+    def _count(self, **deltas: int) -> None:
+        with self._lock:
+            for name, value in deltas.items():
+                setattr(self.progress, name, getattr(self.progress, name) + value)
+
+    def _report(self) -> None:
+        if self.progress_callback is not None:
+            with self._lock:
+                self.progress_callback(self.progress)
+
+    def _unit(self, session: Session) -> _Unit:
+        return _Unit(session, self._write_lock)
+
+    @property
+    def paused_reason(self) -> str | None:
+        return self.breaker.reason if self._paused else None
+
+    def reset_breaker(self) -> None:
+        """A long-running worker carries on with other issues after pausing a failing one."""
+        c = self.config
+        self.breaker = CircuitBreaker(c.breaker_consecutive, c.breaker_window, c.breaker_ratio)
+        self._paused = False
+
+
+class _Unit:
+    """One write transaction: commit on success, roll back on error, under the write lock."""
+
+    def __init__(self, session: Session, lock: AbstractContextManager[object]) -> None:
+        self.session = session
+        self.lock = lock
+
+    def __enter__(self) -> Session:
+        self.lock.__enter__()
+        return self.session
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        try:
+            if exc_type is None:
+                self.session.commit()
+            else:
+                self.session.rollback()
+        finally:
+            self.lock.__exit__(None, None, None)
+
+
+def _deferred_error(deferred: dict[int, str]) -> ProviderError:
+    """Recipients the provider deferred (or did not mention) are retried like a 4xx/5xx."""
+    sample = next(iter(deferred.values()), "the provider did not accept these recipients")
+    return TransientProviderError(f"deferred: {sample}")
