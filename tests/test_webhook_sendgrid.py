@@ -146,3 +146,13 @@ def test_a_pem_copy_of_the_key_verifies_too(webhook_key: WebhookKey) -> None:
         body=BODY,
         now=NOW,
     )
+
+
+def test_an_issue_id_out_of_the_columns_range_reads_as_absent() -> None:
+    from newsletter.webhooks.sendgrid import parse_event
+
+    event = parse_event(
+        {"event": "processed", "timestamp": 1781300000, "issue_id": "9999999999", "batch_id": "7"}
+    )
+    assert event.issue_id is None  # issues.id is 32-bit on PostgreSQL
+    assert event.batch_id == 7

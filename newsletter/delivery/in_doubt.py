@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.clock import Clock
 from newsletter.db.models import Delivery, Event, Issue, SendBatch
-from newsletter.delivery.ledger import chunks, get_issue_row
+from newsletter.delivery.ledger import chunks, get_issue_row, move_batches
 from newsletter.types import BatchStatus, DeliveryStatus, IssueStatus
 
 _DELIVERIES = Delivery.__table__
@@ -258,69 +258,45 @@ def settle_from_events(session: Session, batch_ids: Iterable[int | None], clock:
 
 
 def _accept(session: Session, batch_ids: list[int], now: datetime) -> int:
-    settled = 0
-    for chunk in chunks(batch_ids):
-        settled += (
-            session.execute(
-                update(_DELIVERIES)
-                .where(
-                    _DELIVERIES.c.batch_id.in_(chunk),
-                    _DELIVERIES.c.status == DeliveryStatus.IN_DOUBT,
-                )
-                .values(
-                    status=DeliveryStatus.ACCEPTED,
-                    accepted_at=now,
-                    error=None,
-                    updated_at=now,
-                )
-            ).rowcount
-            or 0
-        )
-        session.execute(
-            update(SendBatch)
-            .where(SendBatch.id.in_(chunk), SendBatch.status == BatchStatus.IN_DOUBT)
-            .values(
-                status=BatchStatus.ACCEPTED,
-                error="was in doubt; a provider event showed it was taken",
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
-    return settled
+    return move_batches(
+        session,
+        batch_ids,
+        members_from=DeliveryStatus.IN_DOUBT,
+        members={
+            "status": DeliveryStatus.ACCEPTED,
+            "accepted_at": now,
+            "error": None,
+            "updated_at": now,
+        },
+        batches_from=(BatchStatus.IN_DOUBT,),
+        batches={
+            "status": BatchStatus.ACCEPTED,
+            "error": "was in doubt; a provider event showed it was taken",
+            "updated_at": now,
+        },
+    )
 
 
 def _requeue(session: Session, batch_ids: list[int], now: datetime, grace_s: float) -> int:
-    requeued = 0
     reason = (
-        f"was in doubt; no provider event within {grace_s:g} s while later batches reported: "
+        f"was in doubt; no provider event within {grace_s:g} s while other batches reported: "
         "never taken, sent again"
     )
-    for chunk in chunks(batch_ids):
-        requeued += (
-            session.execute(
-                update(_DELIVERIES)
-                .where(
-                    _DELIVERIES.c.batch_id.in_(chunk),
-                    _DELIVERIES.c.status == DeliveryStatus.IN_DOUBT,
-                )
-                .values(status=DeliveryStatus.QUEUED, error=None, updated_at=now)
-            ).rowcount
-            or 0
-        )
-        session.execute(
-            update(SendBatch)
-            .where(SendBatch.id.in_(chunk), SendBatch.status == BatchStatus.IN_DOUBT)
-            .values(
-                status=BatchStatus.QUEUED,
-                worker=None,
-                lease_until=None,
-                not_before=None,
-                error=reason,
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
-    return requeued
+    return move_batches(
+        session,
+        batch_ids,
+        members_from=DeliveryStatus.IN_DOUBT,
+        members={"status": DeliveryStatus.QUEUED, "error": None, "updated_at": now},
+        batches_from=(BatchStatus.IN_DOUBT,),
+        batches={
+            "status": BatchStatus.QUEUED,
+            "worker": None,
+            "lease_until": None,
+            "not_before": None,
+            "error": reason,
+            "updated_at": now,
+        },
+    )
 
 
 # --- the operator's tool ---------------------------------------------------------------------
@@ -353,36 +329,25 @@ def resolve_in_doubt(
             )
         )
     )
-    count = 0
-    for chunk in chunks(batch_ids):
-        count += (
-            session.execute(
-                update(_DELIVERIES)
-                .where(
-                    _DELIVERIES.c.batch_id.in_(chunk),
-                    _DELIVERIES.c.status == DeliveryStatus.IN_DOUBT,
-                )
-                .values(
-                    status=DeliveryStatus.QUEUED if resend else DeliveryStatus.SKIPPED,
-                    error=None if resend else "in doubt; the operator chose not to resend",
-                    updated_at=now,
-                )
-            ).rowcount
-            or 0
-        )
-        session.execute(
-            update(SendBatch)
-            .where(SendBatch.id.in_(chunk))
-            .values(
-                status=BatchStatus.QUEUED if resend else BatchStatus.CANCELLED,
-                worker=None,
-                lease_until=None,
-                not_before=None,
-                error="in doubt: resent by the operator" if resend else "in doubt: not resent",
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
+    count = move_batches(
+        session,
+        batch_ids,
+        members_from=DeliveryStatus.IN_DOUBT,
+        members={
+            "status": DeliveryStatus.QUEUED if resend else DeliveryStatus.SKIPPED,
+            "error": None if resend else "in doubt; the operator chose not to resend",
+            "updated_at": now,
+        },
+        batches_from=None,
+        batches={
+            "status": BatchStatus.QUEUED if resend else BatchStatus.CANCELLED,
+            "worker": None,
+            "lease_until": None,
+            "not_before": None,
+            "error": "in doubt: resent by the operator" if resend else "in doubt: not resent",
+            "updated_at": now,
+        },
+    )
     if resend and count:
         session.execute(
             update(Issue)

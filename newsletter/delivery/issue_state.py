@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.clock import Clock
 from newsletter.db.models import Delivery, Issue, SendBatch
-from newsletter.delivery.ledger import OPEN_BATCH, chunks, get_issue_row, open_work
+from newsletter.delivery.ledger import OPEN_BATCH, chunks, get_issue_row, move_batches, open_work
 from newsletter.delivery.planning import group_into_batches
 from newsletter.errors import StateError
 from newsletter.types import BatchStatus, DeliveryStatus, FailureKind, IssueStatus
@@ -129,27 +129,19 @@ def cancel_issue(session: Session, issue_id: int, clock: Clock) -> int:
         SendBatch.issue_id == issue_id,
         SendBatch.status.in_((BatchStatus.QUEUED, BatchStatus.CLAIMED)),
     )
-    ids = list(session.scalars(pending))
-    cancelled = 0
-    for chunk in chunks(ids):
-        cancelled += (
-            session.execute(
-                update(_DELIVERIES)
-                .where(
-                    _DELIVERIES.c.batch_id.in_(chunk),
-                    _DELIVERIES.c.status == DeliveryStatus.QUEUED,
-                )
-                .values(status=DeliveryStatus.CANCELLED, updated_at=now)
-            ).rowcount
-            or 0
-        )
-        session.execute(
-            update(SendBatch)
-            .where(SendBatch.id.in_(chunk))
-            .values(status=BatchStatus.CANCELLED, worker=None, lease_until=None, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    return cancelled
+    return move_batches(
+        session,
+        list(session.scalars(pending)),
+        members_from=DeliveryStatus.QUEUED,
+        members={"status": DeliveryStatus.CANCELLED, "updated_at": now},
+        batches_from=None,
+        batches={
+            "status": BatchStatus.CANCELLED,
+            "worker": None,
+            "lease_until": None,
+            "updated_at": now,
+        },
+    )
 
 
 # --- retry ----------------------------------------------------------------------------------

@@ -287,6 +287,42 @@ def prepare_batch(
     return loaded if mark_sending(session, loaded, worker, clock, lease_s) else None
 
 
+def move_batches(
+    session: Session,
+    batch_ids: Sequence[int],
+    *,
+    members_from: DeliveryStatus,
+    members: dict[str, Any],
+    batches_from: Sequence[BatchStatus] | None,
+    batches: dict[str, Any],
+) -> int:
+    """Move batches and their members in one state to new values, set-based, by id chunks.
+
+    Members in `members_from` get `members`; the batches (only those in `batches_from`, when
+    given) get `batches`. Returns how many members moved. Caller's transaction.
+    """
+    moved = 0
+    for chunk in chunks(list(batch_ids)):
+        moved += (
+            session.execute(
+                update(_DELIVERIES)
+                .where(_DELIVERIES.c.batch_id.in_(chunk), _DELIVERIES.c.status == members_from)
+                .values(**members)
+            ).rowcount
+            or 0
+        )
+        where = [SendBatch.id.in_(chunk)]
+        if batches_from is not None:
+            where.append(SendBatch.status.in_(batches_from))
+        session.execute(
+            update(SendBatch)
+            .where(*where)
+            .values(**batches)
+            .execution_options(synchronize_session=False)
+        )
+    return moved
+
+
 def chunks(ids: list[int], size: int = 900) -> Iterable[list[int]]:
     """Id lists short enough for every database's parameter limit."""
     for start in range(0, len(ids), size):

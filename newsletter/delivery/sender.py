@@ -24,7 +24,7 @@ from newsletter.delivery.breaker import CircuitBreaker
 from newsletter.delivery.gc_tuning import quiet_gc
 from newsletter.delivery.ledger import ClaimedBatch, PreparedBatch
 from newsletter.delivery.messages import prepare_messages
-from newsletter.delivery.policy import Action, decide, describe, failure_kind, halves
+from newsletter.delivery.policy import Action, Decision, decide, describe, failure_kind, halves
 from newsletter.delivery.progress import Progress, ProgressCallback
 from newsletter.delivery.ratelimit import RateLimiter
 from newsletter.delivery.sendconfig import SendConfig
@@ -279,14 +279,7 @@ class Sender:
                 recording.park_in_doubt(session, claimed, parked, reason, self.clock)
                 unsettled = [i for i in unsettled if i not in result.in_doubt]
             if unsettled:
-                delay = decide(
-                    _deferred_error(result.deferred),
-                    attempts=claimed.attempts + 1,
-                    size=len(unsettled),
-                    max_attempts=self.config.max_attempts,
-                    backoff_base_s=self.config.backoff_base_s,
-                    backoff_max_s=self.config.backoff_max_s,
-                )
+                delay = self._decide(_deferred_error(result.deferred), claimed, len(unsettled))
                 if delay.action is Action.RETRY:
                     recording.requeue(
                         session,
@@ -336,14 +329,7 @@ class Sender:
     def _on_error(self, session: Session, prepared: PreparedBatch, err: ProviderError) -> None:
         claimed = prepared.batch
         ids = [r.id for r in prepared.recipients]
-        decision = decide(
-            err,
-            attempts=claimed.attempts + 1,
-            size=len(ids),
-            max_attempts=self.config.max_attempts,
-            backoff_base_s=self.config.backoff_base_s,
-            backoff_max_s=self.config.backoff_max_s,
-        )
+        decision = self._decide(err, claimed, len(ids))
         log.warning(
             "batch %s (%s recipients): %s -> %s",
             claimed.id,
@@ -382,6 +368,17 @@ class Sender:
             self._report()
         else:
             self._outcome(session, claimed.issue_id, ok=False, batch_id=claimed.id)
+
+    def _decide(self, error: ProviderError, claimed: ClaimedBatch, size: int) -> Decision:
+        """The retry policy for this batch's next step, with this send's knobs."""
+        return decide(
+            error,
+            attempts=claimed.attempts + 1,
+            size=size,
+            max_attempts=self.config.max_attempts,
+            backoff_base_s=self.config.backoff_base_s,
+            backoff_max_s=self.config.backoff_max_s,
+        )
 
     def _outcome(
         self, session: Session, issue_id: int, *, ok: bool, batch_id: int | None = None

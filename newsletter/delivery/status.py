@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter.db.models import Delivery, SendBatch, Subscriber
+from newsletter.delivery.issue_state import recipient_counts
 from newsletter.delivery.ledger import get_issue_row
 from newsletter.errors import (
     EXIT_FAILED,
@@ -62,13 +63,7 @@ class RecipientStatus:
 
 def send_status(session: Session, issue_id: int) -> SendStatus:
     issue = get_issue_row(session, issue_id)
-    recipients = {s.value: 0 for s in DeliveryStatus}
-    for status, count in session.execute(
-        select(Delivery.status, func.count())
-        .where(Delivery.issue_id == issue_id)
-        .group_by(Delivery.status)
-    ):
-        recipients[status] = count
+    recipients = recipient_counts(session, issue_id)
     batches = {s.value: 0 for s in BatchStatus}
     workers: dict[str, dict[str, int]] = {}
     for worker, status, count in session.execute(

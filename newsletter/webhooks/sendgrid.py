@@ -36,6 +36,8 @@ SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 DEFAULT_TOLERANCE_S = 600
 
+_INT32_MAX = 2**31 - 1
+_INT64_MAX = 2**63 - 1
 # Fields SendGrid sends that identify a person; never stored (the address is kept as a hash).
 _PERSONAL_FIELDS = frozenset({"email", "ip", "useragent"})
 
@@ -117,7 +119,7 @@ def parse_event(item: dict[str, Any], index: int = 0) -> ProviderEvent:
         type=kind[:32],
         occurred_at=_occurred_at(item.get("timestamp"), index),
         email=email if isinstance(email, str) and "@" in email else None,
-        issue_id=_int_arg(item, "issue_id"),
+        issue_id=_int_arg(item, "issue_id", limit=_INT32_MAX),  # issues.id is 32-bit
         batch_id=_int_arg(item, "batch_id"),
         delivery_id=_int_arg(item, "delivery_id"),
         subscriber_id=_int_arg(item, "subscriber_id"),
@@ -145,12 +147,16 @@ def _occurred_at(value: Any, index: int) -> datetime:
         raise WebhookError(f"event {index}: 'timestamp' is out of range", status=400) from None
 
 
-def _int_arg(item: dict[str, Any], name: str) -> int | None:
-    """A custom arg set by our sender; SendGrid returns them as strings at the top level."""
+def _int_arg(item: dict[str, Any], name: str, *, limit: int = _INT64_MAX) -> int | None:
+    """A custom arg set by our sender; SendGrid returns them as strings at the top level.
+
+    Out of the column's range (a forged or garbled id) reads as absent: the lookup must not
+    fail the whole batch with a database error that SendGrid would retry for three days.
+    """
     value = item.get(name)
     if isinstance(value, str) and value.isdigit() and len(value) < 19:
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= limit:
         return None  # 0 marks transactional mail (no ledger row)
     return value
 
