@@ -83,6 +83,7 @@ class Settings:
     var_dir: Path = field(default=Path("var"))
     sendgrid_webhook_tolerance_s: int = 600  # signed timestamp may be this far off now
     webhook_insecure: bool = False  # dev only: accept unsigned webhooks when no key is set
+    webhook_max_bytes: int = 4 * 1024 * 1024  # larger webhook bodies are refused (413)
 
     @property
     def secret_key(self) -> Secret:
@@ -224,6 +225,11 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], Any], str | None]] = {
         "600",
     ),
     "webhook_insecure": ("NEWSLETTER_WEBHOOK_INSECURE", _bool, "false"),
+    "webhook_max_bytes": (
+        "NEWSLETTER_WEBHOOK_MAX_BYTES",
+        _int_range(64 * 1024, 64 * 1024 * 1024),
+        str(4 * 1024 * 1024),
+    ),
 }
 
 ENV_NAMES: dict[str, str] = {key: spec[0] for key, spec in _FIELDS.items()}

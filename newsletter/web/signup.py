@@ -16,6 +16,7 @@ from starlette.responses import Response
 from newsletter.errors import ValidationError
 from newsletter.types import VARIANTS
 from newsletter.urls import DEFAULT_LIST_SLUG
+from newsletter.web.bodies import read_form
 from newsletter.web.context import in_transaction, page_language, render, state_of
 from newsletter.web.i18n import CONSENT_WORDING_VERSION, MESSAGES
 from newsletter.web.security import CsrfSigner, client_ip
@@ -92,7 +93,7 @@ async def subscribe_post(request: Request) -> Response:
             title=MESSAGES["too_many_title"][lang],
             body=MESSAGES["too_many_body"][lang],
         )
-    form = await request.form()
+    form = await read_form(request)
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     slug = fields.get("list") or DEFAULT_LIST_SLUG
     email = fields.get("email", "").strip()
