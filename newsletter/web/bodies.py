@@ -38,7 +38,7 @@ class BodyTooLarge(HTTPException):
 async def read_limited(request: Request, limit: int) -> bytes:
     """The whole body if it is at most `limit` bytes; BodyTooLarge as soon as it is not."""
     declared = request.headers.get("content-length", "").strip()
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(limit)
     chunks: list[bytes] = []
     size = 0

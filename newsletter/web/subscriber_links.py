@@ -21,7 +21,7 @@ from newsletter.logs import mask_email
 from newsletter.types import VARIANTS, SubscriptionStatus
 from newsletter.urls import preferences_url
 from newsletter.web.bodies import FORM_MAX_BYTES, is_form, parse_form, read_form, read_limited
-from newsletter.web.context import in_transaction, page_language, render, state_of
+from newsletter.web.context import in_transaction, page_language, parse_id, render, state_of
 from newsletter.web.i18n import MESSAGES, translator
 from newsletter.web.security import client_ip
 from subscribers.service import set_preferences, unsubscribe
@@ -178,10 +178,10 @@ async def preferences_post(request: Request) -> Response:
     language = _field(form.get("language"))
     if language not in VARIANTS:
         raise ValidationError(f"language: expected one of {', '.join(VARIANTS)}")
-    try:
-        list_ids = sorted({int(v) for v in form.getlist("lists") if isinstance(v, str)})
-    except ValueError:
-        raise ValidationError("lists: expected list ids") from None
+    values = [v for v in form.getlist("lists") if isinstance(v, str)]
+    if not all(v.isascii() and v.isdigit() for v in values):
+        raise ValidationError("lists: expected list ids")
+    list_ids = sorted({parse_id(v, MailingList.id) for v in values})  # too large: 404, unknown
 
     def work(session: Session) -> _Preferences:
         _load_preferences(session, claim)  # the subscriber and list still exist
