@@ -8,8 +8,10 @@ variable. Environment variables win over the TOML file (`NEWSLETTER_CONFIG`, def
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, SecretKeyError
 
 PROVIDERS = ("outbox", "sendgrid", "smtp")
 
@@ -83,6 +85,7 @@ class Settings:
     webhook_insecure: bool = False  # dev only: accept unsigned webhooks when no key is set
     sendgrid_timeout_s: int = 30  # seconds to wait for SendGrid's answer to one request
     reconcile_after_s: int = 900  # an in-doubt batch with no event is re-sent after this
+    webhook_max_bytes: int = 4 * 1024 * 1024  # larger webhook bodies are refused (413)
 
     @property
     def secret_key(self) -> Secret:
@@ -226,11 +229,18 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], Any], str | None]] = {
     "webhook_insecure": ("NEWSLETTER_WEBHOOK_INSECURE", _bool, "false"),
     "sendgrid_timeout_s": ("NEWSLETTER_SENDGRID_TIMEOUT", _int_range(1, 600), "30"),
     "reconcile_after_s": ("NEWSLETTER_RECONCILE_AFTER", _int_range(1, 86400), "900"),
+    "webhook_max_bytes": (
+        "NEWSLETTER_WEBHOOK_MAX_BYTES",
+        _int_range(64 * 1024, 64 * 1024 * 1024),
+        str(4 * 1024 * 1024),
+    ),
 }
 
 ENV_NAMES: dict[str, str] = {key: spec[0] for key, spec in _FIELDS.items()}
 SECRET_KEY_ENV = "NEWSLETTER_SECRET_KEY"
 SECRET_KEY_FILE = "secret.key"
+MIN_SECRET_KEY_CHARS = 32  # token_urlsafe(24) or more: 192+ bits for HMAC link signatures
+_KEY_HINT = "e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'"
 
 
 def _read_toml(env: Mapping[str, str]) -> dict[str, str]:
@@ -260,21 +270,71 @@ def _secret_keys(raw: str | None, var_dir: Path, create: bool) -> tuple[Secret, 
     if raw:
         keys = tuple(Secret(k.strip()) for k in raw.split(",") if k.strip())
         if not keys:
-            raise ConfigError(f"{SECRET_KEY_ENV}: must not be empty")
-        for key in keys:
-            if len(key.reveal()) < 16:
-                raise ConfigError(f"{SECRET_KEY_ENV}: each key needs at least 16 characters")
+            raise SecretKeyError(f"{SECRET_KEY_ENV}: must not be empty")
+        for number, key in enumerate(keys, start=1):
+            if len(key.reveal()) < MIN_SECRET_KEY_CHARS:
+                raise SecretKeyError(
+                    f"{SECRET_KEY_ENV}: key {number} has {len(key.reveal())} characters, "
+                    f"expected at least {MIN_SECRET_KEY_CHARS} random ones ({_KEY_HINT})"
+                )
         return keys
     path = var_dir / SECRET_KEY_FILE
     if path.exists():
-        return (Secret(path.read_text(encoding="utf-8").strip()),)
+        return (Secret(read_key_file(path)),)
     if not create:
-        raise ConfigError(f"{SECRET_KEY_ENV}: not set and {path} does not exist")
-    var_dir.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(32)
-    path.write_text(value + "\n", encoding="utf-8")
-    path.chmod(0o600)
-    return (Secret(value),)
+        raise SecretKeyError(f"{SECRET_KEY_ENV}: not set and {path} does not exist", missing=True)
+    return (Secret(create_key_file(path)),)
+
+
+def read_key_file(path: Path) -> str:
+    """The key in `path`; SecretKeyError when it is unreadable, not text or too short.
+
+    A short key makes every subscriber link forgeable, so it stops the program instead of
+    being used; the message says what the file should hold.
+    """
+    expected = f"expected one line of at least {MIN_SECRET_KEY_CHARS} random characters"
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise SecretKeyError(f"{path}: cannot read the secret key file ({err.strerror})") from None
+    try:
+        value = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise SecretKeyError(f"{path}: not UTF-8 text; {expected} ({_KEY_HINT})") from None
+    if not value:
+        raise SecretKeyError(f"{path}: empty; {expected} ({_KEY_HINT})")
+    if len(value) < MIN_SECRET_KEY_CHARS:
+        raise SecretKeyError(
+            f"{path}: the key has {len(value)} characters; {expected} ({_KEY_HINT})"
+        )
+    return value
+
+
+def create_key_file(path: Path) -> str:
+    """Create `path` with a new random key, exactly once however many processes race.
+
+    The key is written in full to a private temporary file in the same directory, which is
+    then hard-linked to its final name: the link either appears complete or fails because
+    another process won, and a loser reads the winner's key. So every process ends up
+    signing with the same key and none ever reads a half-written file.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=".secret.key.", dir=path.parent)  # mode 0600
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(secrets.token_urlsafe(48) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            with contextlib.suppress(FileExistsError):  # another process won: use its key
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
+    except OSError as err:
+        raise SecretKeyError(
+            f"{path}: cannot create the secret key file ({err.strerror})"
+        ) from None
+    return read_key_file(path)
 
 
 def load_settings(

@@ -2,6 +2,7 @@
 
     NewsletterError
     ├── ConfigError            a setting is missing or invalid (names the variable)
+    │   └── SecretKeyError     the link-signing key is missing, short or unreadable
     ├── DatabaseError          the database is unreachable or its schema is out of date
     ├── ValidationError        input (article file, CSV row, form) is not what was expected
     │   └── ArticleError       one article in one file is invalid
@@ -32,6 +33,14 @@ class NewsletterError(Exception):
 
 class ConfigError(NewsletterError):
     exit_code = 78  # EX_CONFIG
+
+
+class SecretKeyError(ConfigError):
+    """The signing key is unusable; `missing` separates "none yet" from "weak" for health."""
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 class DatabaseError(NewsletterError):

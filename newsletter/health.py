@@ -19,12 +19,12 @@ from sqlalchemy.orm import Session
 
 from newsletter.catchup import CatchupAction, decide_catchup
 from newsletter.clock import Clock
-from newsletter.config import Settings
+from newsletter.config import MIN_SECRET_KEY_CHARS, Settings
 from newsletter.db.migrate import current_revision, head_revision
 from newsletter.db.models import Issue, MailingList, Meta, SendBatch
 from newsletter.db.session import check_connection, make_engine
 from newsletter.delivery.preflight import preflight, settings_problems
-from newsletter.errors import NewsletterError
+from newsletter.errors import NewsletterError, SecretKeyError
 from newsletter.heartbeat import HEARTBEAT_INTERVAL, HEARTBEAT_KEY
 from newsletter.providers.factory import make_provider
 from newsletter.schedule import schedule_for
@@ -72,14 +72,20 @@ class HealthReport:
 
 
 def check_health(
-    settings: Settings, clock: Clock, *, engine: Engine | None = None, provider: bool = False
+    settings: Settings,
+    clock: Clock,
+    *,
+    engine: Engine | None = None,
+    key_problem: SecretKeyError | None = None,
+    provider: bool = False,
 ) -> HealthReport:
     """Run every check. Opens (and disposes) its own engine unless one is given.
 
+    `key_problem` is why the signing key could not be loaded (the settings then have none).
     `provider`: also ask the provider whether it would take a send (the send's preflight:
     SendGrid's key and its scopes, the SMTP login), without sending anything.
     """
-    checks = [_provider(settings, ask=provider)]
+    checks = [_provider(settings, ask=provider), _secret_key(settings, key_problem)]
     own_engine = engine is None
     try:
         active = engine or make_engine(settings.database_url)
@@ -138,6 +144,33 @@ def _provider(settings: Settings, *, ask: bool) -> Check:
     if settings.provider == "outbox":
         detail += f" (writes .eml files to {settings.outbox_dir}: nothing is mailed)"
     return Check("provider", Level.OK, detail, {"provider": settings.provider})
+
+
+def _secret_key(settings: Settings, problem: SecretKeyError | None) -> Check:
+    """A weak key makes every subscriber link forgeable; a missing one is made on first use."""
+    if problem is not None:
+        if problem.missing:
+            return Check(
+                "secret key",
+                Level.DEGRADED,
+                f"{problem}: the next command creates one; set it on every machine that signs",
+            )
+        return Check("secret key", Level.FAILING, str(problem))
+    weak = [
+        n
+        for n, key in enumerate(settings.secret_keys, 1)
+        if len(key.reveal()) < MIN_SECRET_KEY_CHARS
+    ]
+    if not settings.secret_keys or weak:
+        return Check(
+            "secret key",
+            Level.FAILING,
+            f"key(s) {', '.join(map(str, weak)) or 'none'} shorter than "
+            f"{MIN_SECRET_KEY_CHARS} characters: links could be forged",
+        )
+    count = len(settings.secret_keys)
+    detail = "1 key" if count == 1 else f"{count} keys (the first signs; rotation)"
+    return Check("secret key", Level.OK, detail, {"keys": count})
 
 
 def _lists(session: Session, settings: Settings, now: datetime) -> list[Check]:

@@ -150,9 +150,17 @@ def health(app: AppContext, as_json: bool, ask_provider: bool) -> None:
     Exit code: 0 ok, 1 degraded, 2 failing.
     """
     from newsletter.clock import SYSTEM_CLOCK
+    from newsletter.config import load_settings
+    from newsletter.errors import SecretKeyError
     from newsletter.health import check_health, render_text
 
-    report = check_health(app.settings, SYSTEM_CLOCK, provider=ask_provider)
+    key_problem = None
+    try:  # never creates a key: a missing or weak one is reported, not fixed
+        settings = load_settings(create_secret=False)
+    except SecretKeyError as err:
+        key_problem = err
+        settings = load_settings(create_secret=False, secret_keys=())
+    report = check_health(settings, SYSTEM_CLOCK, key_problem=key_problem, provider=ask_provider)
     if as_json:
         emit_json(report.to_dict())
     else:

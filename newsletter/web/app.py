@@ -79,7 +79,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
         return _message(request, 404, "not_found_title", None)
-    return PlainTextResponse(str(exc.detail), status_code=exc.status_code)
+    return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:

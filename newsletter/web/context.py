@@ -9,13 +9,15 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from jinja2 import Environment
-from sqlalchemy.orm import Session
+from sqlalchemy import BigInteger
+from sqlalchemy.orm import InstrumentedAttribute, Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from newsletter.config import Settings
 from newsletter.db.session import transaction
+from newsletter.errors import NotFoundError
 from newsletter.providers.factory import make_provider
 from newsletter.render.environment import make_environment as template_environment
 from newsletter.runtime import Runtime
@@ -70,6 +72,20 @@ async def in_transaction(request: Request, work: Callable[[Session], T]) -> T:
             return work(session)
 
     return await run_in_threadpool(run)
+
+
+def parse_id(value: str, column: InstrumentedAttribute[int]) -> int:
+    """An id for `column` from a URL or form; NotFoundError (404) for one no row can have.
+
+    Strict ASCII digits (`int()` also takes `+1`, `1_0`, other scripts' digits and spaces) and
+    within the column's type (PostgreSQL integer or bigint): an out-of-range value must not
+    reach the driver, which fails (OverflowError, "integer out of range": a 500) instead of
+    finding nothing.
+    """
+    limit = 2**63 - 1 if isinstance(column.type, BigInteger) else 2**31 - 1
+    if not (value.isascii() and value.isdigit() and len(value) <= 19 and int(value) <= limit):
+        raise NotFoundError(f"{column.class_.__tablename__}: no row with this id")
+    return int(value)
 
 
 def page_language(request: Request, preference: str | None = None) -> str:

@@ -21,7 +21,7 @@ from newsletter.issues.variants import ensure_variants
 from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL, VARIANTS
 from newsletter.urls import preferences_url, unsubscribe_url
 from newsletter.web.chart import events_chart_svg
-from newsletter.web.context import in_transaction, page_language, render, state_of
+from newsletter.web.context import in_transaction, page_language, parse_id, render, state_of
 from newsletter.web.i18n import MESSAGES
 from newsletter.web.security import EMAIL_CSP, PREVIEW_CSP, editor_authorized
 from newsletter.webhooks.stats import METRICS, issue_event_stats
@@ -43,10 +43,7 @@ def _unauthorized(request: Request) -> Response:
 
 
 def _issue_id(request: Request) -> int:
-    try:
-        return int(request.path_params["issue_id"])
-    except ValueError:
-        raise NotFoundError("expected a numeric issue id") from None
+    return parse_id(request.path_params["issue_id"], Issue.id)
 
 
 def _issue(session: Session, issue_id: int) -> Issue:

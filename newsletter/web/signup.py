@@ -1,29 +1,40 @@
 """Sign-up with double opt-in: the form, the "check your inbox" answer, the confirmation link.
 
-The answer to a sign-up is the same whether the address is new, pending or already subscribed
-(the subscribers package decides what, if anything, to mail), so the form cannot be used to
-find out who subscribes. The form carries a signed double-submit CSRF token and each client
-IP is rate-limited. The confirmation link shows a button and confirms on POST, so a mail
-scanner that prefetches links cannot confirm on someone's behalf.
+The answer to a sign-up is the same, in bytes and in time, whether the address is new,
+pending, already subscribed or suppressed: the route checks only the form, answers, and then
+records the sign-up and mails the confirmation in a background task (the subscribers package
+decides what, if anything, to mail), so the form cannot be used to find out who subscribes.
+The form carries a signed double-submit CSRF token and each client IP is rate-limited. The
+confirmation link shows a button and confirms on POST, so a mail scanner that prefetches links
+cannot confirm on someone's behalf.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+
 from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
+from newsletter.db.session import transaction
 from newsletter.errors import ValidationError
+from newsletter.logs import log_event, mask_email
 from newsletter.types import VARIANTS
 from newsletter.urls import DEFAULT_LIST_SLUG
-from newsletter.web.context import in_transaction, page_language, render, state_of
+from newsletter.web.bodies import read_form
+from newsletter.web.context import WebState, in_transaction, page_language, render, state_of
 from newsletter.web.i18n import CONSENT_WORDING_VERSION, MESSAGES
 from newsletter.web.security import CsrfSigner, client_ip
+from subscribers.addresses import normalise_email
 from subscribers.consent import confirm, start_signup
 from subscribers.service import resolve_list
 from subscribers.tokens import ConfirmSigner
 
 _COOKIE_PATH = "/subscribe"
+logger = logging.getLogger(__name__)
 
 
 def _list_name(request: Request, session: Session, slug: str) -> str:
@@ -92,7 +103,7 @@ async def subscribe_post(request: Request) -> Response:
             title=MESSAGES["too_many_title"][lang],
             body=MESSAGES["too_many_body"][lang],
         )
-    form = await request.form()
+    form = await read_form(request)
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     slug = fields.get("list") or DEFAULT_LIST_SLUG
     email = fields.get("email", "").strip()
@@ -108,27 +119,18 @@ async def subscribe_post(request: Request) -> Response:
         language = lang
     if "@" not in email or len(email) > 320:
         return _form(request, lang, status=400, error=MESSAGES["email_invalid"][lang], **again)
-    user_agent = request.headers.get("user-agent", "")[:500]
-
-    def work(session: Session) -> None:
-        start_signup(
-            session,
-            state.settings,
-            state.runtime.clock,
-            email=email,
-            name=name or None,
-            language=language,
-            list_slug=slug,
-            ip=ip,
-            user_agent=user_agent,
-            wording_version=CONSENT_WORDING_VERSION,
-            provider=state.provider(),
-        )
-
-    try:
-        await in_transaction(request, work)
+    try:  # syntax only, the same work for every address: no answer depends on the database
+        normalise_email(email)
     except ValidationError:
         return _form(request, lang, status=400, error=MESSAGES["email_invalid"][lang], **again)
+    signup = _Signup(
+        email=email,
+        name=name or None,
+        language=language,
+        list_slug=slug,
+        ip=ip,
+        user_agent=request.headers.get("user-agent", "")[:500],
+    )
     response = render(
         request,
         "message.html",
@@ -137,7 +139,48 @@ async def subscribe_post(request: Request) -> Response:
         body=MESSAGES["check_inbox_body"][lang],
     )
     response.delete_cookie(CsrfSigner.COOKIE, path=_COOKIE_PATH)  # one form, one nonce
+    # Recorded and mailed after the answer has gone out, so its timing says nothing about
+    # whether the address is new, pending, active or suppressed.
+    response.background = BackgroundTask(_record_signup, state, signup)
     return response
+
+
+@dataclass(frozen=True, slots=True)
+class _Signup:
+    email: str
+    name: str | None
+    language: str
+    list_slug: str
+    ip: str
+    user_agent: str
+
+
+def _record_signup(state: WebState, signup: _Signup) -> None:
+    """`start_signup` in its own transaction: it decides whether to mail (audience rules)."""
+    try:
+        with transaction(state.runtime.sessions) as session:
+            start_signup(
+                session,
+                state.settings,
+                state.runtime.clock,
+                email=signup.email,
+                name=signup.name,
+                language=signup.language,
+                list_slug=signup.list_slug,
+                ip=signup.ip,
+                user_agent=signup.user_agent,
+                wording_version=CONSENT_WORDING_VERSION,
+                provider=state.provider(),
+            )
+    except Exception as err:  # the visitor already has their answer: log it, keep serving
+        log_event(
+            logger,
+            "signup.failed",
+            level=logging.ERROR,
+            email=mask_email(signup.email),
+            list=signup.list_slug,
+            error=type(err).__name__,
+        )
 
 
 async def confirm_page(request: Request) -> Response:

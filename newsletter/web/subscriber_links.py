@@ -20,7 +20,8 @@ from newsletter.errors import NotFoundError, TokenError, ValidationError
 from newsletter.logs import mask_email
 from newsletter.types import VARIANTS, SubscriptionStatus
 from newsletter.urls import preferences_url
-from newsletter.web.context import in_transaction, page_language, render, state_of
+from newsletter.web.bodies import FORM_MAX_BYTES, is_form, parse_form, read_form, read_limited
+from newsletter.web.context import in_transaction, page_language, parse_id, render, state_of
 from newsletter.web.i18n import MESSAGES, translator
 from newsletter.web.security import client_ip
 from subscribers.service import set_preferences, unsubscribe
@@ -104,12 +105,12 @@ async def unsubscribe_post(request: Request) -> Response:
 
 async def _is_one_click(request: Request) -> bool:
     """The RFC 8058 body, urlencoded or multipart; a bare body without a form type too."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-        form = await request.form()
+    body = await read_limited(request, FORM_MAX_BYTES)
+    if is_form(request.headers):
+        form = await parse_form(body, request.headers)
         return form.get("List-Unsubscribe") == ONE_CLICK
-    body = (await request.body())[:1024].decode("utf-8", "replace")
-    return ONE_CLICK in parse_qs(body.strip()).get("List-Unsubscribe", [])
+    text = body[:1024].decode("utf-8", "replace")
+    return ONE_CLICK in parse_qs(text.strip()).get("List-Unsubscribe", [])
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +170,7 @@ async def preferences_post(request: Request) -> Response:
     claim = _claim(request)
     state = state_of(request)
     token = request.path_params["token"]
-    form = await request.form()
+    form = await read_form(request)
     if not state.csrf.check(_field(form.get("csrf")), state.csrf.bind(token)):
         prefs = await in_transaction(request, lambda s: _load_preferences(s, claim))
         lang = page_language(request, prefs.language)
@@ -177,10 +178,10 @@ async def preferences_post(request: Request) -> Response:
     language = _field(form.get("language"))
     if language not in VARIANTS:
         raise ValidationError(f"language: expected one of {', '.join(VARIANTS)}")
-    try:
-        list_ids = sorted({int(v) for v in form.getlist("lists") if isinstance(v, str)})
-    except ValueError:
-        raise ValidationError("lists: expected list ids") from None
+    values = [v for v in form.getlist("lists") if isinstance(v, str)]
+    if not all(v.isascii() and v.isdigit() for v in values):
+        raise ValidationError("lists: expected list ids")
+    list_ids = sorted({parse_id(v, MailingList.id) for v in values})  # too large: 404, unknown
 
     def work(session: Session) -> _Preferences:
         _load_preferences(session, claim)  # the subscriber and list still exist

@@ -1,6 +1,7 @@
 """`POST /webhooks/sendgrid`: verify the signature on the raw bytes, then parse, then record.
 
-Answers: 403 bad or stale signature, 400 malformed body, 413 too large, 503 no key configured
+Answers: 413 larger than NEWSLETTER_WEBHOOK_MAX_BYTES (checked while the body streams in,
+before anything else), 403 bad or stale signature, 400 malformed body, 503 no key configured
 (unless NEWSLETTER_WEBHOOK_INSECURE), 200 with counts once the batch is committed. Database
 errors give a 500, so SendGrid retries the batch later; recording is idempotent.
 """
@@ -16,24 +17,22 @@ from starlette.responses import JSONResponse, Response
 from newsletter.delivery import in_doubt, issue_state
 from newsletter.errors import WebhookError
 from newsletter.logs import log_event
+from newsletter.web.bodies import BodyTooLarge, read_limited
 from newsletter.web.context import in_transaction, state_of
 from newsletter.webhooks import sendgrid
 from newsletter.webhooks.recording import RecordResult, record_events
 from subscribers.hashing import EmailHasher
 
 logger = logging.getLogger(__name__)
-MAX_BODY_BYTES = 16 * 1024 * 1024  # SendGrid batches stay well below this
 
 
 async def sendgrid_webhook(request: Request) -> Response:
     state = state_of(request)
     settings = state.settings
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        return JSONResponse({"error": "body too large"}, status_code=413)
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        return JSONResponse({"error": "body too large"}, status_code=413)
+    try:  # the cap first: no signature or JSON work on a body that is too large
+        body = await read_limited(request, settings.webhook_max_bytes)
+    except BodyTooLarge as err:
+        return JSONResponse({"error": err.detail}, status_code=413, headers=err.headers)
     try:
         if settings.sendgrid_webhook_public_key:
             sendgrid.verify(
