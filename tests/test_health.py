@@ -31,12 +31,26 @@ def _healthy(runtime: Runtime) -> None:
     write_heartbeat(runtime, "host:1", ["daily"])
 
 
-def test_a_fresh_installation_is_ok_apart_from_the_missing_scheduler(runtime: Runtime) -> None:
+def test_a_fresh_installation_is_ok_and_says_no_scheduler_has_run_yet(runtime: Runtime) -> None:
     report = check_health(runtime.settings, runtime.clock, engine=runtime.engine)
     assert _check(report, "database").level is Level.OK
     assert _check(report, "provider").level is Level.OK
-    assert _check(report, "scheduler").level is Level.DEGRADED
-    assert report.exit_code == 1
+    scheduler = _check(report, "scheduler")
+    assert scheduler.level is Level.OK and "no scheduler has run here yet" in scheduler.detail
+    assert report.exit_code == 0
+
+
+def test_before_any_scheduler_a_day_sent_by_hand_is_not_a_missed_send(
+    runtime: Runtime, clock: FixedClock
+) -> None:
+    """Right after `newsletter demo` (or sending by hand), nothing was missed: no schedule has
+    run yet. Once a scheduler has run, the same day is reported missed (below)."""
+    record_skip(runtime, "daily", date(2026, 6, 12), "missed")
+    clock.advance(hours=6)  # past today's deadline
+    report = check_health(runtime.settings, clock, engine=runtime.engine)
+    check = _check(report, "list daily")
+    assert check.level is Level.OK and "no schedule has run yet" in check.detail
+    assert report.exit_code == 0
 
 
 def test_with_a_fresh_heartbeat_everything_is_ok(runtime: Runtime) -> None:

@@ -21,7 +21,7 @@ from newsletter.db.session import transaction
 from newsletter.runtime import Runtime
 from newsletter.testing.memory_provider import MemoryProvider, accept
 from newsletter.web import create_app, signup
-from newsletter.web.security import CsrfSigner, RateLimiter
+from newsletter.web.security import CsrfSigner, SignupThrottle
 from subscribers.hashing import EmailHasher
 from tests.fixtures.web import add_list, add_subscriber, free_port, live_server
 
@@ -94,7 +94,7 @@ def test_new_and_active_addresses_get_the_same_answer_in_the_same_time(
             )
         )
     provider = MemoryProvider(default=accept(latency_s=PROVIDER_LATENCY_S))
-    app = create_app(web_runtime, signup_limiter=RateLimiter(capacity=1000, per_s=1000.0))
+    app = create_app(web_runtime, signup_limiter=SignupThrottle(capacity=1000, per_s=1000.0))
     app.state.web._provider = provider
     finished = _Finished(monkeypatch)
     new_addresses: list[str] = []
