@@ -27,7 +27,7 @@ from tests.fixtures.web import add_list, add_subscriber, free_port, live_server
 
 PROVIDER_LATENCY_S = 0.3
 SIGNUPS = 20
-ROUNDS = 3  # at most; a round that shows no difference ends the test
+ROUNDS = 5  # at most; most runs stop after the first
 ACTIVE = "active.reader@example.com"
 
 
@@ -99,6 +99,7 @@ def test_new_and_active_addresses_get_the_same_answer_in_the_same_time(
     finished = _Finished(monkeypatch)
     new_addresses: list[str] = []
     rounds: list[tuple[float, float]] = []
+    pooled: dict[str, list[float]] = {"active": [], "new": []}
     bodies: set[bytes] = set()
     with (
         live_server(web_runtime, free_port(), app) as url,
@@ -120,7 +121,11 @@ def test_new_and_active_addresses_get_the_same_answer_in_the_same_time(
                 assert response.status_code == 200
                 times[kind].append(seconds)
                 bodies.add(response.content)
-            active, new = statistics.median(times["active"]), statistics.median(times["new"])
+            pooled["active"] += times["active"]
+            pooled["new"] += times["new"]
+            # The medians of every sample so far: noise from a busy machine averages out over
+            # rounds, a leak (every new address slower) does not.
+            active, new = statistics.median(pooled["active"]), statistics.median(pooled["new"])
             rounds.append((active, new))
             if abs(new - active) / min(new, active) < 0.2:
                 break
@@ -128,7 +133,7 @@ def test_new_and_active_addresses_get_the_same_answer_in_the_same_time(
             bodies.add(_sign_up(client, email, finished)[1].content)
 
     shown = ", ".join(f"active {a * 1000:.1f} ms / new {n * 1000:.1f} ms" for a, n in rounds)
-    print(f"sign-up answer, median of {SIGNUPS} each: {shown}")
+    print(f"sign-up answer, pooled medians after each round of {SIGNUPS} each: {shown}")
     active, new = rounds[-1]
     assert abs(new - active) / min(new, active) < 0.2, shown
     assert len(bodies) == 1  # new, active, pending and suppressed: the same bytes

@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from newsletter.config import Settings, load_settings
 from newsletter.db.session import require_database
-from newsletter.errors import DatabaseError, NewsletterError
+from newsletter.errors import DatabaseError, NewsletterError, SecretKeyError
 from newsletter.runtime import Runtime
 from newsletter.wording import plural
 
@@ -50,8 +50,15 @@ class AppContext:
         return self._runtime
 
     def _database_url(self) -> str:
+        """The database URL, loading the settings without creating a key: a weak key file is
+        refused here (exit 78) before a missing database is reported."""
         if self._settings is not None:
             return self._settings.database_url
+        try:
+            return load_settings(create_secret=False).database_url
+        except SecretKeyError as err:
+            if not err.missing:
+                raise
         return load_settings(create_secret=False, secret_keys=()).database_url
 
     def close(self) -> None:
