@@ -20,7 +20,8 @@ from newsletter.pipeline import RunReport, run_daily
 from newsletter.providers.outbox import OutboxProvider
 from newsletter.runtime import Runtime
 from newsletter.urls import DEFAULT_LIST_SLUG
-from subscribers.importing import ImportSummary, import_csv
+from subscribers.import_rows import ImportSummary
+from subscribers.importing import import_csv
 from subscribers.lists import get_or_create_list
 
 SAMPLE_SUBSCRIBERS = SAMPLES_DIR / "subscribers.csv"

@@ -25,15 +25,12 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import re
-import unicodedata
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 from sqlalchemy import String, any_, bindparam, func, literal_column, select, update
@@ -43,479 +40,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from newsletter.clock import Clock
 from newsletter.db.models import ConsentRecord, Subscriber, Subscription, Suppression
 from newsletter.errors import ValidationError
-from newsletter.types import SubscriptionStatus, control_character_problem
+from newsletter.types import SubscriptionStatus
 from newsletter.urls import DEFAULT_LIST_SLUG
-from subscribers.addresses import normalise_email
-from subscribers.exporting import FIELDS as EXPORT_FIELDS
-from subscribers.exporting import neutralise, restore
+from subscribers.csv_source import (
+    Lines,
+    detect_encoding,
+    map_header,
+    whole_stream,
+)
 from subscribers.hashing import EmailHasher
+from subscribers.import_rows import ImportSummary, Report, Row, valid_rows
 from subscribers.service import resolve_list
 
 CHUNK_SIZE = 50_000  # rows per transaction: fewer commits, each index page rewritten less
-
-EMAIL_HEADERS = frozenset(
-    {
-        "email",
-        "e mail",
-        "email address",
-        "e mail address",
-        "mail",
-        "mail address",
-        "address",
-        "メールアドレス",
-        "メール",
-        "eメール",
-        "eメールアドレス",
-        "アドレス",
-    }
-)
-NAME_HEADERS = frozenset({"name", "full name", "display name", "名前", "氏名", "お名前"})
-LANGUAGE_HEADERS = frozenset({"language", "lang", "locale", "言語", "希望言語", "購読言語"})
-LANGUAGE_VALUES = {
-    "ja": "ja",
-    "jp": "ja",
-    "japanese": "ja",
-    "日本語": "ja",
-    "en": "en",
-    "english": "en",
-    "英語": "en",
-    "both": "both",
-    "ja+en": "both",
-    "en+ja": "both",
-    "ja,en": "both",
-    "bilingual": "both",
-    "両方": "both",
-    "日英": "both",
-    "日本語と英語": "both",
-}
-NAME_MAX = 200
-REPORT_FIELDS = ("line", "email", "outcome", "reason")
-
-
-@dataclass
-class ImportSummary:
-    """What happened, in the counts an admin checks against the file."""
-
-    file: str
-    encoding: str
-    list_slug: str
-    rows: int = 0
-    imported: int = 0  # new subscriptions (new subscriber, or known subscriber new to the list)
-    updated: int = 0  # subscription already there; name, language or attributes changed
-    unchanged: int = 0
-    rejected: int = 0
-    suppressed: int = 0
-    duplicates: int = 0
-    not_reactivated: int = 0  # unsubscribed, bounced, complained or expired on this list
-    report: str | None = None
-    problems: list[dict[str, Any]] = field(default_factory=list, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("problems")
-        data["list"] = data.pop("list_slug")
-        return data
-
-
-@dataclass(slots=True)
-class _Row:
-    line: int
-    email: str
-    key: str
-    hash: str
-    name: str | None
-    language: str | None
-    attributes: dict[str, Any]
-
-
-# --- encoding and header -------------------------------------------------------------------
-
-
-_SHIFT_JIS = frozenset({"cp932", "shift_jis", "shift_jis_2004", "shift_jisx0213"})
-
-
-def _whole_stream(encoding: str) -> bool:
-    """UTF-16/32 cannot be cut into lines as bytes; they are decoded as one stream."""
-    return codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
-
-
-_BLOCK = 1 << 20
-# Line breaks str.splitlines knows but a CSV reader (newline="") does not: a block holding one
-# is cut by the byte rules instead.
-_UNUSUAL_BREAK = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
-
-
-def _physical_lines(handle: Iterable[bytes]) -> Iterator[bytes]:
-    """Raw lines ending in LF, CRLF or a lone CR (old Mac Excel), as `newline=""` reads them."""
-    for raw in handle:
-        if b"\r" in raw[:-2]:
-            yield from raw.splitlines(keepends=True)
-        else:
-            yield raw
-
-
-def _decodes(path: Path, encoding: str) -> bool:
-    """The whole file decodes (in C, a block at a time): the common case, decided quickly."""
-    decoder = codecs.getincrementaldecoder(encoding)()
-    try:
-        with path.open("rb") as handle:
-            while chunk := handle.read(_BLOCK):
-                decoder.decode(chunk)
-            decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _is_utf8(raw: bytes) -> bool:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def detect_encoding(path: Path) -> str:
-    """BOM first, then UTF-8 or CP932 by a vote of the non-ASCII lines, then charset-normalizer.
-
-    A file is UTF-8 when at least half of its non-ASCII lines are valid UTF-8 (the others are
-    rejected line by line), CP932 when every other non-ASCII line is valid CP932 (UTF-8 lines
-    in it are rejected as mixed), else charset-normalizer's best guess.
-    """
-    with path.open("rb") as handle:
-        head = handle.read(4)
-    if head.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
-    if _decodes(path, "utf-8"):
-        return "utf-8"
-    utf8 = cp932 = neither = 0
-    with path.open("rb") as handle:
-        for raw in _physical_lines(handle):
-            if raw.isascii():
-                continue
-            if _is_utf8(raw):
-                utf8 += 1
-                continue
-            try:
-                raw.decode("cp932")
-                cp932 += 1
-            except UnicodeDecodeError:
-                neither += 1
-    if utf8 >= cp932 + neither:
-        return "utf-8"
-    if neither == 0:
-        return "cp932"
-    from charset_normalizer import from_path
-
-    best = from_path(path).best()
-    if best is None:
-        raise ValidationError(f"{path}: cannot tell the text encoding; give --encoding")
-    return best.encoding
-
-
-class _Lines:
-    """The file's lines decoded one at a time, strictly, for the CSV reader.
-
-    A line that does not decode, or a UTF-8 line in a Shift_JIS/CP932 file (it decodes there
-    too, as mojibake), is noted in `bad` (line number -> reason) and handed on with
-    replacement characters so the reader keeps its place; the row it belongs to is rejected.
-    """
-
-    def __init__(self, handle: IO[bytes], encoding: str) -> None:
-        self._handle = handle
-        self._encoding = encoding
-        self._shift_jis = codecs.lookup(encoding).name in _SHIFT_JIS
-        self.bad: dict[int, str] = {}
-
-    def __iter__(self) -> Iterator[str]:
-        """Blocks of whole lines that decode at once go fast; others are taken line by line."""
-        if self._shift_jis:  # every non-ASCII line needs the UTF-8 look
-            yield from self._one_by_one(self._handle, 1)
-            return
-        number, rest = 1, b""
-        while block := self._handle.read(_BLOCK):
-            block = rest + block
-            cut = block.rfind(b"\n") + 1
-            if not cut:
-                rest = block
-                continue
-            block, rest = block[:cut], block[cut:]
-            try:
-                text = block.decode(self._encoding)
-            except UnicodeDecodeError:
-                text = None
-            if (
-                text is None
-                or _UNUSUAL_BREAK.search(text)
-                or text.count("\r") != text.count("\r\n")
-            ):
-                lines = block.splitlines(keepends=True)
-                yield from self._one_by_one(lines, number)
-            else:
-                lines = text.splitlines(keepends=True)
-                yield from lines
-            number += len(lines)
-        if rest:
-            yield from self._one_by_one(rest.splitlines(keepends=True), number)
-
-    def _one_by_one(self, raws: Iterable[bytes], first: int) -> Iterator[str]:
-        encoding = self._encoding
-        for number, raw in enumerate(_physical_lines(raws), start=first):
-            try:
-                text = raw.decode(encoding)
-            except UnicodeDecodeError as err:
-                self.bad[number] = (
-                    f"line {number} is not valid {encoding} text (byte {err.start + 1} of the "
-                    "line); is this row from a file in another encoding?"
-                )
-                yield raw.decode(encoding, errors="replace")
-                continue
-            if self._shift_jis and not raw.isascii() and _is_utf8(raw):
-                self.bad[number] = (
-                    f"line {number} is UTF-8 inside a file read as {encoding} (mixed "
-                    "encodings); save the file in one encoding"
-                )
-            yield text
-
-
-def _header_key(cell: str) -> str:
-    text = unicodedata.normalize("NFKC", cell.replace("\ufeff", "")).strip().lower()
-    return " ".join(text.replace("_", " ").replace("-", " ").split())
-
-
-@dataclass(frozen=True, slots=True)
-class _Columns:
-    email: int
-    name: int | None
-    language: int | None
-    extra: tuple[tuple[int, str], ...]
-    width: int
-    # Set when the file is this project's own export (`subscribers export`): its attributes
-    # column is JSON, its status column says who must not be subscribed again, and the
-    # formula guard it added to name cells is taken off again.
-    attributes_json: int | None = None
-    status: int | None = None
-    exported: bool = False
-
-
-def map_header(header: list[str], source: str) -> _Columns:
-    """Which column holds what; ValidationError naming the file if there is no email column."""
-    email = name = language = None
-    extra: list[tuple[int, str]] = []
-    for index, cell in enumerate(header):
-        problem = control_character_problem(cell)
-        if problem is not None:
-            raise ValidationError(f"{source}: line 1: column {index + 1}: {problem}")
-        key = _header_key(cell)
-        if key in EMAIL_HEADERS and email is None:
-            email = index
-        elif key in NAME_HEADERS and name is None:
-            name = index
-        elif key in LANGUAGE_HEADERS and language is None:
-            language = index
-        elif cell.strip():
-            extra.append((index, cell.strip()))
-    if [_header_key(cell) for cell in header] == [_header_key(f) for f in EXPORT_FIELDS]:
-        assert email is not None and name is not None and language is not None
-        return _Columns(
-            email,
-            name,
-            language,
-            (),
-            len(header),
-            attributes_json=EXPORT_FIELDS.index("attributes"),
-            status=EXPORT_FIELDS.index("status"),
-            exported=True,
-        )
-    if email is None:
-        found = ", ".join(repr(c) for c in header) or "nothing"
-        raise ValidationError(
-            f"{source}: line 1: no email column; expected a header such as 'email' or "
-            f"'メールアドレス', found {found}"
-        )
-    return _Columns(email, name, language, tuple(extra), len(header))
-
-
-def parse_language(value: str) -> str | None:
-    """ja, en or both from the spellings people use; None if not recognised."""
-    return LANGUAGE_VALUES.get(unicodedata.normalize("NFKC", value).strip().lower())
-
-
-# --- the import ----------------------------------------------------------------------------
-
-
-class _Report:
-    """Rejected and reported rows: kept in the summary (first 1000) and streamed to a CSV."""
-
-    def __init__(self, summary: ImportSummary, out: IO[str] | None) -> None:
-        self._summary = summary
-        self._writer = csv.writer(out) if out is not None else None
-        if self._writer is not None:
-            self._writer.writerow(REPORT_FIELDS)
-
-    def add(self, line: int, email: str, outcome: str, reason: str) -> None:
-        if len(self._summary.problems) < 1000:
-            self._summary.problems.append(
-                {"line": line, "email": email, "outcome": outcome, "reason": reason}
-            )
-        if self._writer is not None:
-            self._writer.writerow([line, neutralise(email), outcome, reason])
-
-
-def _rows(
-    reader: Iterator[list[str]],
-    line_of: Any,
-    columns: _Columns,
-    hasher: EmailHasher,
-    summary: ImportSummary,
-    report: _Report,
-    bad_lines: dict[int, str],
-    status: str = SubscriptionStatus.ACTIVE,
-) -> Iterator[_Row]:
-    """Valid, first-seen rows; every other row is counted and reported. The hot loop."""
-    seen: dict[str, int] = {}
-    width, email_at, name_at, language_at = (
-        columns.width,
-        columns.email,
-        columns.name,
-        columns.language,
-    )
-    extra, padding, hash_of = columns.extra, [""] * width, hasher.of_key
-    exported = columns.exported
-    line = line_of() + 1
-    for cells in reader:
-        start, line = line, line_of() + 1
-        if len(cells) != width:
-            if not "".join(cells).strip():
-                continue
-            if len(cells) < width:
-                cells = cells + padding[len(cells) :]
-            elif "".join(cells[width:]).strip():
-                summary.rows += 1
-                summary.rejected += 1
-                report.add(
-                    start,
-                    cells[email_at].strip(),
-                    "rejected",
-                    f"expected {width} columns, found {len(cells)} "
-                    "(is a comma inside an unquoted value?)",
-                )
-                continue
-        elif not "".join(cells).strip():
-            continue
-        summary.rows += 1
-        if bad_lines:
-            undecodable = next((bad_lines[n] for n in range(start, line) if n in bad_lines), None)
-            if undecodable is not None:
-                summary.rejected += 1
-                shown = cells[email_at].strip()
-                report.add(start, shown if shown.isascii() else "", "rejected", undecodable)
-                continue
-        raw_email = cells[email_at]
-        try:
-            email = normalise_email(raw_email)
-        except ValidationError as err:
-            summary.rejected += 1
-            report.add(start, _printable(raw_email), "rejected", f"email: {err}")
-            continue
-        name = cells[name_at] if name_at is not None else ""
-        if exported:
-            name = restore(name)
-            if (refused := _exported_status(cells, columns, status)) is not None:
-                summary.not_reactivated += 1
-                report.add(start, email, "not_reactivated", refused)
-                continue
-        name = name.strip()
-        if len(name) > NAME_MAX:
-            summary.rejected += 1
-            report.add(start, email, "rejected", f"name: longer than {NAME_MAX} characters")
-            continue
-        if name and (problem := control_character_problem(name)) is not None:
-            summary.rejected += 1
-            report.add(start, email, "rejected", f"name: {problem}")
-            continue
-        language = None
-        if language_at is not None and (cell := cells[language_at]):
-            language = LANGUAGE_VALUES.get(cell) or parse_language(cell)
-            if language is None and cell.strip():
-                summary.rejected += 1
-                report.add(
-                    start,
-                    email,
-                    "rejected",
-                    "language: expected ja, en or both (or 日本語, 英語, 両方), "
-                    f"got {_printable(cell)!r}",
-                )
-                continue
-        if exported:
-            attributes, problem = _exported_attributes(cells, columns)
-        else:
-            attributes = {label: value for index, label in extra if (value := cells[index].strip())}
-            problem = _attribute_problem(attributes)
-        if problem is not None:
-            summary.rejected += 1
-            report.add(start, email, "rejected", problem)
-            continue
-        key = email.lower()
-        if key in seen:
-            summary.duplicates += 1
-            report.add(start, raw_email.strip(), "duplicate", f"same address as line {seen[key]}")
-            continue
-        seen[key] = start
-        yield _Row(start, email, key, hash_of(key), name or None, language, attributes)
-
-
-def _printable(cell: str) -> str:
-    """A cell as it may appear in a one-line report: control characters shown as escapes."""
-    text = cell.strip()
-    return text if control_character_problem(text) is None else repr(text)[1:-1]
-
-
-def _attribute_problem(attributes: dict[str, Any]) -> str | None:
-    for label, value in attributes.items():
-        if isinstance(value, str):
-            problem = control_character_problem(value, multiline=True)
-            if problem is not None:
-                return f"{label}: {problem}"
-    return None
-
-
-_ENDED = frozenset(
-    {
-        SubscriptionStatus.UNSUBSCRIBED,
-        SubscriptionStatus.BOUNCED,
-        SubscriptionStatus.COMPLAINED,
-        SubscriptionStatus.EXPIRED,
-    }
-)
-
-
-def _exported_status(cells: list[str], columns: _Columns, importing: str) -> str | None:
-    """Why an exported row must not be subscribed (again, or as active), or None."""
-    assert columns.status is not None
-    status = cells[columns.status].strip()
-    if status in _ENDED:
-        return f"{status} in the exported file; not subscribed again"
-    if status == SubscriptionStatus.PENDING and importing == SubscriptionStatus.ACTIVE:
-        return "pending (never confirmed) in the exported file; import with --status pending"
-    return None
-
-
-def _exported_attributes(cells: list[str], columns: _Columns) -> tuple[dict[str, Any], str | None]:
-    """The export's attributes cell (a JSON object, or empty) back as attributes."""
-    assert columns.attributes_json is not None
-    cell = cells[columns.attributes_json].strip()
-    if not cell:
-        return {}, None
-    try:
-        value = orjson.loads(cell)
-    except orjson.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
-        return {}, "attributes: expected a JSON object, as `subscribers export` writes it"
-    return value, _attribute_problem(value)
 
 
 def _bulk_insert(
@@ -570,7 +107,7 @@ class _Plan:
 
     subscribe: list[int] = field(default_factory=list)  # subscriber ids new to the list
     changes: list[dict[str, Any]] = field(default_factory=list)  # subscriber field updates
-    kept: list[tuple[_Row, str]] = field(default_factory=list)  # ended subscriptions, untouched
+    kept: list[tuple[Row, str]] = field(default_factory=list)  # ended subscriptions, untouched
     updated: int = 0
     unchanged: int = 0
 
@@ -579,7 +116,7 @@ _LIVE = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING)
 
 
 def plan_rows(
-    rows: list[_Row],
+    rows: list[Row],
     existing: dict[str, tuple[int, str | None, str, dict[str, Any]]],
     ids: dict[str, int],
     current: dict[int, str],
@@ -623,7 +160,7 @@ def _among(session: Session, column: Any, values: list[Any]) -> Any:
 
 def _write_chunk(
     session: Session,
-    rows: list[_Row],
+    rows: list[Row],
     *,
     list_id: int,
     status: str,
@@ -632,7 +169,7 @@ def _write_chunk(
     default_language: str,
     clock: Clock,
     summary: ImportSummary,
-    report: _Report,
+    report: Report,
 ) -> None:
     now = clock.now()
     suppressed = set(
@@ -642,7 +179,7 @@ def _write_chunk(
             )
         )
     )
-    live: list[_Row] = []
+    live: list[Row] = []
     for row in rows:
         if row.hash in suppressed:
             summary.suppressed += 1
@@ -752,7 +289,7 @@ def _write_chunk(
 
 
 def _change(
-    before: tuple[int, str | None, str, dict[str, Any]] | None, row: _Row
+    before: tuple[int, str | None, str, dict[str, Any]] | None, row: Row
 ) -> dict[str, Any] | None:
     """The subscriber fields this row changes (only what the file gives), or None."""
     if before is None:
@@ -800,11 +337,11 @@ def import_csv(
     try:
         with path.open("rb") as raw:
             lines: Any
-            if _whole_stream(chosen):
+            if whole_stream(chosen):
                 lines = io.TextIOWrapper(raw, encoding=chosen, newline="")
                 bad_lines: dict[int, str] = {}
             else:
-                lines = _Lines(raw, chosen)
+                lines = Lines(raw, chosen)
                 bad_lines = lines.bad
             reader = csv.reader(lines)
             try:
@@ -817,8 +354,8 @@ def import_csv(
                     "give the right --encoding (e.g. utf-8 or cp932)"
                 )
             columns = map_header(header, str(path))
-            report = _Report(summary, report_file)
-            rows = _rows(
+            report = Report(summary, report_file)
+            rows = valid_rows(
                 reader,
                 lambda: reader.line_num,
                 columns,
@@ -828,7 +365,7 @@ def import_csv(
                 bad_lines,
                 status,
             )
-            chunk: list[_Row] = []
+            chunk: list[Row] = []
             write = dict(
                 list_id=list_id,
                 status=status,
@@ -859,9 +396,7 @@ def import_csv(
     return summary
 
 
-def _commit_chunk(
-    sessions: sessionmaker[Session], chunk: list[_Row], write: dict[str, Any]
-) -> None:
+def _commit_chunk(sessions: sessionmaker[Session], chunk: list[Row], write: dict[str, Any]) -> None:
     with sessions() as session, session.begin():
         if session.get_bind().dialect.name == "sqlite":
             # 256 MB of page cache for this connection: index pages stay in memory.

@@ -19,7 +19,7 @@ from newsletter.clock import Clock
 from newsletter.config import Settings
 from newsletter.db.models import ConsentRecord, MailingList, Subscriber, Subscription
 from newsletter.errors import NotFoundError, StateError, SuppressedError, ValidationError
-from newsletter.types import Preference, SubscriptionStatus
+from newsletter.types import Preference, SubscriptionStatus, control_character_problem
 from newsletter.urls import DEFAULT_LIST_SLUG
 from subscribers.addresses import mask_email, normalise_email
 from subscribers.hashing import EmailHasher, email_key
@@ -67,6 +67,22 @@ def find_subscription(session: Session, subscriber_id: int, list_id: int) -> Sub
     )
 
 
+NAME_MAX = 200
+
+
+def check_name(name: str | None) -> str | None:
+    """A display name as every path stores it: one line, no control characters (PostgreSQL
+    cannot store NUL), at most 200 characters; ValidationError naming the field otherwise."""
+    if name is None:
+        return None
+    problem = control_character_problem(name)
+    if problem:
+        raise ValidationError(f"name: {problem}")
+    if len(name) > NAME_MAX:
+        raise ValidationError(f"name: longer than {NAME_MAX} characters")
+    return name.strip() or None
+
+
 def ensure_subscriber(
     session: Session,
     clock: Clock,
@@ -78,6 +94,7 @@ def ensure_subscriber(
 ) -> Subscriber:
     """The subscriber row for `email` (normalised), created or updated with what is given."""
     normal = normalise_email(email)
+    name = check_name(name)
     now = clock.now()
     subscriber = find_subscriber(session, normal)
     if subscriber is None:

@@ -14,7 +14,8 @@ from newsletter.clock import FixedClock
 from newsletter.config import Settings
 from newsletter.db.models import ConsentRecord, Subscriber, Subscription
 from newsletter.errors import ValidationError
-from subscribers.importing import detect_encoding, import_csv
+from subscribers.csv_source import detect_encoding
+from subscribers.importing import import_csv
 from subscribers.service import show_subscriber
 from subscribers.suppression import suppress
 from tests.fixtures.subscribers import subscribe

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.clock import FixedClock
 from newsletter.db.models import Subscriber
-from subscribers.importing import detect_encoding, import_csv
+from subscribers.csv_source import detect_encoding
+from subscribers.importing import import_csv
 
 
 @pytest.fixture

@@ -31,9 +31,7 @@ its URL on the first stdout line (the API key is `--api-key`, default `test-key`
 from __future__ import annotations
 
 import argparse
-import base64
 import random
-import re
 import secrets
 import signal
 import socket
@@ -52,15 +50,12 @@ from typing import Any
 import orjson
 
 from newsletter.testing.process import spawn_announcing
-
-MAX_PERSONALIZATIONS = 1000
-MAX_RECIPIENTS = 1000
-MAX_REQUEST_BYTES = 30 * 1024 * 1024
-MAX_PERSONALIZATION_FIELD_BYTES = 10_000
-_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
-_TOO_LARGE_HTML = (
-    b"<html><head><title>413 Request Entity Too Large</title></head><body>"
-    b"<center><h1>413 Request Entity Too Large</h1></center></body></html>"
+from newsletter.testing.sendgrid_events import post_events_later
+from newsletter.testing.sendgrid_validation import (
+    MAX_REQUEST_BYTES,
+    TOO_LARGE_HTML,
+    error,
+    validate_mail_send,
 )
 
 
@@ -128,92 +123,6 @@ class _State:
             }
 
 
-def _error(message: str, field_name: str | None = None, help_url: str | None = None) -> dict:
-    return {"message": message, "field": field_name, "help": help_url}
-
-
-def validate_mail_send(payload: Any, reject: frozenset[str] = frozenset()) -> list[dict]:
-    """SendGrid's checks on a mail/send body; an empty list means valid."""
-    if not isinstance(payload, dict):
-        return [_error("Bad Request", None)]
-    errors: list[dict] = []
-    personalizations = payload.get("personalizations")
-    if not isinstance(personalizations, list) or not personalizations:
-        return [_error("The personalizations field is required.", "personalizations")]
-    if len(personalizations) > MAX_PERSONALIZATIONS:
-        return [
-            _error("The personalizations field must have at most 1000 items.", "personalizations")
-        ]
-    total = 0
-    seen: set[str] = set()
-    for index, item in enumerate(personalizations):
-        where = f"personalizations.{index}"
-        if not isinstance(item, dict) or not isinstance(item.get("to"), list) or not item["to"]:
-            errors.append(
-                _error("The to array is required for all personalization objects.", where + ".to")
-            )
-            continue
-        for kind in ("to", "cc", "bcc"):
-            for n, person in enumerate(item.get(kind) or ()):
-                total += 1
-                email = person.get("email") if isinstance(person, dict) else None
-                if not isinstance(email, str) or not _EMAIL.match(email) or email.lower() in reject:
-                    errors.append(
-                        _error("Does not contain a valid address.", f"{where}.{kind}.{n}.email")
-                    )
-                    continue
-                if email.lower() in seen:
-                    errors.append(
-                        _error(
-                            "Each email address in the personalization block should be unique "
-                            "between to, cc, and bcc. We found the first duplicate instance of "
-                            f"[{email}] in the {where}.{kind} field.",
-                            f"{where}.{kind}",
-                        )
-                    )
-                seen.add(email.lower())
-        for name in ("substitutions", "custom_args"):
-            value = item.get(name)
-            if value is None:
-                continue
-            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-                errors.append(_error(f"The {name} values must be strings.", f"{where}.{name}"))
-            elif len(orjson.dumps(value)) >= MAX_PERSONALIZATION_FIELD_BYTES:
-                errors.append(
-                    _error(f"The {name} must total less than 10000 bytes.", f"{where}.{name}")
-                )
-    if total > MAX_RECIPIENTS:
-        errors.append(
-            _error("The total number of recipients must be no more than 1000.", "personalizations")
-        )
-    sender = payload.get("from")
-    if not isinstance(sender, dict) or not _EMAIL.match(str(sender.get("email", ""))):
-        errors.append(
-            _error("The from object must be provided for every email send.", "from.email")
-        )
-    if not payload.get("subject") and not all(
-        isinstance(p, dict) and p.get("subject") for p in personalizations
-    ):
-        errors.append(_error("The subject is required.", "subject"))
-    content = payload.get("content")
-    if (
-        not isinstance(content, list)
-        or not content
-        or not all(isinstance(c, dict) and c.get("type") and c.get("value") for c in content)
-    ):
-        errors.append(
-            _error(
-                "The content value must be a string at least one character in length.",
-                "content.0.value",
-            )
-        )
-    elif content[0].get("type") != "text/plain" and any(
-        c.get("type") == "text/plain" for c in content
-    ):
-        errors.append(_error("If present, text/plain must be first.", "content.0.type"))
-    return errors
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
@@ -251,11 +160,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(200, orjson.dumps(state.stats()))
         elif self.path == "/v3/scopes":
             if self.headers.get("Authorization") != f"Bearer {state.api_key}":
-                self._errors(401, [_error("authorization required")])
+                self._errors(401, [error("authorization required")])
             else:
                 self._answer(200, orjson.dumps({"scopes": list(state.faults.scopes)}))
         else:
-            self._errors(404, [_error("Not found")])
+            self._errors(404, [error("Not found")])
 
     def do_POST(self) -> None:
         state = self.server.state
@@ -269,7 +178,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.path != "/v3/mail/send":
             self.rfile.read(length)
-            self._errors(404, [_error("Not found")])
+            self._errors(404, [error("Not found")])
             return
         faults = state.faults
         body = self.rfile.read(length)
@@ -294,7 +203,7 @@ class _Handler(BaseHTTPRequestHandler):
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
             self._count(400)
-            self._errors(400, [_error("Invalid JSON", None)])
+            self._errors(400, [error("Invalid JSON", None)])
             return
         errors = validate_mail_send(payload, faults.reject_addresses)
         if errors:
@@ -307,7 +216,7 @@ class _Handler(BaseHTTPRequestHandler):
         message_id = secrets.token_urlsafe(16)
         self._record(state, payload, sandbox)
         if not sandbox and faults.events_url and faults.events_key is not None:
-            _post_events_later(state, faults, payload, message_id)
+            post_events_later(state, faults, payload, message_id)
         if timing == "late":
             with state.lock:
                 state.late += 1
@@ -333,23 +242,23 @@ class _Handler(BaseHTTPRequestHandler):
     def _fault(self, state: _State, status: int, faults: Faults) -> None:
         self._count(status)
         if status == 413:
-            self._answer(413, _TOO_LARGE_HTML, content_type="text/html")
+            self._answer(413, TOO_LARGE_HTML, content_type="text/html")
         elif status == 400:
-            self._errors(400, [_error("scripted rejection", "personalizations")])
+            self._errors(400, [error("scripted rejection", "personalizations")])
         elif status == 401:
             self._errors(
-                401, [_error("The provided authorization grant is invalid, expired, or revoked")]
+                401, [error("The provided authorization grant is invalid, expired, or revoked")]
             )
         elif status == 429:
             reset = str(int(time.time() + faults.retry_after))
             self._answer(
                 429,
-                orjson.dumps({"errors": [_error("too many requests")]}),
+                orjson.dumps({"errors": [error("too many requests")]}),
                 headers={"Retry-After": f"{faults.retry_after:g}", "X-RateLimit-Reset": reset},
             )
         else:
             self._errors(
-                status, [_error("Internal server error" if status < 503 else "Service unavailable")]
+                status, [error("Internal server error" if status < 503 else "Service unavailable")]
             )
 
     def _count(self, status: int) -> None:
@@ -377,70 +286,6 @@ class _Handler(BaseHTTPRequestHandler):
                         state.seen.add(key)
 
 
-def processed_events(payload: dict, message_id: str, now: float) -> list[dict[str, Any]]:
-    """One `processed` event per recipient of a taken request, as SendGrid posts them."""
-    events = []
-    for n, item in enumerate(payload["personalizations"]):
-        args = item.get("custom_args") or {}
-        for person in item["to"]:
-            events.append(
-                {
-                    "email": person["email"],
-                    "timestamp": int(now),
-                    "event": "processed",
-                    "sg_event_id": secrets.token_urlsafe(16),
-                    "sg_message_id": f"{message_id}.filter{n}",
-                    **{k: v for k, v in args.items() if isinstance(v, str)},
-                }
-            )
-    return events
-
-
-def sign_events(private_key: Any, body: bytes, timestamp: str) -> str:
-    """SendGrid's Signed Event Webhook signature: ECDSA P-256 / SHA-256 over timestamp + body."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    signature = private_key.sign(timestamp.encode("ascii") + body, ec.ECDSA(hashes.SHA256()))
-    return base64.b64encode(signature).decode("ascii")
-
-
-def _post_events_later(state: _State, faults: Faults, payload: dict, message_id: str) -> None:
-    """Post the events from a thread of their own, after `events_delay`, retrying like SendGrid
-    (a few times, with backoff) when the receiver is down or answers an error."""
-
-    def post() -> None:
-        time.sleep(faults.events_delay)
-        body = orjson.dumps(processed_events(payload, message_id, time.time()))
-        for attempt in range(6):
-            timestamp = str(int(time.time()))
-            request = urllib.request.Request(
-                str(faults.events_url),
-                data=body,
-                method="POST",
-                headers={
-                    "Content-Type": "application/json",
-                    "X-Twilio-Email-Event-Webhook-Signature": sign_events(
-                        faults.events_key, body, timestamp
-                    ),
-                    "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
-                },
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    if response.status == 200:
-                        with state.lock:
-                            state.events_posted += len(payload["personalizations"])
-                        return
-            except (OSError, ValueError):
-                pass
-            time.sleep(min(0.5 * 2**attempt, 5.0))
-        with state.lock:
-            state.events_failed += len(payload["personalizations"])
-
-    threading.Thread(target=post, daemon=True, name="sendgrid-events").start()
-
-
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -450,11 +295,11 @@ class _Server(ThreadingHTTPServer):
         self.state = state
         super().__init__(address, _Handler)
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
+    def handleerror(self, request: Any, client_address: Any) -> None:
         """A client that hung up (e.g. after its own timeout) is normal here, not an error."""
         if isinstance(sys.exc_info()[1], ConnectionError):
             return
-        super().handle_error(request, client_address)
+        super().handleerror(request, client_address)
 
 
 class SendGridServer:
