@@ -76,6 +76,12 @@ def _sign_up(client: httpx.Client, email: str, finished: _Finished) -> tuple[flo
     return seconds, response
 
 
+def _alike(active: float, new: float) -> bool:
+    """Within 20% of each other, or within 5 ms: the leak this guards against was 300 ms (the
+    inline send), while a machine busy with other work moves medians by a few ms."""
+    return abs(new - active) / min(new, active) < 0.2 or abs(new - active) < 0.005
+
+
 @pytest.mark.slow
 def test_new_and_active_addresses_get_the_same_answer_in_the_same_time(
     web_runtime: Runtime, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
@@ -127,7 +133,7 @@ def test_new_and_active_addresses_get_the_same_answer_in_the_same_time(
             # rounds, a leak (every new address slower) does not.
             active, new = statistics.median(pooled["active"]), statistics.median(pooled["new"])
             rounds.append((active, new))
-            if abs(new - active) / min(new, active) < 0.2:
+            if _alike(active, new):
                 break
         for email in ("pending.reader@example.com", "bounced.reader@example.com"):
             bodies.add(_sign_up(client, email, finished)[1].content)
@@ -135,7 +141,7 @@ def test_new_and_active_addresses_get_the_same_answer_in_the_same_time(
     shown = ", ".join(f"active {a * 1000:.1f} ms / new {n * 1000:.1f} ms" for a, n in rounds)
     print(f"sign-up answer, pooled medians after each round of {SIGNUPS} each: {shown}")
     active, new = rounds[-1]
-    assert abs(new - active) / min(new, active) < 0.2, shown
+    assert _alike(active, new), shown
     assert len(bodies) == 1  # new, active, pending and suppressed: the same bytes
     # Mailed afterwards: each new address and the pending one, once; never active or suppressed.
     assert set(provider.delivered) == {
