@@ -125,7 +125,7 @@ def claim_send(
     return holder or "another process"
 
 
-def renew_claim(sessions: sessionmaker[Session], issue_id: int, owner: str, now: datetime) -> bool:
+def renew_send_claim(sessions: sessionmaker[Session], issue_id: int, owner: str, now: datetime) -> bool:
     with transaction(sessions) as session:
         result = session.execute(
             update(SendClaim)
@@ -135,7 +135,7 @@ def renew_claim(sessions: sessionmaker[Session], issue_id: int, owner: str, now:
         return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def release_claim(
+def release_send_claim(
     sessions: sessionmaker[Session], issue_id: int, owner: str, now: datetime
 ) -> None:
     with transaction(sessions) as session:
@@ -163,14 +163,14 @@ class _ClaimKeeper:
     def __exit__(self, *exc: object) -> None:
         self._done.set()
         self._thread.join()
-        release_claim(
+        release_send_claim(
             self._runtime.sessions, self._issue_id, self._owner, self._runtime.clock.now()
         )
 
     def _loop(self) -> None:
         while not self._done.wait(CLAIM_RENEW_SECONDS):
             try:
-                renew_claim(
+                renew_send_claim(
                     self._runtime.sessions, self._issue_id, self._owner, self._runtime.clock.now()
                 )
             except Exception:  # a failed renewal is retried; the lease covers several periods
