@@ -125,7 +125,9 @@ def claim_send(
     return holder or "another process"
 
 
-def renew_send_claim(sessions: sessionmaker[Session], issue_id: int, owner: str, now: datetime) -> bool:
+def renew_send_claim(
+    sessions: sessionmaker[Session], issue_id: int, owner: str, now: datetime
+) -> bool:
     with transaction(sessions) as session:
         result = session.execute(
             update(SendClaim)
