@@ -5,9 +5,8 @@ by hand. It is safe to run any number of times, from any number of processes at 
 
 - the issue is built exactly once per list and date (the `issues` unique constraint decides;
   a second builder gets the same row back);
-- the send is claimed atomically in `send_claims` (insert, or take over an expired or released
-  claim; the database lets one caller win). The winner renews its lease while it sends, so a
-  crashed sender's claim expires and the next run resumes the send from the ledger;
+- the send is claimed atomically (`newsletter.delivery.send_claim`: one winner, renewed while
+  it sends, so a crashed sender's claim expires and the next run resumes from the ledger);
 - the ledger (`newsletter.delivery`) guarantees that no recipient is mailed twice.
 """
 
@@ -17,19 +16,20 @@ import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
-from newsletter.db.models import Issue, MailingList, SendClaim
+from newsletter.db.models import Issue, MailingList
 from newsletter.db.session import transaction
 from newsletter.delivery.planning import enqueue_issue
 from newsletter.delivery.preflight import preflight
 from newsletter.delivery.progress import default_worker_id
+from newsletter.delivery.send_claim import ClaimKeeper, claim_send
 from newsletter.delivery.sending import send_issue
 from newsletter.issues.assembly import build_issue
 from newsletter.logs import log_event
@@ -42,8 +42,6 @@ from subscribers.lists import get_or_create_list
 
 log = logging.getLogger(__name__)
 
-CLAIM_LEASE = timedelta(minutes=5)  # a silent owner loses the send after this long
-CLAIM_RENEW_SECONDS = 60.0
 _SEND_FIELDS = ("accepted", "failed", "skipped", "in_doubt", "batches", "seconds")
 
 
@@ -85,96 +83,6 @@ class RunReport:
 def process_owner() -> str:
     """Who holds a claim: host and process id, as the sending core names its workers."""
     return default_worker_id()
-
-
-# --- the send claim -------------------------------------------------------------------------
-
-
-def claim_send(
-    sessions: sessionmaker[Session], issue_id: int, owner: str, now: datetime
-) -> str | None:
-    """Claim the right to send `issue_id`. None if won, else the current owner's name.
-
-    Each step is its own short transaction so the row lock is never held across the send.
-    """
-    until = now + CLAIM_LEASE
-    try:
-        with transaction(sessions) as session:
-            session.add(
-                SendClaim(issue_id=issue_id, owner=owner, claimed_at=now, lease_until=until)
-            )
-        return None
-    except IntegrityError:
-        pass
-    with transaction(sessions) as session:
-        taken = session.execute(
-            update(SendClaim)
-            .where(
-                SendClaim.issue_id == issue_id,
-                or_(
-                    SendClaim.owner == owner,
-                    SendClaim.released_at.is_not(None),
-                    SendClaim.lease_until < now,
-                ),
-            )
-            .values(owner=owner, claimed_at=now, lease_until=until, released_at=None)
-        )
-        if taken.rowcount == 1:  # type: ignore[attr-defined]
-            return None
-        holder = session.scalar(select(SendClaim.owner).where(SendClaim.issue_id == issue_id))
-    return holder or "another process"
-
-
-def renew_claim(sessions: sessionmaker[Session], issue_id: int, owner: str, now: datetime) -> bool:
-    with transaction(sessions) as session:
-        result = session.execute(
-            update(SendClaim)
-            .where(SendClaim.issue_id == issue_id, SendClaim.owner == owner)
-            .values(lease_until=now + CLAIM_LEASE)
-        )
-        return result.rowcount == 1  # type: ignore[attr-defined]
-
-
-def release_claim(
-    sessions: sessionmaker[Session], issue_id: int, owner: str, now: datetime
-) -> None:
-    with transaction(sessions) as session:
-        session.execute(
-            update(SendClaim)
-            .where(SendClaim.issue_id == issue_id, SendClaim.owner == owner)
-            .values(released_at=now, lease_until=now)
-        )
-
-
-class _ClaimKeeper:
-    """Renews a claim from a background thread while the (long) send runs."""
-
-    def __init__(self, runtime: Runtime, issue_id: int, owner: str) -> None:
-        self._runtime = runtime
-        self._issue_id = issue_id
-        self._owner = owner
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="claim-keeper", daemon=True)
-
-    def __enter__(self) -> _ClaimKeeper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join()
-        release_claim(
-            self._runtime.sessions, self._issue_id, self._owner, self._runtime.clock.now()
-        )
-
-    def _loop(self) -> None:
-        while not self._done.wait(CLAIM_RENEW_SECONDS):
-            try:
-                renew_claim(
-                    self._runtime.sessions, self._issue_id, self._owner, self._runtime.clock.now()
-                )
-            except Exception:  # a failed renewal is retried; the lease covers several periods
-                log.warning("could not renew the send claim", exc_info=True)
 
 
 # --- recording a missed day -----------------------------------------------------------------
@@ -309,7 +217,7 @@ def run_daily(
             log, "pipeline.claimed_elsewhere", list=list_slug, issue_id=issue.id, holder=holder
         )
         return report
-    with _ClaimKeeper(runtime, issue.id, owner):
+    with ClaimKeeper(runtime, issue.id, owner):
         with runtime.sessions() as session:  # re-read: another run may have finished meanwhile
             report.status = session.get_one(Issue, issue.id).status
         if _finished(report):

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.clock import FixedClock
 from newsletter.db.models import Delivery, Issue, SendClaim
-from newsletter.pipeline import CLAIM_LEASE, Outcome, claim_send, record_skip, run_daily
+from newsletter.delivery.send_claim import CLAIM_LEASE, claim_send
+from newsletter.pipeline import Outcome, record_skip, run_daily
 from newsletter.providers.outbox import OutboxProvider
 from newsletter.runtime import Runtime
 from tests.fixtures.scheduler import outbox_recipients, seed_subscribers

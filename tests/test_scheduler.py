@@ -13,8 +13,9 @@ from sqlalchemy import select
 from newsletter.catchup import CatchupAction
 from newsletter.clock import FixedClock
 from newsletter.db.models import Issue, MailingList, Meta
+from newsletter.delivery.send_claim import claim_send
 from newsletter.errors import ConfigError
-from newsletter.pipeline import Outcome, claim_send
+from newsletter.pipeline import Outcome
 from newsletter.runtime import Runtime
 from newsletter.schedule import local_instant
 from newsletter.scheduler import (

@@ -21,7 +21,12 @@ from newsletter.db.session import transaction
 from newsletter.delivery import in_doubt, issue_state, ledger
 from newsletter.delivery.planning import enqueue_issue
 from newsletter.delivery.processes import HelperProcesses
-from newsletter.delivery.progress import ProgressCallback, ProviderFactory, default_worker_id
+from newsletter.delivery.progress import (
+    Progress,
+    ProgressCallback,
+    ProviderFactory,
+    default_worker_id,
+)
 from newsletter.delivery.sendconfig import SendConfig
 from newsletter.delivery.sender import Sender
 from newsletter.delivery.status import SendStatus, send_status
@@ -85,13 +90,7 @@ def send_issue(
         with transaction(sessions) as session:
             status = send_status(session, issue_id)
         return SendReport(issue_id, 0, 0, 0, 0, 0, 0, 0, time.monotonic() - started, None, status)
-    with transaction(sessions) as session:
-        before = send_status(session, issue_id)
-    stop = stop or threading.Event()
     helpers = HelperProcesses(processes - 1)
-    if helpers.count:
-        assert provider_factory is not None
-        helpers.start(sessions, settings, provider_factory, issue_id, clock, cfg, worker_id)
     sender = Sender(
         sessions,
         settings,
@@ -99,18 +98,10 @@ def send_issue(
         clock,
         cfg,
         worker_id=worker_id or default_worker_id(),
-        stop=stop,
+        stop=stop or threading.Event(),
         progress=helpers.wrap(progress),
     )
-    sender.progress.total = before.total
-    sender.progress.done_before = before.done
-    try:
-        sender.run(issue_id)
-    finally:
-        helpers.join(stop)
-    result = helpers.add_to(sender.progress)
-    if helpers.count and progress is not None:
-        progress(result)  # the final counts of every process
+    result = _run(sessions, sender, helpers, issue_id, progress, provider_factory, worker_id)
     status = _settle(sessions, issue_id, clock, cfg, sender.events_expected)
     return SendReport(
         issue_id=issue_id,
@@ -125,6 +116,37 @@ def send_issue(
         paused_reason=sender.paused_reason or helpers.paused_reason,
         status=status,
     )
+
+
+def _run(
+    sessions: sessionmaker[Session],
+    sender: Sender,
+    helpers: HelperProcesses,
+    issue_id: int,
+    progress: ProgressCallback | None,
+    provider_factory: ProviderFactory | None,
+    worker_id: str | None,
+) -> Progress:
+    """The loop in this process and its helpers' (named after `worker_id` when one was
+    given, else after their own pid); the counts of every process."""
+    with transaction(sessions) as session:
+        before = send_status(session, issue_id)
+    if helpers.count:
+        assert provider_factory is not None
+        helpers.start(
+            sessions, sender.settings, provider_factory, issue_id, sender.clock,
+            sender.config, worker_id,
+        )  # fmt: skip
+    sender.progress.total = before.total
+    sender.progress.done_before = before.done
+    try:
+        sender.run(issue_id)
+    finally:
+        helpers.join(sender.stop)
+    result = helpers.add_to(sender.progress)
+    if helpers.count and progress is not None:
+        progress(result)  # the final counts of every process
+    return result
 
 
 def _plan(
