@@ -71,12 +71,46 @@ def make_environment(
     )
 
 
+class BilingualTranslations:
+    """The chrome of the bilingual variant: every label in Japanese, then in English.
+
+    A short label reads "キーポイント · Key points"; a sentence (ending with a full stop) puts
+    the English on a line of its own. In HTML the English half is a `<span lang="en">` (Jinja's
+    new-style gettext marks a translation safe and escapes the values put into it).
+    """
+
+    def __init__(self, html: bool) -> None:
+        self.html = html
+
+    def gettext(self, message: str) -> str:
+        return self._join(i18n.translations("ja").gettext(message), message)
+
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        japanese = i18n.translations("ja").ngettext(singular, plural, n)
+        return self._join(japanese, singular if n == 1 else plural)
+
+    def _join(self, japanese: str, english: str) -> str:
+        if japanese == english:
+            return english
+        sentence = english.endswith(".")
+        if not self.html:
+            return f"{japanese}\n{english}" if sentence else f"{japanese} · {english}"
+        separator = "<br>" if sentence else " &#183; "
+        return f'{escape(japanese)}{separator}<span lang="en">{escape(english)}</span>'
+
+
 @cache
 def environment(kind: str, language: str) -> Environment:
-    """`kind` is "html" (MJML, autoescaped) or "text" (plain text)."""
+    """`kind` is "html" (MJML, autoescaped) or "text" (plain text); `language` is "ja", "en"
+    or "both" (every label in both languages)."""
     env = make_environment(autoescape=kind == "html")
     env.add_extension("jinja2.ext.i18n")
-    env.install_gettext_translations(i18n.translations(language), newstyle=True)  # type: ignore[attr-defined]
+    translations = (
+        BilingualTranslations(html=kind == "html")
+        if language == "both"
+        else i18n.translations(language)
+    )
+    env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
     env.filters["paragraphs"] = paragraphs
     env.globals.update(font=i18n.font_stack, label=label, language_name=language_name)
     return env

@@ -8,6 +8,7 @@ values are slot markers (`newsletter.types.SLOT_*`) filled at send time.
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from newsletter.config import Settings
 from newsletter.errors import RenderError
@@ -15,9 +16,10 @@ from newsletter.render import i18n
 from newsletter.render.budget import GMAIL_CLIP_BYTES, TRIM_STEPS, filled_size
 from newsletter.render.environment import compile_mjml, environment
 from newsletter.render.links import add_utm
+from newsletter.render.parts import article_parts, dateline
 from newsletter.render.plaintext import LinkRefs, finish
-from newsletter.render.view import IssueView, clean_text
-from newsletter.render.width import truncate_width
+from newsletter.render.view import ArticleView, IssueView, clean_text
+from newsletter.render.width import display_width, truncate_width
 from newsletter.types import SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL, VARIANTS, RenderedVariant
 from newsletter.urls import web_version_url
 
@@ -25,6 +27,8 @@ HTML_TEMPLATE = "digest/digest.mjml.j2"
 TEXT_TEMPLATE = "digest/digest.txt.j2"
 SUBJECT_MAX = 200  # columns; the database keeps 300 characters
 PREHEADER_MAX = 140
+BOTH_WIDTH = 60  # display columns of the bilingual subject and preheader
+PAIR_SEPARATOR = " / "
 
 
 def chrome_language(variant: str) -> str:
@@ -35,7 +39,13 @@ def chrome_language(variant: str) -> str:
 
 
 def subject_for(view: IssueView, variant: str, settings: Settings) -> str:
-    """The editor's subject for the language, else "<name> <date>: <first headline>"."""
+    """The editor's subject for the language, else "<name> <date>: <first headline>".
+
+    The bilingual subject holds both languages within BOTH_WIDTH display columns:
+    "AI日報 6/13: <見出し> / <headline>", each half shortened by display width.
+    """
+    if variant == "both":
+        return _both_subject(view, settings)
     lang = chrome_language(variant)
     chosen = clean_text(view.subject_en if lang == "en" else view.subject_ja)
     if chosen:
@@ -52,21 +62,63 @@ def subject_for(view: IssueView, variant: str, settings: Settings) -> str:
     return truncate_width(" ".join(subject.split()), SUBJECT_MAX)
 
 
+def _both_subject(view: IssueView, settings: Settings) -> str:
+    ja, en = clean_text(view.subject_ja), clean_text(view.subject_en)
+    if ja or en:
+        return fit_pair(ja, en, "", BOTH_WIDTH)
+    prefix = f"{settings.newsletter_name} {view.issue_date.month}/{view.issue_date.day}"
+    if not view.articles:
+        return prefix
+    first = view.articles[0]
+    return fit_pair(_title_in(first, "ja"), _title_in(first, "en"), f"{prefix}: ", BOTH_WIDTH)
+
+
+def _title_in(article: ArticleView, language: str) -> str:
+    content = article.contents.get(language)
+    return content.title if content else ""
+
+
+def fit_pair(japanese: str, english: str, prefix: str, width: int) -> str:
+    """`prefix` + "japanese / english" in at most `width` display columns: each half gets an
+    equal share, and what one half does not need goes to the other."""
+    japanese, english = " ".join(japanese.split()), " ".join(english.split())
+    if not (japanese and english) or japanese == english:
+        return truncate_width(prefix + (japanese or english), width)
+    room = width - display_width(prefix) - display_width(PAIR_SEPARATOR)
+    ja_width, en_width = display_width(japanese), display_width(english)
+    half = room // 2
+    if ja_width <= half:
+        en_room = room - ja_width
+    elif en_width <= room - half:
+        en_room = en_width
+    else:
+        en_room = room - half
+    ja_room = room - min(en_room, en_width)
+    return (
+        prefix
+        + truncate_width(japanese, ja_room)
+        + PAIR_SEPARATOR
+        + truncate_width(english, en_room)
+    )
+
+
 def preheader_for(view: IssueView, variant: str) -> str:
-    """The inbox preview line: the day's headlines after the first."""
+    """The inbox preview line: the day's headlines after the first (in "both", the second
+    headline in Japanese and in English within BOTH_WIDTH columns)."""
+    rest = list(view.articles[1:4]) or list(view.articles[:1])
+    if variant == "both":
+        if not rest:
+            return ""
+        return fit_pair(_title_in(rest[0], "ja"), _title_in(rest[0], "en"), "", BOTH_WIDTH)
     lang = chrome_language(variant)
-    titles = [a.title(variant) for a in view.articles[1:4]] or [
-        a.title(variant) for a in view.articles[:1]
-    ]
     separator = "／" if lang == "ja" else " · "
-    return truncate_width(separator.join(titles), PREHEADER_MAX)
+    return truncate_width(separator.join(a.title(variant) for a in rest), PREHEADER_MAX)
 
 
 def _context(view: IssueView, variant: str, settings: Settings) -> dict[str, Any]:
     lang = chrome_language(variant)
-    t = i18n.translations(lang)
     utm = view.utm_params if view.utm_params is not None else settings.utm_params
-    badges = {"ja": t.gettext("Japanese only"), "en": t.gettext("English only")}
+    zone = ZoneInfo(view.timezone) if view.timezone else settings.timezone
     articles = []
     for number, article in enumerate(view.articles, start=1):
         sections = article.sections(variant)
@@ -81,25 +133,27 @@ def _context(view: IssueView, variant: str, settings: Settings) -> dict[str, Any
                 "url": add_utm(article.url, utm) if article.url else None,
                 "source_url": article.source_url,
                 "source_name": article.source_name,
-                "sections": sections,
+                "dateline": dateline(article, lang, zone),
+                "parts": article_parts(article, variant),
                 "missing": missing,
-                "badge": badges[sections[0].language] if missing else "",
+                # the language the article lacks: the badge says "<other language> only"
+                "badge": sections[0].language if missing else "",
                 "shortened": article.shortened,
             }
         )
-    count = len(articles)
     return {
         "variant": variant,
         "lang": lang,
+        "chrome": "both" if variant == "both" else lang,
         "subject": subject_for(view, variant, settings),
         "preheader": preheader_for(view, variant),
         "newsletter_name": settings.newsletter_name,
         "date_label": i18n.long_date(view.issue_date, lang),
-        "article_count": t.ngettext("%(num)s article today", "%(num)s articles today", count)
-        % {"num": i18n.number(count, lang)},
+        "date_label_en": i18n.long_date(view.issue_date, "en") if variant == "both" else "",
+        "article_count": len(articles),
+        "count_label": i18n.number(len(articles), lang),
         "articles": articles,
-        "reason": t.gettext("You are receiving this email because you subscribed to %(name)s.")
-        % {"name": view.list_name or settings.newsletter_name},
+        "list_name": view.list_name or settings.newsletter_name,
         "unsubscribe_url": SLOT_UNSUBSCRIBE_URL,
         "preferences_url": SLOT_PREFERENCES_URL,
         "web_version_url": web_version_url(
@@ -115,7 +169,7 @@ def render_mjml(view: IssueView, variant: str, settings: Settings) -> str:
 
 
 def _mjml_source(context: dict[str, Any]) -> str:
-    return environment("html", context["lang"]).get_template(HTML_TEMPLATE).render(context)
+    return environment("html", context["chrome"]).get_template(HTML_TEMPLATE).render(context)
 
 
 def render_text(view: IssueView, variant: str, settings: Settings) -> str:
@@ -124,7 +178,7 @@ def render_text(view: IssueView, variant: str, settings: Settings) -> str:
 
 def _text(context: dict[str, Any]) -> str:
     refs = LinkRefs()
-    template = environment("text", context["lang"]).get_template(TEXT_TEMPLATE)
+    template = environment("text", context["chrome"]).get_template(TEXT_TEMPLATE)
     return finish(template.render({**context, "ref": refs, "refs": refs}))
 
 

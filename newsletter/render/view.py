@@ -100,6 +100,7 @@ class IssueView:
     subject_ja: str | None = None
     subject_en: str | None = None
     utm_params: str | None = None  # the list's own; None: the setting
+    timezone: str | None = None  # the list's own (datelines); None: the setting
 
     def with_articles(self, articles: Iterable[ArticleView]) -> IssueView:
         return replace(self, articles=tuple(articles))
