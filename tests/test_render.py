@@ -172,7 +172,9 @@ def test_japanese_text_uses_a_japanese_font_stack(issue: dict[str, RenderedVaria
     stack = "Hiragino Sans,Hiragino Kaku Gothic ProN,Noto Sans JP,Meiryo,sans-serif"
     assert stack in issue["ja"].html
     assert stack not in issue["en"].html
-    assert re.search(r'lang="en"[^>]* style="font-family:-apple-system', issue["both"].html)
+    both = issue["both"].html
+    assert ".nl-en { font-family:-apple-system" in both  # each English half: class="nl-en"
+    assert re.search(r'lang="en" class="nl-o nl-en"', both)
 
 
 def test_outlook_gets_windows_fonts(issue: dict[str, RenderedVariant]) -> None:
@@ -308,7 +310,7 @@ def test_each_language_shows_only_the_fields_it_has(render_settings: Settings) -
     both = render_variant(view_of(article), "both", render_settings).html
     assert "ポイント1" in both and "Point 1" not in both  # no empty English half
     impact = both.split('class="nl-box"')[1]  # the analysis box, up to the comment's
-    assert "影響分析" in impact and 'class="nl-o"' not in impact
+    assert "影響分析" in impact and 'class="nl-o' not in impact
 
 
 # --- safety ---------------------------------------------------------------------------------

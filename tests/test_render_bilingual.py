@@ -268,8 +268,8 @@ def test_each_part_is_followed_by_its_other_language(render_settings: Settings) 
     ]
     positions = [body.index(text) for text in order]
     assert positions == sorted(positions)
-    assert 'lang="en" class="nl-o"' in body  # the English half is set apart, and says so
-    assert body.count('class="nl-o"') >= 8
+    assert 'lang="en" class="nl-o nl-en"' in body  # the English half is set apart, and says so
+    assert body.count('class="nl-o nl-en"') >= 8
 
 
 def test_key_points_that_do_not_pair_follow_as_a_list(render_settings: Settings) -> None:
