@@ -69,7 +69,8 @@ def render_confirmation(
     expires_at: datetime,
 ) -> RenderedMail:
     """The confirmation email in the subscriber's language (`both`: Japanese, then English)."""
-    lang = language if language in SUBJECTS else "ja"
+    # English-first readers get the bilingual confirmation (it is short: Japanese, then English)
+    lang = "both" if language == "both-en" else language if language in SUBJECTS else "ja"
     local_expiry = expires_at.astimezone(settings.timezone)
     subject = SUBJECTS[lang].format(name=settings.newsletter_name)
     values = {

@@ -72,15 +72,17 @@ def make_environment(
 
 
 class BilingualTranslations:
-    """The chrome of the bilingual variant: every label in Japanese, then in English.
+    """The chrome of the bilingual variants: every label in Japanese, then in English ("both"),
+    or in English, then in Japanese ("both-en").
 
     A short label reads "キーポイント · Key points"; a sentence (ending with a full stop) puts
-    the English on a line of its own. In HTML the English half is a `<span lang="en">` (Jinja's
+    the second language on a line of its own. In HTML the second half is a `<span lang>` (Jinja's
     new-style gettext marks a translation safe and escapes the values put into it).
     """
 
-    def __init__(self, html: bool) -> None:
+    def __init__(self, html: bool, english_first: bool = False) -> None:
         self.html = html
+        self.english_first = english_first
 
     def gettext(self, message: str) -> str:
         return self._join(i18n.translations("ja").gettext(message), message)
@@ -93,21 +95,26 @@ class BilingualTranslations:
         if japanese == english:
             return english
         sentence = english.endswith(".")
+        (first, _), (second, second_lang) = (
+            ((english, "en"), (japanese, "ja"))
+            if self.english_first
+            else ((japanese, "ja"), (english, "en"))
+        )
         if not self.html:
-            return f"{japanese}\n{english}" if sentence else f"{japanese} · {english}"
+            return f"{first}\n{second}" if sentence else f"{first} · {second}"
         separator = "<br>" if sentence else " &#183; "
-        return f'{escape(japanese)}{separator}<span lang="en">{escape(english)}</span>'
+        return f'{escape(first)}{separator}<span lang="{second_lang}">{escape(second)}</span>'
 
 
 @cache
 def environment(kind: str, language: str) -> Environment:
-    """`kind` is "html" (MJML, autoescaped) or "text" (plain text); `language` is "ja", "en"
-    or "both" (every label in both languages)."""
+    """`kind` is "html" (MJML, autoescaped) or "text" (plain text); `language` is "ja", "en",
+    "both" or "both-en" (every label in both languages, Japanese or English first)."""
     env = make_environment(autoescape=kind == "html")
     env.add_extension("jinja2.ext.i18n")
     translations = (
-        BilingualTranslations(html=kind == "html")
-        if language == "both"
+        BilingualTranslations(html=kind == "html", english_first=language == "both-en")
+        if language in ("both", "both-en")
         else i18n.translations(language)
     )
     env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]

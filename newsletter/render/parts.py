@@ -23,6 +23,7 @@ from typing import Any
 from babel.dates import format_datetime
 
 from newsletter.render.view import ArticleView, ContentView
+from newsletter.types import BILINGUAL_VARIANTS
 
 DATELINE_PATTERNS = {"ja": "M月d日 H:mm", "en": "MMM d, h:mm a"}
 
@@ -59,15 +60,15 @@ class ArticleParts:
 
 
 def reading_order(variant: str) -> tuple[str, str]:
-    """The reader's language, then the other; the bilingual variant reads Japanese first."""
-    return ("en", "ja") if variant == "en" else ("ja", "en")
+    """The reader's language, then the other; "both" reads Japanese first, "both-en" English."""
+    return ("en", "ja") if variant in ("en", "both-en") else ("ja", "en")
 
 
 def article_parts(article: ArticleView, variant: str) -> ArticleParts:
     shown = [article.contents[lang] for lang in reading_order(variant) if lang in article.contents]
     primary = shown[0]
     second = shown[1] if len(shown) > 1 else None
-    paired = variant == "both"
+    paired = variant in BILINGUAL_VARIANTS
 
     def scalar(name: str) -> Part | None:
         mine = getattr(primary, name)
