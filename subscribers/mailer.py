@@ -1,8 +1,8 @@
 """Transactional mail about a subscription (the double opt-in confirmation).
 
 Small and separate from the digest renderer: one MJML template and one text template in
-`templates/transactional/`, in the subscriber's language (ja, en or both), rendered with
-Jinja2 autoescaping and sent as a non-bulk message to exactly one recipient.
+`templates/transactional/`, in the subscriber's language (ja, en or both; both-en gets both),
+rendered with Jinja2 autoescaping and sent as a non-bulk message to exactly one recipient.
 """
 
 from __future__ import annotations
