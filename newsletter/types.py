@@ -19,11 +19,13 @@ class Preference(StrEnum):
 
     JA = "ja"
     EN = "en"
-    BOTH = "both"
+    BOTH = "both"  # both languages, Japanese first (日本語優先)
+    BOTH_EN = "both-en"  # both languages, English first
 
 
 CONTENT_LANGUAGES: tuple[str, ...] = ("ja", "en")
-VARIANTS: tuple[str, ...] = ("ja", "en", "both")
+VARIANTS: tuple[str, ...] = ("ja", "en", "both", "both-en")
+BILINGUAL_VARIANTS: tuple[str, ...] = ("both", "both-en")  # every part in both languages
 
 
 class SubscriptionStatus(StrEnum):
@@ -117,7 +119,7 @@ class RenderedVariant:
     """
 
     issue_id: int
-    variant: str  # "ja" | "en" | "both"
+    variant: str  # "ja" | "en" | "both" | "both-en"
     subject: str
     preheader: str
     html: str

@@ -1,4 +1,5 @@
-"""Measure rendering: all three variants of an 8-article issue, and the oversized worst case.
+"""Measure rendering: every variant (ja, en, both, both-en) of an 8-article issue, and the
+oversized worst case.
 
     python scripts/bench_render.py [--runs 20]
 

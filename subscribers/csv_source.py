@@ -45,7 +45,10 @@ LANGUAGE_VALUES = {
     "英語": "en",
     "both": "both",
     "ja+en": "both",
-    "en+ja": "both",
+    "en+ja": "both-en",
+    "both-en": "both-en",
+    "en,ja": "both-en",
+    "英日": "both-en",
     "ja,en": "both",
     "bilingual": "both",
     "両方": "both",
@@ -265,5 +268,5 @@ def map_header(header: list[str], source: str) -> Columns:
 
 
 def parse_language(value: str) -> str | None:
-    """ja, en or both from the spellings people use; None if not recognised."""
+    """ja, en, both or both-en from the spellings people use; None if not recognised."""
     return LANGUAGE_VALUES.get(unicodedata.normalize("NFKC", value).strip().lower())

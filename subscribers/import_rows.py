@@ -162,7 +162,7 @@ def valid_rows(
                     start,
                     email,
                     "rejected",
-                    "language: expected ja, en or both (or 日本語, 英語, 両方), "
+                    "language: expected ja, en, both or both-en (or 日本語, 英語, 両方, en+ja), "
                     f"got {_printable(cell)!r}",
                 )
                 continue

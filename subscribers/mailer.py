@@ -1,8 +1,8 @@
 """Transactional mail about a subscription (the double opt-in confirmation).
 
 Small and separate from the digest renderer: one MJML template and one text template in
-`templates/transactional/`, in the subscriber's language (ja, en or both), rendered with
-Jinja2 autoescaping and sent as a non-bulk message to exactly one recipient.
+`templates/transactional/`, in the subscriber's language (ja, en or both; both-en gets both),
+rendered with Jinja2 autoescaping and sent as a non-bulk message to exactly one recipient.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ def render_confirmation(
     expires_at: datetime,
 ) -> RenderedMail:
     """The confirmation email in the subscriber's language (`both`: Japanese, then English)."""
-    lang = language if language in SUBJECTS else "ja"
+    # English-first readers get the bilingual confirmation (it is short: Japanese, then English)
+    lang = "both" if language == "both-en" else language if language in SUBJECTS else "ja"
     local_expiry = expires_at.astimezone(settings.timezone)
     subject = SUBJECTS[lang].format(name=settings.newsletter_name)
     values = {

@@ -38,7 +38,9 @@ def check_language(language: str) -> str:
     try:
         return Preference(language.strip().lower()).value
     except ValueError:
-        raise ValidationError(f"language: expected ja, en or both, got {language!r}") from None
+        raise ValidationError(
+            f"language: expected ja, en, both or both-en, got {language!r}"
+        ) from None
 
 
 def resolve_list(session: Session, clock: Clock, slug: str) -> MailingList:

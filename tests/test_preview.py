@@ -42,7 +42,7 @@ def test_preview_writes_html_text_and_eml_per_variant(
     files, index = write_preview(
         rendered.values(), tmp_path / "p", render_settings, issue_label="2026-06-13"
     )
-    assert [f.variant for f in files] == ["ja", "en", "both"]
+    assert [f.variant for f in files] == ["ja", "en", "both", "both-en"]
     for f in files:
         html = f.html.read_text(encoding="utf-8")
         assert "https://news.example.com/u/preview" in html
@@ -73,7 +73,7 @@ def test_preview_page_shows_each_variant_at_phone_and_desktop_width(
 ) -> None:
     _, index = write_preview(rendered.values(), tmp_path, render_settings, issue_label="x")
     page = index.read_text(encoding="utf-8")
-    for variant in ("ja", "en", "both"):
+    for variant in ("ja", "en", "both", "both-en"):
         assert f'class="phone" src="{variant}.html"' in page
         assert f'class="desktop" src="{variant}.html"' in page
     assert ".phone { width:375px; }" in page
@@ -170,7 +170,7 @@ def test_preview_command_writes_files_for_an_issue(
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert [v["variant"] for v in report["variants"]] == ["ja", "en", "both"]
+    assert [v["variant"] for v in report["variants"]] == ["ja", "en", "both", "both-en"]
     assert (out / "both.eml").exists() and (out / "index.html").exists()
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from newsletter.config import Settings
+from newsletter.render import i18n
 from newsletter.render.environment import environment
 from newsletter.render.renderer import render_issue_variants, render_mjml, render_variant
 from newsletter.render.view import IssueView, issue_view_from_dicts
@@ -171,7 +172,9 @@ def test_japanese_text_uses_a_japanese_font_stack(issue: dict[str, RenderedVaria
     stack = "Hiragino Sans,Hiragino Kaku Gothic ProN,Noto Sans JP,Meiryo,sans-serif"
     assert stack in issue["ja"].html
     assert stack not in issue["en"].html
-    assert 'lang="en" style="font-family:-apple-system' in issue["both"].html
+    both = issue["both"].html
+    assert ".nl-en { font-family:-apple-system" in both  # each English half: class="nl-en"
+    assert re.search(r'lang="en" class="nl-o nl-en"', both)
 
 
 def test_outlook_gets_windows_fonts(issue: dict[str, RenderedVariant]) -> None:
@@ -247,6 +250,10 @@ def test_every_template_message_has_a_japanese_translation() -> None:
         messages = list(env.extract_translations(source, gettext_functions=functions))
         assert messages, name
         for _line, _function, message in messages:
+            if isinstance(message, tuple) and len(message) > 1 and message[1]:  # a plural
+                plural = i18n.translations("ja").ngettext(message[0], message[1], 2)
+                assert plural != message[1], f"{name}: {message[1]!r} untranslated"
+                message = message[0]
             for msgid in message if isinstance(message, tuple) else (message,):
                 if msgid:
                     assert translations(msgid, "ja") != msgid, f"{name}: {msgid!r} untranslated"
@@ -268,7 +275,8 @@ def test_an_editors_subject_wins(render_settings: Settings) -> None:
     )
     assert render_variant(view, "ja", render_settings).subject == "今朝の注目: 評価指標"
     assert render_variant(view, "en", render_settings).subject == "Today: benchmarks"
-    assert render_variant(view, "both", render_settings).subject == "今朝の注目: 評価指標"
+    both = render_variant(view, "both", render_settings).subject
+    assert both == "今朝の注目: 評価指標 / Today: benchmarks"
 
 
 def test_article_missing_the_language_falls_back_with_a_badge(render_settings: Settings) -> None:
@@ -300,8 +308,9 @@ def test_each_language_shows_only_the_fields_it_has(render_settings: Settings) -
     article = make_article(1)
     article["content"]["en"].update(key_points=[], impact_analysis="", editor_comment="")
     both = render_variant(view_of(article), "both", render_settings).html
-    assert "キーポイント" in both and "影響分析" in both
-    assert "Key points" not in both and "Impact analysis" not in both
+    assert "ポイント1" in both and "Point 1" not in both  # no empty English half
+    impact = both.split('class="nl-box"')[1]  # the analysis box, up to the comment's
+    assert "影響分析" in impact and 'class="nl-o' not in impact
 
 
 # --- safety ---------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ def preview_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("variant", ["ja", "en", "both"])
+@pytest.mark.parametrize("variant", ["ja", "en", "both", "both-en"])
 def test_variant_fits_a_phone_with_visible_buttons_and_footer(
     browser_page: Any, preview_dir: Path, variant: str, tmp_path: Path
 ) -> None:

@@ -33,7 +33,7 @@ def test_the_largest_realistic_issue_fits_every_variant(render_settings: Setting
 def test_an_oversized_issue_is_trimmed_under_the_limit(render_settings: Settings) -> None:
     view = issue_view_from_dicts(1, ISSUE_DATE, [oversized_article(n) for n in range(1, 9)])
     rendered = render_issue_variants(view, render_settings)
-    for variant in ("ja", "en", "both"):
+    for variant in ("ja", "en", "both", "both-en"):
         html = rendered[variant].html
         assert filled_size(html, render_settings.base_url) <= GMAIL_CLIP_BYTES, variant
         assert rendered[variant].trimmed, variant

@@ -40,19 +40,19 @@ def test_a_frozen_snapshot_wins_over_the_live_article(
     assert view.articles[0].contents["ja"].title == "記事1: 新しいAI評価指標が登場"
 
 
-def test_ensure_variants_stores_all_three(
+def test_ensure_variants_stores_all_four(
     sessions: sessionmaker[Session], settings: Settings, clock: FixedClock
 ) -> None:
     with sessions.begin() as session:
         issue = store_issue(session, [make_article(1), make_article(2)], built_at=clock.now())
         stored = ensure_variants(session, issue, settings, clock)
-    assert sorted(stored) == ["both", "en", "ja"]
+    assert sorted(stored) == ["both", "both-en", "en", "ja"]
     with sessions() as session:
         rows = session.scalars(select(IssueVariant).order_by(IssueVariant.variant)).all()
-        assert [r.variant for r in rows] == ["both", "en", "ja"]
-        assert rows[2].subject.startswith("AI日報 2026年6月13日")
-        assert "<html" in rows[2].html and rows[2].text
-        assert as_rendered(rows[2]).variant == "ja"
+        assert [r.variant for r in rows] == ["both", "both-en", "en", "ja"]
+        assert rows[3].subject.startswith("AI日報 2026年6月13日")
+        assert "<html" in rows[3].html and rows[3].text
+        assert as_rendered(rows[3]).variant == "ja"
 
 
 def test_ensure_variants_is_idempotent(
@@ -68,7 +68,7 @@ def test_ensure_variants_is_idempotent(
         issue = session.get(Issue, issue.id)
         again = ensure_variants(session, issue, settings, clock)
         assert {k: v.rendered_at for k, v in again.items()} == first
-        assert session.scalar(select(func.count()).select_from(IssueVariant)) == 3
+        assert session.scalar(select(func.count()).select_from(IssueVariant)) == 4
 
 
 def test_a_rebuilt_issue_is_rendered_again(
@@ -86,7 +86,7 @@ def test_a_rebuilt_issue_is_rendered_again(
         stored = ensure_variants(session, issue, settings, clock)
         assert stored["ja"].rendered_at == clock.now()
         assert "更新された見出し" in stored["ja"].html
-        assert session.scalar(select(func.count()).select_from(IssueVariant)) == 3
+        assert session.scalar(select(func.count()).select_from(IssueVariant)) == 4
 
 
 def test_variants_stored_meanwhile_by_another_process_are_kept(
@@ -112,11 +112,11 @@ def test_variants_stored_meanwhile_by_another_process_are_kept(
     monkeypatch.setattr(store, "render_issue_variants", render_while_another_process_stores)
     with sessions.begin() as first:
         rows = ensure_variants(first, first.get(Issue, issue_id), settings, clock)
-        assert sorted(rows) == ["both", "en", "ja"]
+        assert sorted(rows) == ["both", "both-en", "en", "ja"]
         assert all(row.id is not None for row in rows.values())
     assert raced
     with sessions() as session:
-        assert session.scalar(select(func.count()).select_from(IssueVariant)) == 3
+        assert session.scalar(select(func.count()).select_from(IssueVariant)) == 4
 
 
 def test_an_unknown_issue_is_not_found(sessions: sessionmaker[Session]) -> None:

@@ -240,14 +240,15 @@ def test_stats_count_statuses_and_active_languages(
     subscribe(sub_session, settings, clock, "ja@example.com", language="ja")
     subscribe(sub_session, settings, clock, "en@example.com", language="en")
     subscribe(sub_session, settings, clock, "both@example.com", language="both")
+    subscribe(sub_session, settings, clock, "enja@example.com", language="both-en")
     subscribe(sub_session, settings, clock, "p@example.com", status="pending", language="en")
     subscribe(sub_session, settings, clock, "u@example.com", status="unsubscribed")
     stats = subscriber_stats(sub_session, list_slug="daily")
-    assert stats["total"] == 5
-    assert stats["status"]["active"] == 3
+    assert stats["total"] == 6
+    assert stats["status"]["active"] == 4
     assert stats["status"]["pending"] == 1
     assert stats["status"]["unsubscribed"] == 1
-    assert stats["active_by_language"] == {"ja": 1, "en": 1, "both": 1}
+    assert stats["active_by_language"] == {"ja": 1, "en": 1, "both": 1, "both-en": 1}
 
 
 def test_list_filters_by_status(

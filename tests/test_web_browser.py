@@ -131,9 +131,9 @@ def test_the_preview_frames_load_in_a_browser_at_both_widths(
         response = page.goto(f"{base}/preview/1?token={PREVIEW_TOKEN}")
         assert response is not None and response.status == 200
         frames = page.locator("iframe")
-        assert frames.count() == 6
-        widths = sorted(round(frames.nth(i).bounding_box()["width"]) for i in range(6))
-        assert widths == [375, 375, 375, 640, 640, 640]
+        assert frames.count() == 8  # four variants at two widths
+        widths = sorted(round(frames.nth(i).bounding_box()["width"]) for i in range(8))
+        assert widths == [375] * 4 + [640] * 4
         for frame in page.frames[1:]:
             frame.wait_for_load_state()
             assert "2026-06-13" in frame.locator("h1").inner_text()

@@ -1,4 +1,4 @@
-"""Editor pages: preview of the three variants and per-issue statistics, never public."""
+"""Editor pages: preview of the four variants and per-issue statistics, never public."""
 
 from __future__ import annotations
 
@@ -40,13 +40,13 @@ def test_editor_pages_are_401_without_the_token(
     ],
     ids=["bearer", "query", "basic"],
 )
-def test_the_preview_shows_three_variants_at_two_widths(
+def test_the_preview_shows_four_variants_at_two_widths(
     web_client: TestClient, web_seed: Seeded, auth: dict
 ) -> None:
     page = web_client.get(f"/preview/{web_seed.issue_id}", **auth)
     assert page.status_code == 200
-    assert page.text.count("<iframe") == 6
-    assert page.text.count('class="phone"') == 3 and page.text.count('class="desktop"') == 3
+    assert page.text.count("<iframe") == 8
+    assert page.text.count('class="phone"') == 4 and page.text.count('class="desktop"') == 4
     assert "frame-src 'self'" in page.headers["content-security-policy"]
 
 
@@ -116,7 +116,7 @@ def test_the_preview_renders_an_issue_that_was_only_built(
         issue = store_issue(session, [make_article(1), make_article(2)], built_at=clock.now())
         issue_id = issue.id
     page = web_client.get(f"/preview/{issue_id}", headers=BEARER)
-    assert page.status_code == 200 and page.text.count("<iframe") == 6
+    assert page.status_code == 200 and page.text.count("<iframe") == 8
     frame = web_client.get(f"/preview/{issue_id}/ja", headers=BEARER)
     assert frame.status_code == 200
     assert "https://news.example.com/u/preview" in frame.text

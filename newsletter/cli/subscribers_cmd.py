@@ -18,7 +18,7 @@ from newsletter.urls import DEFAULT_LIST_SLUG
 from subscribers import consent, erasure, exporting, importing, service, suppression
 from subscribers.addresses import mask_email
 
-LANGUAGES = click.Choice(["ja", "en", "both"])
+LANGUAGES = click.Choice(["ja", "en", "both", "both-en"])
 STATUSES = click.Choice([s.value for s in SubscriptionStatus])
 SUPPRESS_REASONS = click.Choice(
     [r.value for r in SuppressionReason if r is not SuppressionReason.ERASED]

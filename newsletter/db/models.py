@@ -119,7 +119,7 @@ class Subscriber(Base):
     email_key: Mapped[str] = mapped_column(String(320), unique=True)  # lower-cased: uniqueness
     email_hash: Mapped[str] = mapped_column(String(64), index=True)  # keyed hash: suppression
     name: Mapped[str | None] = mapped_column(String(200))
-    language: Mapped[str] = mapped_column(String(4), default="ja")  # ja | en | both
+    language: Mapped[str] = mapped_column(String(8), default="ja")  # ja | en | both | both-en
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -261,7 +261,7 @@ class IssueVariant(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
-    variant: Mapped[str] = mapped_column(String(4))  # ja | en | both
+    variant: Mapped[str] = mapped_column(String(8))  # ja | en | both | both-en
     subject: Mapped[str] = mapped_column(String(300))
     preheader: Mapped[str] = mapped_column(String(300))
     html: Mapped[str] = mapped_column(Text)
@@ -285,7 +285,7 @@ class SendBatch(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
-    variant: Mapped[str] = mapped_column(String(4))
+    variant: Mapped[str] = mapped_column(String(8))
     status: Mapped[str] = mapped_column(String(16), default="queued")  # BatchStatus
     size: Mapped[int] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -318,7 +318,7 @@ class Delivery(Base):
         ForeignKey("subscribers.id", ondelete="SET NULL")
     )
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("send_batches.id"))
-    variant: Mapped[str] = mapped_column(String(4))
+    variant: Mapped[str] = mapped_column(String(8))
     status: Mapped[str] = mapped_column(String(16), default="queued")  # DeliveryStatus
     error: Mapped[str | None] = mapped_column(Text)
     failure_kind: Mapped[str | None] = mapped_column(String(16))  # FailureKind, when failed

@@ -117,7 +117,7 @@ def plan_deliveries(session: Session, issue: Issue, batch_size: int, clock: Cloc
     eligible = eligible_recipients(issue.list_id).subquery()
     already = exists().where(Delivery.issue_id == issue.id, Delivery.subscriber_id == eligible.c.id)
     language = eligible.c.language
-    variant = case((language.in_(("en", "both")), language), else_=literal("ja"))
+    variant = case((language.in_(VARIANTS[1:]), language), else_=literal("ja"))
     rows = select(
         literal(issue.id),
         eligible.c.id,
@@ -168,13 +168,13 @@ def _plan_sqlite(
     """SQLite: insert the new deliveries already cut into batches, then their batch rows.
 
     One pass instead of insert, group and update. The caller holds SQLite's write lock, so the
-    batch ids numbered from the table's largest id (variant k of group g gets base + g * 3 + k)
+    batch ids numbered from the table's largest id (variant k of group g gets base + g * 4 + k)
     stay ours: the deliveries are inserted with them (the foreign key is checked at commit),
     then the batch rows are made from the inserted deliveries.
     """
     session.execute(text("PRAGMA defer_foreign_keys = ON"))  # until this transaction ends
     base = (session.scalar(select(func.max(_BATCHES.c.id))) or 0) + 1
-    stride = len(VARIANTS)
+    stride = len(VARIANTS)  # 4: ja, en, both, both-en
     index = case(
         *((variant == literal(v), literal(n)) for n, v in enumerate(VARIANTS)), else_=literal(0)
     )

@@ -136,4 +136,5 @@ def load_issue_view(session: Session, issue_id: int) -> IssueView:
         subject_ja=issue.subject_ja,
         subject_en=issue.subject_en,
         utm_params=mailing_list.utm_params if mailing_list else None,
+        timezone=mailing_list.timezone if mailing_list else None,
     )

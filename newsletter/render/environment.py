@@ -71,12 +71,53 @@ def make_environment(
     )
 
 
+class BilingualTranslations:
+    """The chrome of the bilingual variants: every label in Japanese, then in English ("both"),
+    or in English, then in Japanese ("both-en").
+
+    A short label reads "キーポイント · Key points"; a sentence (ending with a full stop) puts
+    the second language on a line of its own. In HTML the second half is a `<span lang>` (Jinja's
+    new-style gettext marks a translation safe and escapes the values put into it).
+    """
+
+    def __init__(self, html: bool, english_first: bool = False) -> None:
+        self.html = html
+        self.english_first = english_first
+
+    def gettext(self, message: str) -> str:
+        return self._join(i18n.translations("ja").gettext(message), message)
+
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        japanese = i18n.translations("ja").ngettext(singular, plural, n)
+        return self._join(japanese, singular if n == 1 else plural)
+
+    def _join(self, japanese: str, english: str) -> str:
+        if japanese == english:
+            return english
+        sentence = english.endswith(".")
+        (first, _), (second, second_lang) = (
+            ((english, "en"), (japanese, "ja"))
+            if self.english_first
+            else ((japanese, "ja"), (english, "en"))
+        )
+        if not self.html:
+            return f"{first}\n{second}" if sentence else f"{first} · {second}"
+        separator = "<br>" if sentence else " &#183; "
+        return f'{escape(first)}{separator}<span lang="{second_lang}">{escape(second)}</span>'
+
+
 @cache
 def environment(kind: str, language: str) -> Environment:
-    """`kind` is "html" (MJML, autoescaped) or "text" (plain text)."""
+    """`kind` is "html" (MJML, autoescaped) or "text" (plain text); `language` is "ja", "en",
+    "both" or "both-en" (every label in both languages, Japanese or English first)."""
     env = make_environment(autoescape=kind == "html")
     env.add_extension("jinja2.ext.i18n")
-    env.install_gettext_translations(i18n.translations(language), newstyle=True)  # type: ignore[attr-defined]
+    translations = (
+        BilingualTranslations(html=kind == "html", english_first=language == "both-en")
+        if language in ("both", "both-en")
+        else i18n.translations(language)
+    )
+    env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
     env.filters["paragraphs"] = paragraphs
     env.globals.update(font=i18n.font_stack, label=label, language_name=language_name)
     return env

@@ -63,6 +63,13 @@ class ContentView:
     related: tuple[RelatedLink, ...] = ()
 
 
+def _wanted(variant: str) -> tuple[str, ...]:
+    """The languages a variant shows, in its order ("both-en": English first)."""
+    if variant == "both-en":
+        return ("en", "ja")
+    return CONTENT_LANGUAGES if variant == "both" else (variant,)
+
+
 @dataclass(frozen=True, slots=True)
 class ArticleView:
     key: str  # the format's `id`
@@ -75,7 +82,7 @@ class ArticleView:
 
     def sections(self, variant: str) -> list[ContentView]:
         """The languages shown for `variant`: the wanted ones it has, else what it has."""
-        wanted = CONTENT_LANGUAGES if variant == "both" else (variant,)
+        wanted = _wanted(variant)
         shown = [self.contents[lang] for lang in wanted if lang in self.contents]
         if shown:
             return shown
@@ -83,7 +90,7 @@ class ArticleView:
 
     def missing(self, variant: str) -> list[str]:
         """Languages `variant` wants that this article lacks (shown as a visible badge)."""
-        wanted = CONTENT_LANGUAGES if variant == "both" else (variant,)
+        wanted = _wanted(variant)
         return [lang for lang in wanted if lang not in self.contents]
 
     def title(self, variant: str) -> str:
@@ -100,6 +107,7 @@ class IssueView:
     subject_ja: str | None = None
     subject_en: str | None = None
     utm_params: str | None = None  # the list's own; None: the setting
+    timezone: str | None = None  # the list's own (datelines); None: the setting
 
     def with_articles(self, articles: Iterable[ArticleView]) -> IssueView:
         return replace(self, articles=tuple(articles))

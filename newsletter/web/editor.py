@@ -1,4 +1,4 @@
-"""Editor pages: the issue preview (three variants at phone and desktop widths) and statistics.
+"""Editor pages: the issue preview (every variant at phone and desktop widths) and statistics.
 
 Never public: the preview token (bearer, `?token=`, or the password of HTTP basic auth) is
 required, and without NEWSLETTER_PREVIEW_TOKEN configured these pages answer 401 to everyone.

@@ -29,6 +29,8 @@ def pick_language(
         return override  # type: ignore[return-value]
     if preference in PAGE_LANGUAGES:
         return preference  # type: ignore[return-value]
+    if preference == "both-en":  # both languages, English first: pages in English
+        return "en"
     best, best_q = "ja", -1.0
     for position, part in enumerate((accept_language or "").split(",")):
         tag, _, params = part.strip().partition(";")
