@@ -27,9 +27,10 @@ import re
 import secrets
 import threading
 import time
+from datetime import UTC, datetime
 from email.header import Header
 from email.policy import SMTP
-from email.utils import formataddr, formatdate
+from email.utils import format_datetime, formataddr
 from functools import lru_cache
 
 from newsletter.providers.base import PreparedMessage, Recipient
@@ -39,6 +40,8 @@ CRLF = b"\r\n"
 _SOFT_BREAK = b"=\r\n"
 MAX_LINE = 998  # octets per line, CRLF excluded (RFC 5321 4.5.3.1.6)
 SLOT_VALUE_BUDGET = 256  # bytes a slot value may take on an 8bit line
+# Content-Language (RFC 3282) per variant: `both` holds Japanese first, then English.
+CONTENT_LANGUAGE = {"ja": "ja", "en": "en", "both": "ja, en"}
 _FORBIDDEN_IN_ADDRESS = frozenset("\r\n\t <>,;\"'()[]\\")
 
 
@@ -146,9 +149,55 @@ def slot_values(recipient: Recipient) -> dict[str, str]:
     }
 
 
+ENCODED_LINE_MAX = 76  # RFC 2047 section 2: a line holding an encoded word, at most
+_EW_OVERHEAD = len("=?utf-8?b??=")
+
+
+def encoded_words(text: str, first_room: int = 75) -> list[str]:
+    """`text` as RFC 2047 base64 encoded words of at most 75 characters (the first at most
+    `first_room`), never splitting a UTF-8 character; decoders drop the folding between them."""
+    words: list[str] = []
+    chunk: list[str] = []
+    size = 0
+    limit = (first_room - _EW_OVERHEAD) // 4 * 3  # raw bytes that fit
+    for char in text:
+        width = len(char.encode("utf-8"))
+        if chunk and size + width > limit:
+            words.append(_ew("".join(chunk)))
+            chunk, size, limit = [], 0, (75 - _EW_OVERHEAD) // 4 * 3
+        chunk.append(char)
+        size += width
+    if chunk:
+        words.append(_ew("".join(chunk)))
+    return words
+
+
+def _ew(text: str) -> str:
+    return "=?utf-8?b?" + binascii.b2a_base64(text.encode("utf-8"), newline=False).decode() + "?="
+
+
 def fold_header(name: str, value: str) -> str:
-    """`Name: value` CRLF, RFC 2047-encoded where not ASCII and folded by `email.policy.SMTP`."""
-    return SMTP.header_factory(name, clean_display_name(value)).fold(policy=SMTP)
+    """`Name: value` CRLF. ASCII is folded by `email.policy.SMTP`; other text becomes encoded
+    words of at most 75 characters, one per line, each line within RFC 2047's 76."""
+    value = clean_display_name(value)
+    if value.isascii():
+        return SMTP.header_factory(name, value).fold(policy=SMTP)
+    words = encoded_words(value, ENCODED_LINE_MAX - len(name) - 2)
+    return f"{name}: " + "\r\n ".join(words) + "\r\n"
+
+
+def address_header(name: str, display: str, address: str) -> str:
+    """`Name: display <address>` CRLF with a non-ASCII display name in short encoded words."""
+    display = clean_display_name(display)
+    if display.isascii():
+        return fold_header(name, formataddr((display, address)))
+    words = encoded_words(display, ENCODED_LINE_MAX - len(name) - 2)
+    last = f"{words[-1]} <{address}>"
+    if len(last) + (len(name) + 2 if len(words) == 1 else 1) > ENCODED_LINE_MAX:
+        words.append(f"<{address}>")
+    else:
+        words[-1] = last
+    return f"{name}: " + "\r\n ".join(words) + "\r\n"
 
 
 def _split_on_slots(content: str) -> list[str | int]:
@@ -277,7 +326,8 @@ class _DateCache:
         with self._lock:
             if second != self._second:
                 self._second = second
-                self._value = formatdate(second, usegmt=True)
+                # A numeric zone (+0000), not the obsolete "GMT" (RFC 5322 4.3).
+                self._value = format_datetime(datetime.fromtimestamp(second, UTC))
             return self._value
 
 
@@ -311,9 +361,8 @@ class MimeTemplate:
 
     def _build_shared_headers(self) -> bytes:
         message = self.message
-        headers = [
-            ("From", formataddr((clean_display_name(message.from_name), message.from_email)))
-        ]
+        folded = address_header("From", message.from_name, message.from_email)
+        headers = []
         if message.reply_to:
             headers.append(("Reply-To", message.reply_to))
         if not self.subject_has_slots:
@@ -322,7 +371,10 @@ class MimeTemplate:
             headers.append(("Precedence", "bulk"))
         else:
             headers.append(("Auto-Submitted", "auto-generated"))
-        folded = "".join(fold_header(name, value) for name, value in headers)
+        language = CONTENT_LANGUAGE.get(message.variant)
+        if language:
+            headers.append(("Content-Language", language))
+        folded += "".join(fold_header(name, value) for name, value in headers)
         if message.list_id:
             # Not through the unstructured folding: it would decode the encoded words again.
             folded += fold_list_id(list_id_value(message.list_id))
@@ -338,7 +390,7 @@ class MimeTemplate:
     def _recipient_headers(self, recipient: Recipient, values: tuple[str, ...]) -> bytes:
         name = clean_display_name(recipient.name)
         lines = [
-            f"To: {formataddr((name, transport_address(recipient.email)), charset='utf-8')}",
+            address_header("To", name, transport_address(recipient.email)).rstrip("\r\n"),
             f"Date: {_DATES.now()}",
             f"Message-ID: {self.message_id(recipient)}",
             f"X-Newsletter-Delivery: {recipient.delivery_id}",
