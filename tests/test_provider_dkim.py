@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from newsletter.config import Secret
 from newsletter.errors import ConfigError
-from newsletter.providers.dkim_sign import make_signer, present_signed_headers
+from newsletter.providers.dkim_sign import make_signer, present_signed_headers, relaxed_body
 from newsletter.providers.factory import make_provider
 from newsletter.providers.smtp import SmtpProvider, parse_smtp_url
 from newsletter.testing.smtp_sink import SmtpSink
@@ -220,3 +220,22 @@ def test_incomplete_or_unusable_dkim_settings_name_the_variable(tmp_path, key_fi
     with pytest.raises(ConfigError) as caught:
         load_settings(env)
     assert str(caught.value).startswith(named + ":")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"line\r\n",
+        b"a  b\t\tc \r\n\r\n\r\n",
+        b" lead\r\ntrail \t \r\nx\r\n",
+        b"no final line break  ",
+        b"\r\n\r\n",
+        b"",
+        "日本語　全角スペース\r\n  indent\r\n".encode(),
+        b"=\r\n \r\n\t\r\nend\r\n \r\n",
+    ],
+)
+def test_relaxed_body_is_dkimpys_canonicalisation(body):
+    from dkim.canonicalization import Relaxed
+
+    assert relaxed_body(body) == Relaxed.canonicalize_body(body)
