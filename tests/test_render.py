@@ -164,7 +164,13 @@ def test_preheader_is_hidden_text_with_the_next_headlines(
     html = issue["ja"].html
     assert issue["ja"].preheader.startswith("記事2")
     body = html.split("<body", 1)[1]
-    assert re.search(r'<div style="display:none;[^"]*">記事2', body)
+    match = re.search(r'<div class="nl-preheader" style="(display:none;[^"]*)">記事2', body)
+    assert match
+    # Hidden by size, opacity and mso-hide, not by a text colour matching the background.
+    style = match.group(1)
+    assert "mso-hide:all" in style and "max-height:0" in style and "opacity:0" in style
+    assert "color" not in style and "font-size" not in style
+    assert "color:#ffffff" not in body.split("記事2", 1)[0]
 
 
 def test_japanese_text_uses_a_japanese_font_stack(issue: dict[str, RenderedVariant]) -> None:
