@@ -394,3 +394,15 @@ def test_a_lists_own_utm_parameters_replace_the_setting(render_settings: Setting
 def test_original_link_names_the_source(issue: dict[str, RenderedVariant]) -> None:
     assert "原文を表示 (Publisher Example)" in visible_text(issue["ja"].html)
     assert 'href="https://publisher.example/news/1?ref=feed"' in issue["ja"].html
+
+
+def test_the_summary_targets_carry_name_anchors_beside_their_ids(
+    issue: dict[str, RenderedVariant],
+) -> None:
+    """Clients that ignore `id` as a fragment target (older Outlook, some webmail) follow the
+    `<a name>` inside the same heading."""
+    for variant in ("ja", "en", "both"):
+        html = issue[variant].html
+        for n in (1, 2, 3):
+            assert re.search(rf'<h2 id="article-{n}"[^>]*><a name="article-{n}"></a>', html)
+
