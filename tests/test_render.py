@@ -406,3 +406,9 @@ def test_the_summary_targets_carry_name_anchors_beside_their_ids(
         for n in (1, 2, 3):
             assert re.search(rf'<h2 id="article-{n}"[^>]*><a name="article-{n}"></a>', html)
 
+
+def test_the_newsletter_name_is_the_one_h1(issue: dict[str, RenderedVariant]) -> None:
+    for variant in ("ja", "en", "both"):
+        html = issue[variant].html
+        assert html.count("<h1") == 1
+        assert re.search(r"<h1 [^>]*>[^<]+</h1>", html)
