@@ -34,6 +34,7 @@ from email.utils import format_datetime, formataddr
 from functools import lru_cache
 
 from newsletter.providers.base import PreparedMessage, Recipient
+from newsletter.providers.transfer import b64, choose_encoding, crlf, qp
 from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL, SLOTS
 
 CRLF = b"\r\n"
@@ -218,15 +219,6 @@ def _split_on_slots(content: str) -> list[str | int]:
     return [p for p in parts if p != ""]
 
 
-def _qp(data: str) -> bytes:
-    """Quoted-printable (C implementation), CRLF line ends, UTF-8.
-
-    `b2a_qp` takes its line-end style from the input, so it is fed LF and its output converted.
-    """
-    normalised = data.replace("\r\n", "\n").replace("\r", "\n")
-    return binascii.b2a_qp(normalised.encode("utf-8"), istext=True).replace(b"\n", CRLF)
-
-
 class _Body:
     """One body part, QP-encoded once in pieces; slot values are encoded per recipient."""
 
@@ -235,7 +227,7 @@ class _Body:
     def __init__(self, content: str, *, escape_html: bool) -> None:
         self._escape = escape_html
         self._pieces: list[bytes | int] = [
-            part if isinstance(part, int) else _qp(part) for part in _split_on_slots(content)
+            part if isinstance(part, int) else qp(part) for part in _split_on_slots(content)
         ]
         self._pieces.append(CRLF)  # belongs to the boundary line that follows (RFC 2046)
 
@@ -248,11 +240,33 @@ class _Body:
                     value = html.escape(value, quote=True)
                 out.append(_SOFT_BREAK)
                 if value:
-                    out.append(_qp(value))
+                    out.append(qp(value))
                     out.append(_SOFT_BREAK)
             else:
                 out.append(piece)
         return b"".join(out)
+
+
+class _Body64(_Body):
+    """One body part in base64 (smaller than QP for Japanese-heavy parts): the filled UTF-8
+    text is encoded whole per recipient (C `b2a_base64`), since base64 cannot be cut at slots."""
+
+    def __init__(self, content: str, *, escape_html: bool) -> None:
+        self._escape = escape_html
+        self._pieces = [
+            part if isinstance(part, int) else crlf(part).encode("utf-8")
+            for part in _split_on_slots(content)
+        ]
+
+    def fill(self, values: tuple[str, ...]) -> bytes:
+        out: list[bytes] = []
+        for piece in self._pieces:
+            if isinstance(piece, int):
+                value = values[piece]
+                out.append((html.escape(value, quote=True) if self._escape else value).encode())
+            else:
+                out.append(piece)
+        return b64(b"".join(out))
 
 
 class _Body8:
@@ -268,14 +282,14 @@ class _Body8:
     def __init__(self, content: str, *, escape_html: bool) -> None:
         self._escape = escape_html
         self._pieces: list[bytes | int] = [
-            part if isinstance(part, int) else _crlf(part).encode("utf-8")
+            part if isinstance(part, int) else crlf(part).encode("utf-8")
             for part in _split_on_slots(content)
         ]
         self._pieces.append(CRLF)
 
     @staticmethod
     def fits(content: str) -> bool:
-        for line in _crlf(content).split("\r\n"):
+        for line in crlf(content).split("\r\n"):
             slots = sum(line.count(marker) for marker in SLOTS)
             if len(line.encode("utf-8")) + slots * SLOT_VALUE_BUDGET > MAX_LINE:
                 return False
@@ -296,10 +310,6 @@ class _Body8:
             else:
                 out.append(piece)
         return b"".join(out)
-
-
-def _crlf(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
 
 
 def _part_head(boundary: bytes, content_type: bytes, encoding: bytes) -> bytes:
@@ -334,6 +344,12 @@ class _DateCache:
 _DATES = _DateCache()
 
 
+def _body(encoding: str, content: str, *, escape_html: bool) -> _Body:
+    if encoding == "base64":
+        return _Body64(content, escape_html=escape_html)
+    return _Body(content, escape_html=escape_html)
+
+
 class MimeTemplate:
     """A `PreparedMessage` compiled for per-recipient rendering. Thread-safe (immutable)."""
 
@@ -343,8 +359,10 @@ class MimeTemplate:
         self.boundary = "=_ainippo_" + secrets.token_hex(12)
         self.subject_has_slots = any(marker in message.subject for marker in SLOTS)
         self._shared_headers = self._build_shared_headers()
-        self._text = _Body(message.text, escape_html=False)
-        self._html = _Body(message.html, escape_html=True)
+        # Each part in quoted-printable or base64, whichever is smaller (providers/transfer.py).
+        self.encodings = (choose_encoding(message.text), choose_encoding(message.html))
+        self._text = _body(self.encodings[0], message.text, escape_html=False)
+        self._html = _body(self.encodings[1], message.html, escape_html=True)
         # Each part is 8bit-capable on its own (minified HTML usually is not; text usually is).
         self._text8 = _Body8(message.text, escape_html=False) if _Body8.fits(message.text) else None
         self._html8 = _Body8(message.html, escape_html=True) if _Body8.fits(message.html) else None
@@ -355,7 +373,7 @@ class MimeTemplate:
                 _part_head(b, b"text/plain", encoding.encode()),
                 _part_head(b, b"text/html", encoding.encode()),
             )
-            for encoding in ("quoted-printable", "8bit")
+            for encoding in ("quoted-printable", "base64", "8bit")
         }
         self._close = b"--" + b + b"--" + CRLF
 
@@ -442,7 +460,7 @@ class MimeTemplate:
             body = raw.fill(values)
             if body is not None:
                 return self._opens["8bit"][index], body
-        return self._opens["quoted-printable"][index], qp.fill(values)
+        return self._opens[self.encodings[index]][index], qp.fill(values)
 
 
 def list_unsubscribe(recipient: Recipient, *, fold: bool = False) -> str:
