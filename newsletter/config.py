@@ -90,6 +90,7 @@ class Settings:
     dkim_private_key: Path | None = None  # PEM file; with dkim_selector, SMTP/outbox mail is signed
     dkim_selector: str | None = None
     dkim_domain: str | None = None  # d= of the signature; None: the From domain
+    inbound_domain: str | None = None  # where `newsletter inbound` receives unsubscribe+TOKEN@
 
     @property
     def secret_key(self) -> Secret:
@@ -259,6 +260,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], Any], str | None]] = {
     "dkim_private_key": ("NEWSLETTER_DKIM_PRIVATE_KEY", lambda v, n: Path(v), None),
     "dkim_selector": ("NEWSLETTER_DKIM_SELECTOR", lambda v, n: _dns_name(v, n, label=True), None),
     "dkim_domain": ("NEWSLETTER_DKIM_DOMAIN", _dns_name, None),
+    "inbound_domain": ("NEWSLETTER_INBOUND_DOMAIN", _dns_name, None),
     "webhook_max_bytes": (
         "NEWSLETTER_WEBHOOK_MAX_BYTES",
         _int_range(64 * 1024, 64 * 1024 * 1024),

@@ -297,7 +297,10 @@ def test_the_unsubscribe_link_token_ends_exactly_its_list(
 
 @pytest.mark.parametrize("name", ["Eve\x00", "Eve\x1b[31m", "x" * 201])
 def test_a_name_with_control_characters_or_too_long_is_refused_naming_the_field(
-    sessions, settings, clock, name: str  # type: ignore[no-untyped-def]
+    sessions,
+    settings,
+    clock,
+    name: str,  # type: ignore[no-untyped-def]
 ) -> None:
     from subscribers.service import add_subscriber
 
