@@ -77,3 +77,20 @@ def test_encoded_words_never_split_a_character_and_respect_the_first_room():
     assert all(len(w) <= 75 for w in words)
     decoded = "".join(str(email.header.make_header(email.header.decode_header(w))) for w in words)
     assert decoded == text
+
+
+@pytest.mark.parametrize("before", [0, 1, 56, 57, 58, 114, 5000])
+@pytest.mark.parametrize("values", [("", "", ""), ("https://x.example/u/tok", "p", "山田")])
+def test_a_base64_part_is_the_whole_filled_part_encoded(before, values):
+    """The prefix encoded once per variant plus the rest per recipient: the same bytes."""
+    from newsletter.providers.mime import _Body64
+    from newsletter.providers.transfer import b64, crlf
+    from newsletter.types import SLOTS
+
+    content = "日" * before + f"a{SLOTS[0]}b\n{SLOTS[1]}" + "本" * before + SLOTS[2] + "end\n"
+    filled = content
+    for marker, value in zip(SLOTS, values, strict=True):
+        filled = filled.replace(marker, value)
+    assert _Body64(content, escape_html=False).fill(values) == b64(crlf(filled).encode())
+    plain = "語" * before
+    assert _Body64(plain, escape_html=False).fill(values) == b64(plain.encode())

@@ -1,8 +1,10 @@
 """Per-recipient MIME messages from a message prepared once per variant.
 
 `MimeTemplate(message)` does the costly work once per variant: it folds and RFC 2047-encodes
-the shared headers with `email.policy.SMTP` and quoted-printable-encodes the UTF-8 text and
-HTML bodies in pieces split around the slot markers. `render(recipient)` then only joins bytes:
+the shared headers (encoded words of at most 75 characters), picks each body part's transfer
+encoding by size (`providers/transfer.py`: quoted-printable, or base64 for Japanese-heavy
+parts) and quoted-printable-encodes QP bodies in pieces split around the slot markers.
+`render(recipient)` then only joins bytes:
 the recipient's encoded values go between the pieces behind QP soft line breaks (`=` CRLF),
 which a reader removes when decoding, so no marker can ever be cut by a line fold.
 
@@ -10,7 +12,8 @@ The output is a complete RFC 5322 `multipart/alternative` message (text first, t
 CRLF line ends, 7-bit clean by default, ready for `smtplib` and for `.eml` files. For servers
 that announce 8BITMIME, `render(..., eightbit=True)` sends each part whose lines fit within 998
 octets as raw UTF-8 instead (a third of the size for Japanese text, and far fewer lines for the
-receiver to parse); minified HTML with one long line stays quoted-printable.
+receiver to parse); minified HTML with one long line stays 7-bit. A base64 part is encoded
+whole per recipient (base64 cannot be cut at the slots).
 
 Headers for bulk mail: `List-Id` (RFC 2919), `List-Unsubscribe` with the recipient's https and
 mailto targets (RFC 2369) and `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058),
@@ -34,7 +37,7 @@ from email.utils import format_datetime, formataddr
 from functools import lru_cache
 
 from newsletter.providers.base import PreparedMessage, Recipient
-from newsletter.providers.transfer import b64, choose_encoding, crlf, qp
+from newsletter.providers.transfer import B64_LINE_BYTES, b64, choose_encoding, crlf, qp
 from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL, SLOTS
 
 CRLF = b"\r\n"
@@ -248,8 +251,16 @@ class _Body:
 
 
 class _Body64(_Body):
-    """One body part in base64 (smaller than QP for Japanese-heavy parts): the filled UTF-8
-    text is encoded whole per recipient (C `b2a_base64`), since base64 cannot be cut at slots."""
+    """One body part in base64 (smaller than QP for Japanese-heavy parts).
+
+    Base64 cannot be cut at the slots, but it can be cut at whole lines: 57 bytes make one
+    76-character line. The content before the first slot (nearly all of a newsletter: the
+    personal links are in the footer) is encoded once, up to a multiple of 57 bytes; per
+    recipient only the rest (the footer with the values) is encoded. The output is the same
+    bytes as encoding the filled part whole (a test holds it to that).
+    """
+
+    __slots__ = ("_prefix",)
 
     def __init__(self, content: str, *, escape_html: bool) -> None:
         self._escape = escape_html
@@ -257,6 +268,13 @@ class _Body64(_Body):
             part if isinstance(part, int) else crlf(part).encode("utf-8")
             for part in _split_on_slots(content)
         ]
+        self._prefix = b""
+        first = self._pieces[0] if self._pieces else 0
+        if isinstance(first, bytes):
+            cut = len(first) // B64_LINE_BYTES * B64_LINE_BYTES
+            if cut:
+                self._prefix = b64(first[:cut])
+                self._pieces[0] = first[cut:]
 
     def fill(self, values: tuple[str, ...]) -> bytes:
         out: list[bytes] = []
@@ -266,7 +284,8 @@ class _Body64(_Body):
                 out.append((html.escape(value, quote=True) if self._escape else value).encode())
             else:
                 out.append(piece)
-        return b64(b"".join(out))
+        rest = b"".join(out)
+        return self._prefix + b64(rest) if rest or not self._prefix else self._prefix
 
 
 class _Body8:
@@ -449,18 +468,18 @@ class MimeTemplate:
 
     def _part(
         self,
-        qp: _Body,
+        seven: _Body,
         raw: _Body8 | None,
         index: int,
         values: tuple[str, ...],
         eightbit: bool,
     ) -> tuple[bytes, bytes]:
-        """(part header, encoded body): raw UTF-8 when allowed and it fits, else QP."""
+        """(part header, encoded body): raw UTF-8 when allowed and it fits, else 7-bit."""
         if eightbit and raw is not None:
             body = raw.fill(values)
             if body is not None:
                 return self._opens["8bit"][index], body
-        return self._opens[self.encodings[index]][index], qp.fill(values)
+        return self._opens[self.encodings[index]][index], seven.fill(values)
 
 
 def list_unsubscribe(recipient: Recipient, *, fold: bool = False) -> str:

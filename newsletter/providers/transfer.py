@@ -14,6 +14,7 @@ import binascii
 
 CRLF = b"\r\n"
 B64_LINE = 76  # characters of base64 per line (RFC 2045 6.8)
+B64_LINE_BYTES = B64_LINE // 4 * 3  # 57 input bytes make one whole line
 
 
 def crlf(text: str) -> str:
