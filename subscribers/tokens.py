@@ -123,6 +123,14 @@ def unsubscribe_mailto(token: str, domain: str) -> str:
     return f"mailto:{UNSUBSCRIBE_LOCAL}+{token}@{domain}?subject=unsubscribe"
 
 
+BOUNCES_LOCAL = "bounces"  # bounces+TOKEN@<NEWSLETTER_INBOUND_DOMAIN>: VERP return path
+
+
+def bounce_address(token: str, domain: str) -> str:
+    """The per-recipient envelope sender (VERP): bounces and complaints name their subscriber."""
+    return f"{BOUNCES_LOCAL}+{token}@{domain}"
+
+
 def token_from_address(address: str, local: str, domain: str) -> str | None:
     """TOKEN from `<local>+TOKEN@<domain>` (domain case-insensitive), else None. Not verified."""
     mailbox, _, at = address.strip().strip("<>").rpartition("@")

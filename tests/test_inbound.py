@@ -1,19 +1,28 @@
-"""The mailto: unsubscribe, end to end: real SMTP and LMTP sessions (aiosmtpd + smtplib) to the
-inbound receiver, a genuine token unsubscribes, a forged one changes nothing."""
+"""The mailto: unsubscribe and the VERP bounce address, end to end: real SMTP and LMTP
+sessions (aiosmtpd + smtplib) to the inbound receiver. A genuine token unsubscribes; a DSN
+hard bounce or an ARF complaint for the token's own address suppresses; a forged token, a soft
+bounce or a report about another address changes nothing."""
 
 from __future__ import annotations
 
 import smtplib
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import select
 
-from newsletter.db.models import ConsentRecord, Subscription
+from newsletter.db.models import ConsentRecord, Subscriber, Subscription, Suppression
 from newsletter.runtime import Runtime
 from subscribers.inbound import InboundController, InboundHandler
-from subscribers.tokens import LinkSigner, token_from_address, unsubscribe_mailto
+from subscribers.tokens import (
+    LinkSigner,
+    bounce_address,
+    token_from_address,
+    unsubscribe_mailto,
+)
 from tests.fixtures.web import Seeded
+from tests.test_bounces import arf, dsn
 
 DOMAIN = "in.ainippo.example"
 
@@ -103,3 +112,80 @@ def test_the_token_is_read_only_from_the_unsubscribe_mailbox() -> None:
     assert token_from_address("<unsubscribe+t@in.ainippo.example>", "unsubscribe", DOMAIN) == "t"
     assert token_from_address("unsubscribe@in.ainippo.example", "unsubscribe", DOMAIN) is None
     assert token_from_address("bounces+t@in.ainippo.example", "unsubscribe", DOMAIN) is None
+
+
+def _bounce_to(runtime: Runtime, seed: Seeded, token: str | None = None) -> str:
+    token = token or LinkSigner(runtime.settings).token(seed.subscriber_id, seed.list_id)
+    return bounce_address(token, DOMAIN)
+
+
+def _suppressed(runtime: Runtime, seed: Seeded) -> str | None:
+    with runtime.sessions() as session:
+        subscriber = session.get(Subscriber, seed.subscriber_id)
+        return session.scalar(
+            select(Suppression.reason).where(Suppression.email_hash == subscriber.email_hash)
+        )
+
+
+def _deliver(port: int, rcpt: str, data: bytes) -> None:
+    with smtplib.SMTP("127.0.0.1", port) as client:
+        client.sendmail("", [rcpt], data)
+
+
+def test_a_dsn_hard_bounce_to_the_verp_address_suppresses(
+    receiver, web_runtime: Runtime, web_seed: Seeded
+) -> None:
+    controller, handler = receiver
+    _deliver(
+        controller.port, _bounce_to(web_runtime, web_seed), dsn("failed", "5.1.1", web_seed.email)
+    )
+    assert _suppressed(web_runtime, web_seed) == "bounced"
+    assert _status(web_runtime, web_seed) == "bounced"
+    assert [o.outcome for o in handler.outcomes] == ["suppressed"]
+
+
+def test_an_arf_complaint_suppresses(receiver, web_runtime: Runtime, web_seed: Seeded) -> None:
+    controller, _ = receiver
+    _deliver(controller.port, _bounce_to(web_runtime, web_seed), arf(rcpt=web_seed.email))
+    assert _suppressed(web_runtime, web_seed) == "complained"
+    assert _status(web_runtime, web_seed) == "complained"
+
+
+def test_soft_bounces_forged_tokens_and_other_addresses_change_nothing(
+    receiver, web_runtime: Runtime, web_seed: Seeded
+) -> None:
+    controller, handler = receiver
+    genuine = LinkSigner(web_runtime.settings).token(web_seed.subscriber_id, web_seed.list_id)
+    forged = genuine[:-3] + ("aaa" if not genuine.endswith("aaa") else "bbb")
+    port = controller.port
+    _deliver(port, _bounce_to(web_runtime, web_seed), dsn("delayed", "4.4.7", web_seed.email))
+    _deliver(
+        port, _bounce_to(web_runtime, web_seed, forged), dsn("failed", "5.1.1", web_seed.email)
+    )
+    _deliver(port, _bounce_to(web_runtime, web_seed), dsn("failed", "5.1.1", "other@example.jp"))
+    assert _suppressed(web_runtime, web_seed) is None
+    assert _status(web_runtime, web_seed) == "active"
+    assert [o.outcome for o in handler.outcomes] == ["ignored", "forged", "ignored"]
+
+
+def test_smtp_messages_go_out_with_the_verp_return_path(smtp_sink) -> None:
+    from newsletter.providers.smtp import SmtpProvider, parse_smtp_url
+    from tests.fixtures.providers import make_batch
+
+    batch = make_batch(2)
+    batch = replace(
+        batch,
+        recipients=[
+            replace(r, return_path=bounce_address(f"t{r.subscriber_id}", DOMAIN))
+            for r in batch.recipients
+        ],
+    )
+    provider = SmtpProvider(parse_smtp_url(smtp_sink.url))
+    try:
+        provider.send_batch(batch)
+    finally:
+        provider.close()
+    assert [m.mail_from for m in smtp_sink.messages] == [
+        f"bounces+t501@{DOMAIN}",
+        f"bounces+t502@{DOMAIN}",
+    ]

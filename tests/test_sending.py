@@ -105,7 +105,7 @@ def test_recipients_carry_their_own_signed_links_and_name(
     assert recipient.name.startswith("Reader ")
 
 
-def test_with_an_inbound_domain_recipients_get_a_signed_mailto_unsubscribe(
+def test_with_an_inbound_domain_recipients_get_a_signed_mailto_and_return_path(
     sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
 ) -> None:
     from dataclasses import replace
@@ -129,6 +129,7 @@ def test_with_an_inbound_domain_recipients_get_a_signed_mailto_unsubscribe(
         )
         assert token == recipient.unsubscribe_url.rsplit("/", 1)[1]  # the same signed token
         assert signer.verify(token).subscriber_id == recipient.subscriber_id
+        assert recipient.return_path == f"bounces+{token}@in.example.com"  # VERP
 
 
 def test_transient_failures_are_retried_without_duplicates(

@@ -38,7 +38,7 @@ from newsletter.errors import (
     TransientProviderError,
 )
 from newsletter.providers.base import Batch, BatchResult, PreparedMessage, Provider, Recipient
-from subscribers.tokens import LinkSigner, unsubscribe_mailto
+from subscribers.tokens import LinkSigner, bounce_address, unsubscribe_mailto
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -409,14 +409,15 @@ class Sender:
         domain = self.settings.inbound_domain
         if domain is None:
             return recipients
-        # mailto: beside the https link, to the address `newsletter inbound` receives.
-        token, list_id = self.signer.token, prepared.list_id
-        return [
-            replace(
-                r, unsubscribe_mailto=unsubscribe_mailto(token(r.subscriber_id, list_id), domain)
-            )
-            for r in recipients
-        ]
+        # mailto: beside the https link, and a VERP return path, both to addresses
+        # `newsletter inbound` receives, carrying the recipient's signed token.
+        sign, list_id = self.signer.token, prepared.list_id
+        out = []
+        for r in recipients:
+            token = sign(r.subscriber_id, list_id)
+            mailto, verp = unsubscribe_mailto(token, domain), bounce_address(token, domain)
+            out.append(replace(r, unsubscribe_mailto=mailto, return_path=verp))
+        return out
 
     def _list_id(self, session: Session, issue_id: int) -> int:
         list_id = self._list_ids.get(issue_id)

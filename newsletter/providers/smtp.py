@@ -356,7 +356,8 @@ class SmtpProvider:
             except PermanentProviderError as err:
                 return "failed", str(err)
         try:
-            return transaction(smtp, template.message.from_email, recipient, data, options)
+            sender = recipient.return_path or template.message.from_email
+            return transaction(smtp, sender, recipient, data, options)
         except (smtplib.SMTPException, OSError) as err:
             smtp.close()
             return "deferred", f"connection lost: {type(err).__name__}: {err}"
