@@ -11,7 +11,8 @@ from email.header import decode_header, make_header
 
 import pytest
 
-from newsletter.providers.mime import encoded_words, template_for
+from newsletter.providers.encoded_words import encoded_words
+from newsletter.providers.mime import template_for
 from tests.fixtures.providers import make_message, make_recipient
 
 ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[QqBb]\?[^?\s]*\?=")

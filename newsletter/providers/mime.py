@@ -24,7 +24,6 @@ carries `Auto-Submitted: auto-generated` instead (RFC 3834). Every message has a
 
 from __future__ import annotations
 
-import binascii
 import html
 import re
 import secrets
@@ -37,6 +36,7 @@ from email.utils import format_datetime, formataddr
 from functools import lru_cache
 
 from newsletter.providers.base import PreparedMessage, Recipient
+from newsletter.providers.encoded_words import ENCODED_LINE_MAX, encoded_words
 from newsletter.providers.transfer import B64_LINE_BYTES, b64, choose_encoding, crlf, qp
 from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL, SLOTS
 
@@ -151,33 +151,6 @@ def slot_values(recipient: Recipient) -> dict[str, str]:
         SLOT_PREFERENCES_URL: recipient.preferences_url,
         SLOT_NAME: clean_display_name(recipient.name),
     }
-
-
-ENCODED_LINE_MAX = 76  # RFC 2047 section 2: a line holding an encoded word, at most
-_EW_OVERHEAD = len("=?utf-8?b??=")
-
-
-def encoded_words(text: str, first_room: int = 75) -> list[str]:
-    """`text` as RFC 2047 base64 encoded words of at most 75 characters (the first at most
-    `first_room`), never splitting a UTF-8 character; decoders drop the folding between them."""
-    words: list[str] = []
-    chunk: list[str] = []
-    size = 0
-    limit = (first_room - _EW_OVERHEAD) // 4 * 3  # raw bytes that fit
-    for char in text:
-        width = len(char.encode("utf-8"))
-        if chunk and size + width > limit:
-            words.append(_ew("".join(chunk)))
-            chunk, size, limit = [], 0, (75 - _EW_OVERHEAD) // 4 * 3
-        chunk.append(char)
-        size += width
-    if chunk:
-        words.append(_ew("".join(chunk)))
-    return words
-
-
-def _ew(text: str) -> str:
-    return "=?utf-8?b?" + binascii.b2a_base64(text.encode("utf-8"), newline=False).decode() + "?="
 
 
 def fold_header(name: str, value: str) -> str:
