@@ -101,7 +101,7 @@ class DkimSigner:
         by_name: dict[bytes, bytes] = {}
         for name, value in (f for f in fields if len(f) == 2):
             by_name[name.strip().lower()] = value  # the last instance is the one signed
-        signed = [name for name in present_signed_headers(message)]
+        signed = present_signed_headers(message)
         bh = base64.b64encode(hashlib.sha256(relaxed_body(body)).digest())
         # Folded only between tags and inside b=: relaxed canonicalisation turns each fold
         # back into the one space it replaced, so the signer and the verifier hash the same.
