@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import tempfile
 import tomllib
@@ -86,10 +87,20 @@ class Settings:
     sendgrid_timeout_s: int = 30  # seconds to wait for SendGrid's answer to one request
     reconcile_after_s: int = 900  # an in-doubt batch with no event is re-sent after this
     webhook_max_bytes: int = 4 * 1024 * 1024  # larger webhook bodies are refused (413)
+    dkim_private_key: Path | None = None  # PEM file; with dkim_selector, SMTP/outbox mail is signed
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None  # d= of the signature; None: the From domain
+    inbound_domain: str | None = None  # where `newsletter inbound` receives unsubscribe+TOKEN@
 
     @property
     def secret_key(self) -> Secret:
         return self.secret_keys[0]
+
+    @property
+    def dkim_signing_domain(self) -> str:
+        """The DKIM `d=` domain: NEWSLETTER_DKIM_DOMAIN, else the From domain (IDNA form)."""
+        domain = self.dkim_domain or self.from_address.domain
+        return domain.encode("idna").decode("ascii") if not domain.isascii() else domain.lower()
 
 
 def _str(value: str, name: str) -> str:
@@ -185,6 +196,23 @@ def _database_url(value: str, name: str) -> str:
     return value
 
 
+_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def _dns_name(value: str, name: str, *, label: bool = False) -> str:
+    """A DNS name (IDNA for Unicode), or one label when `label` (a DKIM selector)."""
+    low = value.strip().lower().rstrip(".")
+    try:
+        ascii_name = low.encode("idna").decode("ascii") if not low.isascii() else low
+    except UnicodeError:
+        ascii_name = ""
+    labels = ascii_name.split(".")
+    if not ascii_name or (label and len(labels) > 1) or not all(map(_DNS_LABEL.match, labels)):
+        kind = "one DNS label such as mail2026" if label else "a domain such as example.com"
+        raise ConfigError(f"{name}: expected {kind}, got {value!r}")
+    return ascii_name
+
+
 def _secret(value: str, name: str) -> Secret | None:
     return Secret(value) if value else None
 
@@ -229,6 +257,10 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], Any], str | None]] = {
     "webhook_insecure": ("NEWSLETTER_WEBHOOK_INSECURE", _bool, "false"),
     "sendgrid_timeout_s": ("NEWSLETTER_SENDGRID_TIMEOUT", _int_range(1, 600), "30"),
     "reconcile_after_s": ("NEWSLETTER_RECONCILE_AFTER", _int_range(1, 86400), "900"),
+    "dkim_private_key": ("NEWSLETTER_DKIM_PRIVATE_KEY", lambda v, n: Path(v), None),
+    "dkim_selector": ("NEWSLETTER_DKIM_SELECTOR", lambda v, n: _dns_name(v, n, label=True), None),
+    "dkim_domain": ("NEWSLETTER_DKIM_DOMAIN", _dns_name, None),
+    "inbound_domain": ("NEWSLETTER_INBOUND_DOMAIN", _dns_name, None),
     "webhook_max_bytes": (
         "NEWSLETTER_WEBHOOK_MAX_BYTES",
         _int_range(64 * 1024, 64 * 1024 * 1024),
@@ -374,3 +406,56 @@ def _check_consistency(settings: Settings) -> None:
         raise ConfigError("SENDGRID_API_KEY: required when NEWSLETTER_PROVIDER=sendgrid")
     if settings.provider == "smtp" and settings.smtp_url is None:
         raise ConfigError("NEWSLETTER_SMTP_URL: required when NEWSLETTER_PROVIDER=smtp")
+    _check_dkim(settings)
+
+
+def _check_dkim(settings: Settings) -> None:
+    """Key and selector come together; the key is a readable PEM private key; d= aligns."""
+    if settings.dkim_selector and settings.dkim_private_key is None:
+        raise ConfigError(
+            "NEWSLETTER_DKIM_SELECTOR: set without NEWSLETTER_DKIM_PRIVATE_KEY (the PEM file)"
+        )
+    if settings.dkim_private_key is not None and not settings.dkim_selector:
+        raise ConfigError("NEWSLETTER_DKIM_SELECTOR: required with NEWSLETTER_DKIM_PRIVATE_KEY")
+    if settings.dkim_domain and settings.dkim_private_key is None:
+        raise ConfigError("NEWSLETTER_DKIM_DOMAIN: set without NEWSLETTER_DKIM_PRIVATE_KEY")
+    if settings.dkim_private_key is None:
+        return
+    dkim_private_key_bytes(settings)
+    signing = settings.dkim_signing_domain
+    sender = settings.from_address.domain.lower()
+    sender = sender.encode("idna").decode("ascii") if not sender.isascii() else sender
+    if not (sender == signing or sender.endswith("." + signing) or signing.endswith("." + sender)):
+        raise ConfigError(
+            f"NEWSLETTER_DKIM_DOMAIN: {signing} does not align with the From domain {sender} "
+            "(DMARC needs the same domain or a parent/subdomain of it)"
+        )
+
+
+def dkim_private_key_bytes(settings: Settings) -> bytes | None:
+    """The PEM bytes of NEWSLETTER_DKIM_PRIVATE_KEY, checked to be an RSA private key."""
+    path = settings.dkim_private_key
+    if path is None:
+        return None
+    name = "NEWSLETTER_DKIM_PRIVATE_KEY"
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{name}: cannot read {path} ({err.strerror})") from None
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{name}: {path} is not an unencrypted PEM private key ({err})") from None
+    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < 1024:
+        raise ConfigError(
+            f"{name}: {path} must hold an RSA key of 1024 bits or more (2048 advised)"
+        )
+    # dkimpy reads PKCS#1 ("BEGIN RSA PRIVATE KEY"); a PKCS#8 file is accepted and converted.
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )

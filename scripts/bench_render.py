@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from newsletter.config import Secret, load_settings  # noqa: E402
-from newsletter.render.budget import filled_size  # noqa: E402
+from newsletter.render.budget import filled_size, transmitted_size  # noqa: E402
 from newsletter.render.renderer import render_issue_variants  # noqa: E402
 from newsletter.render.view import issue_view_from_dicts  # noqa: E402
 from tests.fixtures.render import ISSUE_DATE, make_article  # noqa: E402
@@ -54,6 +54,7 @@ def measure(name: str, articles: list[dict], settings, runs: int) -> dict:  # ty
         "variants": {
             v: {
                 "html_bytes_filled": filled_size(r.html, settings.base_url),
+                "html_bytes_transmitted": transmitted_size(r.html, settings.base_url),
                 "text_bytes": len(r.text.encode("utf-8")),
                 "trim_steps": len(r.trimmed),
             }

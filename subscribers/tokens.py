@@ -115,6 +115,31 @@ class LinkSigner:
         return links
 
 
+UNSUBSCRIBE_LOCAL = "unsubscribe"  # unsubscribe+TOKEN@<NEWSLETTER_INBOUND_DOMAIN>
+
+
+def unsubscribe_mailto(token: str, domain: str) -> str:
+    """The RFC 2369 mailto target carrying the recipient's signed token (never a bare id)."""
+    return f"mailto:{UNSUBSCRIBE_LOCAL}+{token}@{domain}?subject=unsubscribe"
+
+
+BOUNCES_LOCAL = "bounces"  # bounces+TOKEN@<NEWSLETTER_INBOUND_DOMAIN>: VERP return path
+
+
+def bounce_address(token: str, domain: str) -> str:
+    """The per-recipient envelope sender (VERP): bounces and complaints name their subscriber."""
+    return f"{BOUNCES_LOCAL}+{token}@{domain}"
+
+
+def token_from_address(address: str, local: str, domain: str) -> str | None:
+    """TOKEN from `<local>+TOKEN@<domain>` (domain case-insensitive), else None. Not verified."""
+    mailbox, _, at = address.strip().strip("<>").rpartition("@")
+    prefix, plus, token = mailbox.partition("+")
+    if not plus or prefix.lower() != local or at.lower() != domain.lower() or not token:
+        return None
+    return token
+
+
 class ConfirmSigner:
     """Expiring tokens for double opt-in confirmation links."""
 

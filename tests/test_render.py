@@ -165,7 +165,13 @@ def test_preheader_is_hidden_text_with_the_next_headlines(
     html = issue["ja"].html
     assert issue["ja"].preheader.startswith("記事2")
     body = html.split("<body", 1)[1]
-    assert re.search(r'<div style="display:none;[^"]*">記事2', body)
+    match = re.search(r'<div class="nl-preheader" style="(display:none;[^"]*)">記事2', body)
+    assert match
+    # Hidden by size, opacity and mso-hide, not by a text colour matching the background.
+    style = match.group(1)
+    assert "mso-hide:all" in style and "max-height:0" in style and "opacity:0" in style
+    assert "color" not in style and "font-size" not in style
+    assert "color:#ffffff" not in body.split("記事2", 1)[0]
 
 
 def test_japanese_text_uses_a_japanese_font_stack(issue: dict[str, RenderedVariant]) -> None:
@@ -397,3 +403,21 @@ def test_a_lists_own_utm_parameters_replace_the_setting(render_settings: Setting
 def test_original_link_names_the_source(issue: dict[str, RenderedVariant]) -> None:
     assert "原文を表示 (Publisher Example)" in visible_text(issue["ja"].html)
     assert 'href="https://publisher.example/news/1?ref=feed"' in issue["ja"].html
+
+
+def test_the_summary_targets_carry_name_anchors_beside_their_ids(
+    issue: dict[str, RenderedVariant],
+) -> None:
+    """Clients that ignore `id` as a fragment target (older Outlook, some webmail) follow the
+    `<a name>` inside the same heading."""
+    for variant in ("ja", "en", "both"):
+        html = issue[variant].html
+        for n in (1, 2, 3):
+            assert re.search(rf'<h2 id="article-{n}"[^>]*><a name="article-{n}"></a>', html)
+
+
+def test_the_newsletter_name_is_the_one_h1(issue: dict[str, RenderedVariant]) -> None:
+    for variant in ("ja", "en", "both"):
+        html = issue[variant].html
+        assert html.count("<h1") == 1
+        assert re.search(r"<h1 [^>]*>[^<]+</h1>", html)

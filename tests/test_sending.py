@@ -105,6 +105,33 @@ def test_recipients_carry_their_own_signed_links_and_name(
     assert recipient.name.startswith("Reader ")
 
 
+def test_with_an_inbound_domain_recipients_get_a_signed_mailto_and_return_path(
+    sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
+) -> None:
+    from dataclasses import replace
+
+    from subscribers.tokens import token_from_address
+
+    captured: list[Batch] = []
+    rule = lambda b: captured.append(b) or None  # noqa: E731
+    _send(
+        sessions,
+        replace(settings, inbound_domain="in.example.com"),
+        MemoryProvider(rule=rule),
+        delivery_seed,
+    )
+    signer = LinkSigner(settings)
+    for recipient in (r for batch in captured for r in batch.recipients):
+        mailto = recipient.unsubscribe_mailto
+        assert mailto.startswith("mailto:unsubscribe+") and mailto.endswith("?subject=unsubscribe")
+        token = token_from_address(
+            mailto.removeprefix("mailto:").partition("?")[0], "unsubscribe", "in.example.com"
+        )
+        assert token == recipient.unsubscribe_url.rsplit("/", 1)[1]  # the same signed token
+        assert signer.verify(token).subscriber_id == recipient.subscriber_id
+        assert recipient.return_path == f"bounces+{token}@in.example.com"  # VERP
+
+
 def test_transient_failures_are_retried_without_duplicates(
     sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
 ) -> None:

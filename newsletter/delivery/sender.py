@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from typing import TypeVar
 
 from sqlalchemy.exc import OperationalError
@@ -37,7 +38,7 @@ from newsletter.errors import (
     TransientProviderError,
 )
 from newsletter.providers.base import Batch, BatchResult, PreparedMessage, Provider, Recipient
-from subscribers.tokens import LinkSigner
+from subscribers.tokens import LinkSigner, bounce_address, unsubscribe_mailto
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -401,10 +402,22 @@ class Sender:
 
     def _recipients(self, prepared: PreparedBatch) -> list[Recipient]:
         links = self.signer.links_for_list(prepared.list_id)
-        return [
+        recipients = [
             Recipient(delivery_id, subscriber_id, email, name or "", *links(subscriber_id))
             for delivery_id, subscriber_id, email, name in prepared.recipients
         ]
+        domain = self.settings.inbound_domain
+        if domain is None:
+            return recipients
+        # mailto: beside the https link, and a VERP return path, both to addresses
+        # `newsletter inbound` receives, carrying the recipient's signed token.
+        sign, list_id = self.signer.token, prepared.list_id
+        out = []
+        for r in recipients:
+            token = sign(r.subscriber_id, list_id)
+            mailto, verp = unsubscribe_mailto(token, domain), bounce_address(token, domain)
+            out.append(replace(r, unsubscribe_mailto=mailto, return_path=verp))
+        return out
 
     def _list_id(self, session: Session, issue_id: int) -> int:
         list_id = self._list_ids.get(issue_id)

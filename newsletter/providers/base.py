@@ -61,6 +61,7 @@ class Recipient:
     unsubscribe_url: str = ""  # https one-click target (RFC 8058), also the footer link
     preferences_url: str = ""
     unsubscribe_mailto: str | None = None  # mailto: alternative for List-Unsubscribe
+    return_path: str | None = None  # SMTP envelope sender (VERP: bounces+TOKEN@domain)
 
 
 @dataclass(frozen=True, slots=True)

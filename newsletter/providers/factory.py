@@ -10,9 +10,10 @@ from newsletter.providers.base import Provider
 def make_provider(settings: Settings) -> Provider:
     """A new provider for `settings`; the caller closes it. Imports only the one it needs."""
     if settings.provider == "outbox":
+        from newsletter.providers.dkim_sign import make_signer
         from newsletter.providers.outbox import OutboxProvider
 
-        return OutboxProvider(settings.outbox_dir)
+        return OutboxProvider(settings.outbox_dir, make_signer(settings))
     if settings.provider == "sendgrid":
         from newsletter.providers.sendgrid import SendGridProvider
 

@@ -1,8 +1,10 @@
 """Per-recipient MIME messages from a message prepared once per variant.
 
 `MimeTemplate(message)` does the costly work once per variant: it folds and RFC 2047-encodes
-the shared headers with `email.policy.SMTP` and quoted-printable-encodes the UTF-8 text and
-HTML bodies in pieces split around the slot markers. `render(recipient)` then only joins bytes:
+the shared headers (encoded words of at most 75 characters), picks each body part's transfer
+encoding by size (`providers/transfer.py`: quoted-printable, or base64 for Japanese-heavy
+parts) and quoted-printable-encodes QP bodies in pieces split around the slot markers.
+`render(recipient)` then only joins bytes:
 the recipient's encoded values go between the pieces behind QP soft line breaks (`=` CRLF),
 which a reader removes when decoding, so no marker can ever be cut by a line fold.
 
@@ -10,7 +12,8 @@ The output is a complete RFC 5322 `multipart/alternative` message (text first, t
 CRLF line ends, 7-bit clean by default, ready for `smtplib` and for `.eml` files. For servers
 that announce 8BITMIME, `render(..., eightbit=True)` sends each part whose lines fit within 998
 octets as raw UTF-8 instead (a third of the size for Japanese text, and far fewer lines for the
-receiver to parse); minified HTML with one long line stays quoted-printable.
+receiver to parse); minified HTML with one long line stays 7-bit. A base64 part is encoded
+whole per recipient (base64 cannot be cut at the slots).
 
 Headers for bulk mail: `List-Id` (RFC 2919), `List-Unsubscribe` with the recipient's https and
 mailto targets (RFC 2369) and `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058),
@@ -21,24 +24,28 @@ carries `Auto-Submitted: auto-generated` instead (RFC 3834). Every message has a
 
 from __future__ import annotations
 
-import binascii
 import html
 import re
 import secrets
 import threading
 import time
+from datetime import UTC, datetime
 from email.header import Header
 from email.policy import SMTP
-from email.utils import formataddr, formatdate
+from email.utils import format_datetime, formataddr
 from functools import lru_cache
 
 from newsletter.providers.base import PreparedMessage, Recipient
+from newsletter.providers.encoded_words import ENCODED_LINE_MAX, encoded_words
+from newsletter.providers.transfer import B64_LINE_BYTES, b64, choose_encoding, crlf, qp
 from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL, SLOTS
 
 CRLF = b"\r\n"
 _SOFT_BREAK = b"=\r\n"
 MAX_LINE = 998  # octets per line, CRLF excluded (RFC 5321 4.5.3.1.6)
 SLOT_VALUE_BUDGET = 256  # bytes a slot value may take on an 8bit line
+# Content-Language (RFC 3282) per variant: `both` holds Japanese first, then English.
+CONTENT_LANGUAGE = {"ja": "ja", "en": "en", "both": "ja, en"}
 _FORBIDDEN_IN_ADDRESS = frozenset("\r\n\t <>,;\"'()[]\\")
 
 
@@ -147,8 +154,27 @@ def slot_values(recipient: Recipient) -> dict[str, str]:
 
 
 def fold_header(name: str, value: str) -> str:
-    """`Name: value` CRLF, RFC 2047-encoded where not ASCII and folded by `email.policy.SMTP`."""
-    return SMTP.header_factory(name, clean_display_name(value)).fold(policy=SMTP)
+    """`Name: value` CRLF. ASCII is folded by `email.policy.SMTP`; other text becomes encoded
+    words of at most 75 characters, one per line, each line within RFC 2047's 76."""
+    value = clean_display_name(value)
+    if value.isascii():
+        return SMTP.header_factory(name, value).fold(policy=SMTP)
+    words = encoded_words(value, ENCODED_LINE_MAX - len(name) - 2)
+    return f"{name}: " + "\r\n ".join(words) + "\r\n"
+
+
+def address_header(name: str, display: str, address: str) -> str:
+    """`Name: display <address>` CRLF with a non-ASCII display name in short encoded words."""
+    display = clean_display_name(display)
+    if display.isascii():
+        return fold_header(name, formataddr((display, address)))
+    words = encoded_words(display, ENCODED_LINE_MAX - len(name) - 2)
+    last = f"{words[-1]} <{address}>"
+    if len(last) + (len(name) + 2 if len(words) == 1 else 1) > ENCODED_LINE_MAX:
+        words.append(f"<{address}>")
+    else:
+        words[-1] = last
+    return f"{name}: " + "\r\n ".join(words) + "\r\n"
 
 
 def _split_on_slots(content: str) -> list[str | int]:
@@ -169,15 +195,6 @@ def _split_on_slots(content: str) -> list[str | int]:
     return [p for p in parts if p != ""]
 
 
-def _qp(data: str) -> bytes:
-    """Quoted-printable (C implementation), CRLF line ends, UTF-8.
-
-    `b2a_qp` takes its line-end style from the input, so it is fed LF and its output converted.
-    """
-    normalised = data.replace("\r\n", "\n").replace("\r", "\n")
-    return binascii.b2a_qp(normalised.encode("utf-8"), istext=True).replace(b"\n", CRLF)
-
-
 class _Body:
     """One body part, QP-encoded once in pieces; slot values are encoded per recipient."""
 
@@ -186,7 +203,7 @@ class _Body:
     def __init__(self, content: str, *, escape_html: bool) -> None:
         self._escape = escape_html
         self._pieces: list[bytes | int] = [
-            part if isinstance(part, int) else _qp(part) for part in _split_on_slots(content)
+            part if isinstance(part, int) else qp(part) for part in _split_on_slots(content)
         ]
         self._pieces.append(CRLF)  # belongs to the boundary line that follows (RFC 2046)
 
@@ -199,11 +216,49 @@ class _Body:
                     value = html.escape(value, quote=True)
                 out.append(_SOFT_BREAK)
                 if value:
-                    out.append(_qp(value))
+                    out.append(qp(value))
                     out.append(_SOFT_BREAK)
             else:
                 out.append(piece)
         return b"".join(out)
+
+
+class _Body64(_Body):
+    """One body part in base64 (smaller than QP for Japanese-heavy parts).
+
+    Base64 cannot be cut at the slots, but it can be cut at whole lines: 57 bytes make one
+    76-character line. The content before the first slot (nearly all of a newsletter: the
+    personal links are in the footer) is encoded once, up to a multiple of 57 bytes; per
+    recipient only the rest (the footer with the values) is encoded. The output is the same
+    bytes as encoding the filled part whole (a test holds it to that).
+    """
+
+    __slots__ = ("_prefix",)
+
+    def __init__(self, content: str, *, escape_html: bool) -> None:
+        self._escape = escape_html
+        self._pieces = [
+            part if isinstance(part, int) else crlf(part).encode("utf-8")
+            for part in _split_on_slots(content)
+        ]
+        self._prefix = b""
+        first = self._pieces[0] if self._pieces else 0
+        if isinstance(first, bytes):
+            cut = len(first) // B64_LINE_BYTES * B64_LINE_BYTES
+            if cut:
+                self._prefix = b64(first[:cut])
+                self._pieces[0] = first[cut:]
+
+    def fill(self, values: tuple[str, ...]) -> bytes:
+        out: list[bytes] = []
+        for piece in self._pieces:
+            if isinstance(piece, int):
+                value = values[piece]
+                out.append((html.escape(value, quote=True) if self._escape else value).encode())
+            else:
+                out.append(piece)
+        rest = b"".join(out)
+        return self._prefix + b64(rest) if rest or not self._prefix else self._prefix
 
 
 class _Body8:
@@ -219,14 +274,14 @@ class _Body8:
     def __init__(self, content: str, *, escape_html: bool) -> None:
         self._escape = escape_html
         self._pieces: list[bytes | int] = [
-            part if isinstance(part, int) else _crlf(part).encode("utf-8")
+            part if isinstance(part, int) else crlf(part).encode("utf-8")
             for part in _split_on_slots(content)
         ]
         self._pieces.append(CRLF)
 
     @staticmethod
     def fits(content: str) -> bool:
-        for line in _crlf(content).split("\r\n"):
+        for line in crlf(content).split("\r\n"):
             slots = sum(line.count(marker) for marker in SLOTS)
             if len(line.encode("utf-8")) + slots * SLOT_VALUE_BUDGET > MAX_LINE:
                 return False
@@ -247,10 +302,6 @@ class _Body8:
             else:
                 out.append(piece)
         return b"".join(out)
-
-
-def _crlf(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
 
 
 def _part_head(boundary: bytes, content_type: bytes, encoding: bytes) -> bytes:
@@ -277,11 +328,18 @@ class _DateCache:
         with self._lock:
             if second != self._second:
                 self._second = second
-                self._value = formatdate(second, usegmt=True)
+                # A numeric zone (+0000), not the obsolete "GMT" (RFC 5322 4.3).
+                self._value = format_datetime(datetime.fromtimestamp(second, UTC))
             return self._value
 
 
 _DATES = _DateCache()
+
+
+def _body(encoding: str, content: str, *, escape_html: bool) -> _Body:
+    if encoding == "base64":
+        return _Body64(content, escape_html=escape_html)
+    return _Body(content, escape_html=escape_html)
 
 
 class MimeTemplate:
@@ -293,8 +351,10 @@ class MimeTemplate:
         self.boundary = "=_ainippo_" + secrets.token_hex(12)
         self.subject_has_slots = any(marker in message.subject for marker in SLOTS)
         self._shared_headers = self._build_shared_headers()
-        self._text = _Body(message.text, escape_html=False)
-        self._html = _Body(message.html, escape_html=True)
+        # Each part in quoted-printable or base64, whichever is smaller (providers/transfer.py).
+        self.encodings = (choose_encoding(message.text), choose_encoding(message.html))
+        self._text = _body(self.encodings[0], message.text, escape_html=False)
+        self._html = _body(self.encodings[1], message.html, escape_html=True)
         # Each part is 8bit-capable on its own (minified HTML usually is not; text usually is).
         self._text8 = _Body8(message.text, escape_html=False) if _Body8.fits(message.text) else None
         self._html8 = _Body8(message.html, escape_html=True) if _Body8.fits(message.html) else None
@@ -305,15 +365,14 @@ class MimeTemplate:
                 _part_head(b, b"text/plain", encoding.encode()),
                 _part_head(b, b"text/html", encoding.encode()),
             )
-            for encoding in ("quoted-printable", "8bit")
+            for encoding in ("quoted-printable", "base64", "8bit")
         }
         self._close = b"--" + b + b"--" + CRLF
 
     def _build_shared_headers(self) -> bytes:
         message = self.message
-        headers = [
-            ("From", formataddr((clean_display_name(message.from_name), message.from_email)))
-        ]
+        folded = address_header("From", message.from_name, message.from_email)
+        headers = []
         if message.reply_to:
             headers.append(("Reply-To", message.reply_to))
         if not self.subject_has_slots:
@@ -322,7 +381,10 @@ class MimeTemplate:
             headers.append(("Precedence", "bulk"))
         else:
             headers.append(("Auto-Submitted", "auto-generated"))
-        folded = "".join(fold_header(name, value) for name, value in headers)
+        language = CONTENT_LANGUAGE.get(message.variant)
+        if language:
+            headers.append(("Content-Language", language))
+        folded += "".join(fold_header(name, value) for name, value in headers)
         if message.list_id:
             # Not through the unstructured folding: it would decode the encoded words again.
             folded += fold_list_id(list_id_value(message.list_id))
@@ -338,7 +400,7 @@ class MimeTemplate:
     def _recipient_headers(self, recipient: Recipient, values: tuple[str, ...]) -> bytes:
         name = clean_display_name(recipient.name)
         lines = [
-            f"To: {formataddr((name, transport_address(recipient.email)), charset='utf-8')}",
+            address_header("To", name, transport_address(recipient.email)).rstrip("\r\n"),
             f"Date: {_DATES.now()}",
             f"Message-ID: {self.message_id(recipient)}",
             f"X-Newsletter-Delivery: {recipient.delivery_id}",
@@ -379,18 +441,18 @@ class MimeTemplate:
 
     def _part(
         self,
-        qp: _Body,
+        seven: _Body,
         raw: _Body8 | None,
         index: int,
         values: tuple[str, ...],
         eightbit: bool,
     ) -> tuple[bytes, bytes]:
-        """(part header, encoded body): raw UTF-8 when allowed and it fits, else QP."""
+        """(part header, encoded body): raw UTF-8 when allowed and it fits, else 7-bit."""
         if eightbit and raw is not None:
             body = raw.fill(values)
             if body is not None:
                 return self._opens["8bit"][index], body
-        return self._opens["quoted-printable"][index], qp.fill(values)
+        return self._opens[self.encodings[index]][index], seven.fill(values)
 
 
 def list_unsubscribe(recipient: Recipient, *, fold: bool = False) -> str:

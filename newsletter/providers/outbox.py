@@ -14,8 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from newsletter.errors import TransientProviderError
+from newsletter.errors import PermanentProviderError, TransientProviderError
 from newsletter.providers.base import Batch, BatchResult, PreparedMessage, Recipient
+from newsletter.providers.dkim_sign import DkimSigner
 from newsletter.providers.mime import address_problem, template_for
 from newsletter.providers.redact import masked_filename_part
 
@@ -27,8 +28,9 @@ class OutboxProvider:
     max_batch_size = 1000
     confirms_by_events = False
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, signer: DkimSigner | None = None) -> None:
         self.directory = Path(directory)
+        self.signer = signer  # DKIM: files carry the signature SMTP would send
 
     def folder_for(self, message: PreparedMessage) -> Path:
         if message.issue_id is None:
@@ -56,8 +58,15 @@ class OutboxProvider:
                 result.failed[recipient.delivery_id] = problem
                 continue
             path = self.path_for(batch.message, recipient)
+            data = template.render(recipient)
+            if self.signer is not None:
+                try:
+                    data = self.signer.sign(data)
+                except PermanentProviderError as err:
+                    result.failed[recipient.delivery_id] = str(err)
+                    continue
             try:
-                write_atomically(path, template.render(recipient))
+                write_atomically(path, data)
             except OSError as err:
                 raise TransientProviderError(f"outbox: cannot write {path}: {err}") from err
             result.accepted.append(recipient.delivery_id)

@@ -35,6 +35,7 @@ from newsletter.errors import (
     TransientProviderError,
 )
 from newsletter.providers.base import Batch, BatchResult, Recipient
+from newsletter.providers.dkim_sign import DkimSigner, make_signer
 from newsletter.providers.mime import (
     MimeTemplate,
     address_problem,
@@ -271,9 +272,10 @@ class SmtpProvider:
     max_batch_size = 1000
     confirms_by_events = False  # SMTP reports nothing after the fact: the operator decides
 
-    def __init__(self, target: SmtpTarget) -> None:
+    def __init__(self, target: SmtpTarget, signer: DkimSigner | None = None) -> None:
         self.target = target
         self.pool = SmtpPool(target)
+        self.signer = signer  # DKIM: one signature per recipient message
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpProvider:
@@ -284,7 +286,7 @@ class SmtpProvider:
             default_pool=settings.send_concurrency,
             default_helo=settings.from_address.domain or None,
         )
-        return cls(target)
+        return cls(target, make_signer(settings))
 
     def send_batch(self, batch: Batch) -> BatchResult:
         template = template_for(batch.message)
@@ -348,8 +350,14 @@ class SmtpProvider:
             options.append("SMTPUTF8")
         conn.sent += 1
         data = template.render(recipient, eightbit=eightbit)
+        if self.signer is not None:
+            try:
+                data = self.signer.sign(data)
+            except PermanentProviderError as err:
+                return "failed", str(err)
         try:
-            return transaction(smtp, template.message.from_email, recipient, data, options)
+            sender = recipient.return_path or template.message.from_email
+            return transaction(smtp, sender, recipient, data, options)
         except (smtplib.SMTPException, OSError) as err:
             smtp.close()
             return "deferred", f"connection lost: {type(err).__name__}: {err}"

@@ -1,6 +1,7 @@
-"""The size budget: Gmail clips an HTML body over 102,400 bytes, hiding the footer (and with it
-the unsubscribe link). A variant over budget is trimmed progressively, least valuable text
-first, each article that lost text saying so next to its read-more button.
+"""The size budget: Gmail clips an HTML body over 102,400 bytes as received (transfer-encoded),
+hiding the footer (and with it the unsubscribe link). A variant over budget is trimmed
+progressively, least valuable text first, each article that lost text saying so next to its
+read-more button.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from newsletter.providers.transfer import choose_encoding
+from newsletter.providers.transfer import transmitted_size as encoded_size
 from newsletter.render.view import ArticleView, ContentView, IssueView
 from newsletter.render.width import truncate_width
 from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL
@@ -17,14 +20,26 @@ GMAIL_CLIP_BYTES = 102_400
 _REALISTIC_TOKEN = "x" * 160
 
 
-def filled_size(html: str, base_url: str) -> int:
-    """UTF-8 bytes of `html` with its slots filled by realistic per-recipient values."""
-    filled = (
+def _filled(html: str, base_url: str) -> str:
+    return (
         html.replace(SLOT_UNSUBSCRIBE_URL, f"{base_url}/u/{_REALISTIC_TOKEN}")
         .replace(SLOT_PREFERENCES_URL, f"{base_url}/p/{_REALISTIC_TOKEN}")
         .replace(SLOT_NAME, "山田 太郎 (Taro Yamada)")
     )
-    return len(filled.encode("utf-8"))
+
+
+def filled_size(html: str, base_url: str) -> int:
+    """UTF-8 bytes of `html` with its slots filled by realistic per-recipient values."""
+    return len(_filled(html, base_url).encode("utf-8"))
+
+
+def transmitted_size(html: str, base_url: str) -> int:
+    """Bytes of the HTML part as a mailbox receives it (slots filled realistically): the
+    transfer encoding the MIME builder picks for this HTML (quoted-printable or base64,
+    whichever is smaller), counted on the wire. This is what the budget holds under
+    `GMAIL_CLIP_BYTES`. (With 8BITMIME the text part may travel 8bit; the minified HTML is one
+    line over SMTP's 998 octets, so it never does.)"""
+    return encoded_size(_filled(html, base_url), choose_encoding(html))
 
 
 ContentEdit = Callable[[ContentView], ContentView]

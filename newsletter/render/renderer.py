@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from newsletter.config import Settings
 from newsletter.errors import RenderError
 from newsletter.render import i18n
-from newsletter.render.budget import GMAIL_CLIP_BYTES, TRIM_STEPS, filled_size
+from newsletter.render.budget import GMAIL_CLIP_BYTES, TRIM_STEPS, transmitted_size
 from newsletter.render.environment import compile_mjml, environment
 from newsletter.render.links import add_utm
 from newsletter.render.parts import article_parts, dateline, reading_order
@@ -200,7 +200,7 @@ def render_variant(view: IssueView, variant: str, settings: Settings) -> Rendere
     where = f"issue {view.issue_id} variant {variant}"
     context = _context(view, variant, settings)
     html = compile_mjml(_mjml_source(context), where=where)
-    size = filled_size(html, settings.base_url)
+    size = transmitted_size(html, settings.base_url)
     applied: list[str] = []
     current = view
     for step in TRIM_STEPS:
@@ -210,10 +210,10 @@ def render_variant(view: IssueView, variant: str, settings: Settings) -> Rendere
         applied.append(step.description)
         context = _context(current, variant, settings)
         html = compile_mjml(_mjml_source(context), where=where)
-        size = filled_size(html, settings.base_url)
+        size = transmitted_size(html, settings.base_url)
     if size > GMAIL_CLIP_BYTES:
         raise RenderError(
-            f"{where}: {size} bytes of HTML after every trim, over Gmail's "
+            f"{where}: {size} bytes of HTML as transmitted after every trim, over Gmail's "
             f"{GMAIL_CLIP_BYTES}-byte limit: select fewer articles (NEWSLETTER_MAX_ARTICLES)"
         )
     return RenderedVariant(
