@@ -295,11 +295,12 @@ class _Server(ThreadingHTTPServer):
         self.state = state
         super().__init__(address, _Handler)
 
-    def handleerror(self, request: Any, client_address: Any) -> None:
-        """A client that hung up (e.g. after its own timeout) is normal here, not an error."""
-        if isinstance(sys.exc_info()[1], ConnectionError):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (after its own timeout), or a connection this server dropped on
+        purpose (the drop fault), is normal here, not an error."""
+        if isinstance(sys.exc_info()[1], OSError):  # ConnectionError and ENOTCONN alike
             return
-        super().handleerror(request, client_address)
+        super().handle_error(request, client_address)
 
 
 class SendGridServer:
