@@ -68,16 +68,12 @@ def send_issue(
     processes: int = 1,
     provider_factory: ProviderFactory | None = None,
 ) -> SendReport:
-    """Send an issue: plan (idempotent), then run the loop to the end.
+    """Plan (idempotent), run the loop to the end, settle what can be settled, report.
 
-    A second call on a sent issue sends nothing. A paused issue must be resumed first. On a
-    stop event, batches in flight finish and are recorded, and the report says what was done.
-
-    `processes` > 1 forks that many minus one helper processes after planning (POSIX), each
-    with its own database connections and its own provider from `provider_factory`; they share
-    the batches through the ledger's claims exactly like `newsletter worker` processes (on
-    SQLite too: every claim is one atomic UPDATE and SQLite has one writer at a time). The
-    report and the progress callback count every process.
+    A finished issue sends nothing; a paused one must be resumed first; on `stop`, batches in
+    flight finish and are recorded. `processes` > 1 forks helpers after planning, each with its
+    own connections and a provider from `provider_factory`, sharing the batches through the
+    ledger's claims (on SQLite too); the report counts every process.
     """
     if processes < 1:
         raise ValueError(f"processes: expected at least 1, got {processes}")
