@@ -56,7 +56,12 @@ from newsletter.delivery.planning import enqueue_issue  # noqa: E402
 from newsletter.delivery.sendconfig import SendConfig  # noqa: E402
 from newsletter.delivery.sending import send_issue  # noqa: E402
 from newsletter.providers.factory import make_provider  # noqa: E402
-from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL  # noqa: E402
+from newsletter.types import (  # noqa: E402
+    SLOT_NAME,
+    SLOT_PREFERENCES_URL,
+    SLOT_UNSUBSCRIBE_URL,
+    VARIANTS,
+)
 
 T0 = datetime(2026, 6, 12, 20, 0, tzinfo=UTC)
 API_KEY = "test-key"
@@ -169,7 +174,7 @@ def seed(sessions: sessionmaker[Session], count: int) -> int:
             "<tr><td><h2>見出し Headline {i}</h2><p>" + "本文 body text " * 60 + "</p></td></tr>"
         )
         body = "".join(article.format(i=i) for i in range(8))
-        for variant in ("ja", "en", "both"):
+        for variant in VARIANTS:  # every stored variant: the send renders nothing
             session.add(
                 IssueVariant(
                     issue_id=issue.id,
