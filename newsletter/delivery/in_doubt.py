@@ -94,16 +94,18 @@ class ReconcileReport:
 def mark_in_doubt(session: Session, batch_id: int, reason: str, clock: Clock) -> None:
     """The call ended in a way that does not say whether the provider sent it. Caller's txn."""
     now = clock.now()
-    session.execute(
-        update(_DELIVERIES)
-        .where(_DELIVERIES.c.batch_id == batch_id, _DELIVERIES.c.status == DeliveryStatus.QUEUED)
-        .values(status=DeliveryStatus.IN_DOUBT, error=reason[:500], updated_at=now)
-    )
-    session.execute(
-        update(SendBatch)
-        .where(SendBatch.id == batch_id)
-        .values(status=BatchStatus.IN_DOUBT, lease_until=None, error=reason[:500], updated_at=now)
-        .execution_options(synchronize_session=False)
+    move_batches(
+        session,
+        [batch_id],
+        members_from=DeliveryStatus.QUEUED,
+        members={"status": DeliveryStatus.IN_DOUBT, "error": reason[:500], "updated_at": now},
+        batches_from=None,
+        batches={
+            "status": BatchStatus.IN_DOUBT,
+            "lease_until": None,
+            "error": reason[:500],
+            "updated_at": now,
+        },
     )
 
 
@@ -139,23 +141,19 @@ def reap_expired(session: Session, clock: Clock, issue_id: int | None = None) ->
             .values(status=BatchStatus.QUEUED, worker=None, lease_until=None, updated_at=now)
             .execution_options(synchronize_session=False)
         )
-    for chunk in chunks(ids):
-        session.execute(
-            update(_DELIVERIES)
-            .where(
-                _DELIVERIES.c.batch_id.in_(chunk),
-                _DELIVERIES.c.status == DeliveryStatus.QUEUED,
-            )
-            .values(status=DeliveryStatus.IN_DOUBT, updated_at=now)
-        )
-        session.execute(
-            update(SendBatch)
-            .where(SendBatch.id.in_(chunk), SendBatch.status == BatchStatus.SENDING)
-            .values(
-                status=BatchStatus.IN_DOUBT, lease_until=None, error=IN_DOUBT_REASON, updated_at=now
-            )
-            .execution_options(synchronize_session=False)
-        )
+    move_batches(
+        session,
+        ids,
+        members_from=DeliveryStatus.QUEUED,
+        members={"status": DeliveryStatus.IN_DOUBT, "updated_at": now},
+        batches_from=(BatchStatus.SENDING,),
+        batches={
+            "status": BatchStatus.IN_DOUBT,
+            "lease_until": None,
+            "error": IN_DOUBT_REASON,
+            "updated_at": now,
+        },
+    )
     session.commit()
     return len(ids)
 
