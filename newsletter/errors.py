@@ -17,6 +17,9 @@
     │   ├── InDoubtProviderError     the request went out and no answer came: never retry blindly
     │   └── PermanentProviderError   do not retry (400, 401, 403, 413 ...)
     ├── TokenError             a subscriber link token is tampered, unknown or expired
+    ├── AuthenticationError    no valid account, session or API token (the same words whatever
+    │                          was wrong, so a guess learns nothing)
+    ├── PermissionDeniedError  the account's role does not allow the action
     └── WebhookError           a webhook request failed verification or parsing
 
 The CLI maps them to exit codes (`EXIT_CODES`) and the web app to HTTP statuses.
@@ -147,6 +150,14 @@ EXIT_FAILED = 69
 
 class TokenError(NewsletterError):
     exit_code = 65
+
+
+class AuthenticationError(NewsletterError):
+    exit_code = 77  # EX_NOPERM
+
+
+class PermissionDeniedError(NewsletterError):
+    exit_code = 77  # EX_NOPERM
 
 
 class WebhookError(NewsletterError):

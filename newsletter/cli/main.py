@@ -99,6 +99,7 @@ def articles() -> None:
 def _register() -> None:
     from newsletter.cli import (
         articles_cmd,
+        audit_cmd,
         inbound_cmd,
         issue_build_cmd,
         issue_preview_cmd,
@@ -111,7 +112,7 @@ def _register() -> None:
         worker_cmd,
     )
 
-    for module in (setup_cmd, ops_cmd, web_cmd, worker_cmd, inbound_cmd):
+    for module in (setup_cmd, ops_cmd, web_cmd, worker_cmd, inbound_cmd, audit_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
     cli.add_command(subscribers_cmd.subscribers)

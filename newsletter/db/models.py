@@ -6,6 +6,9 @@ Tables, by who writes them:
 - issues, issue_articles, issue_overrides, issue_variants: issue assembly and rendering
 - send_batches, deliveries: the send ledger (`newsletter.delivery.ledger`)
 - events: provider webhooks (`newsletter.webhooks`)
+- users, sign_in_links, api_tokens, idempotency_keys, audit_log: who may do what, and what
+  they did (`newsletter.accounts`)
+- issue_notes: the editor's note per list and date (`newsletter.issues.editorial`)
 """
 
 from __future__ import annotations
@@ -213,6 +216,9 @@ class Issue(Base):
     send_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     note: Mapped[str | None] = mapped_column(Text)  # why skipped, what was trimmed, ...
+    # Who approved this build, and when; any later editorial change clears both.
+    approved_by: Mapped[str | None] = mapped_column(String(320))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     mailing_list: Mapped[MailingList] = relationship()
     articles: Mapped[list[IssueArticle]] = relationship(
@@ -251,6 +257,21 @@ class IssueOverride(Base):
     action: Mapped[str] = mapped_column(String(16))  # pin | exclude | position
     position: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class IssueNote(Base):
+    """The editor's note for one list and date, in each language; kept across rebuilds."""
+
+    __tablename__ = "issue_notes"
+    __table_args__ = (UniqueConstraint("list_id", "issue_date"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    issue_date: Mapped[date] = mapped_column(Date)
+    note_ja: Mapped[str | None] = mapped_column(Text)
+    note_en: Mapped[str | None] = mapped_column(Text)
+    updated_by: Mapped[str] = mapped_column(String(320))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class IssueVariant(Base):
@@ -374,3 +395,92 @@ class SendClaim(Base):
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     lease_until: Mapped[datetime] = mapped_column(UTCDateTime)
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+
+class User(Base):
+    """A person who uses the desk: an editor's account, with one role.
+
+    `session_epoch` is part of every session cookie: disabling the account, changing its role
+    or its password bumps it, and every older session stops working at once.
+    """
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # normalised, lower-case
+    role: Mapped[str] = mapped_column(String(16))  # Role
+    password_hash: Mapped[str | None] = mapped_column(String(200))  # Argon2id; None: link only
+    language: Mapped[str | None] = mapped_column(String(8))  # desk language; None: browser's
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SignInLink(Base):
+    """A sign-in link sent by email: only its hash is kept; it expires and works once."""
+
+    __tablename__ = "sign_in_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ApiToken(Base):
+    """A bearer token for scripts: shown once when created, only its hash is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # Role
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the first characters, to recognise it
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class IdempotencyKey(Base):
+    """The answer to a POST made with an `Idempotency-Key`: a retry gets it again."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("principal", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    principal: Mapped[str] = mapped_column(String(120))  # e.g. "token:7"
+    key: Mapped[str] = mapped_column(String(200))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(2048))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer)  # None while the first is running
+    response_body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class AuditEntry(Base):
+    """One editorial, sending or account action: who, when, what, before and after."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_issue_at", "issue_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(320))  # an account's email, "token:NAME", "cli:USER"
+    role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(48))  # e.g. issue.approve, user.disable
+    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="SET NULL"))
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="SET NULL"))
+    issue_date: Mapped[date | None] = mapped_column(Date)
+    subject: Mapped[str | None] = mapped_column(String(320))  # what it acted on, in words
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
