@@ -59,6 +59,7 @@ class Outcome:
     ALREADY_DONE = "already_done"  # the issue's send was already over, skipped or cancelled
     CLAIMED_ELSEWHERE = "claimed_elsewhere"  # another process is sending it right now
     SKIPPED = "skipped"  # recorded as skipped (missed the catch-up deadline)
+    AWAITING_APPROVAL = "awaiting_approval"  # NEWSLETTER_REQUIRE_APPROVAL and not approved yet
 
 
 @dataclass
@@ -198,6 +199,7 @@ def run_daily(
         report.issue_id, report.issue_date = issue.id, issue.issue_date
         report.built, report.reused = bool(result.created), not result.created
         report.status = issue.status
+        approved = issue.approved_at is not None
     log_event(
         log,
         "pipeline.built" if report.built else "pipeline.reused",
@@ -207,6 +209,21 @@ def run_daily(
         status=report.status,
     )
     if _finished(report):
+        return report
+    if settings.require_approval and report.status == IssueStatus.BUILT and not approved:
+        report.outcome = Outcome.AWAITING_APPROVAL
+        report.reason = (
+            "waiting for an editor's approval (NEWSLETTER_REQUIRE_APPROVAL): "
+            f"`newsletter issue approve {report.issue_id}` or the desk"
+        )
+        log_event(
+            log,
+            "pipeline.awaiting_approval",
+            level=logging.WARNING,
+            list=list_slug,
+            issue_id=report.issue_id,
+            issue_date=report.issue_date.isoformat(),
+        )
         return report
     _preflight(settings, provider)
     holder = claim_send(runtime.sessions, issue.id, owner, clock.now())
