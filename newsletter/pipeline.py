@@ -257,6 +257,66 @@ def run_daily(
     return report
 
 
+def send_started(
+    runtime: Runtime,
+    issue_id: int,
+    *,
+    provider: Provider | None = None,
+    stop: threading.Event | None = None,
+    owner: str | None = None,
+) -> RunReport:
+    """Deliver an issue an operator started (`operations.start_send` from the desk or the API)
+    under the same send claim as the daily run: a scheduler that wakes meanwhile waits for it,
+    and a send interrupted here is resumed by the next run like any other."""
+    owner = owner or process_owner()
+    with runtime.sessions() as session:
+        issue = session.get_one(Issue, issue_id)
+        report = RunReport(
+            list_slug=issue.mailing_list.slug,
+            outcome=Outcome.INTERRUPTED,
+            issue_date=issue.issue_date,
+            issue_id=issue_id,
+            reused=True,
+            status=issue.status,
+        )
+    if _finished(report):
+        return report
+    holder = claim_send(runtime.sessions, issue_id, owner, runtime.clock.now())
+    if holder is not None:
+        report.outcome, report.reason = Outcome.CLAIMED_ELSEWHERE, f"{holder} is sending this issue"
+        return report
+    with ClaimKeeper(runtime, issue_id, owner):
+        _send_inline(runtime, issue_id, owner, provider, stop, report)
+    log_event(
+        log,
+        f"pipeline.{report.outcome}",
+        level=_OUTCOME_LEVEL.get(report.outcome, logging.INFO),
+        list=report.list_slug,
+        issue_id=issue_id,
+        status=report.status,
+        **{k: v for k, v in report.send.items() if k in _SEND_FIELDS},
+    )
+    return report
+
+
+def send_in_background(runtime: Runtime, issue_id: int) -> threading.Thread | None:
+    """`send_started` on a thread of this process (the web server's), when sends run inline;
+    with NEWSLETTER_WORKERS=external the workers take the planned batches and this does
+    nothing."""
+    if runtime.settings.workers == "external":
+        return None
+
+    def run() -> None:
+        try:
+            send_started(runtime, issue_id)
+        except Exception:  # the ledger keeps the state; the next run or `issue send` resumes
+            log.exception("background send of issue %s stopped", issue_id)
+
+    thread = threading.Thread(target=run, name=f"send-issue-{issue_id}", daemon=True)
+    thread.start()
+    return thread
+
+
 _OUTCOME_LEVEL = {
     Outcome.SENT_WITH_FAILURES: logging.WARNING,
     Outcome.IN_DOUBT: logging.WARNING,

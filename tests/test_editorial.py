@@ -21,7 +21,7 @@ from newsletter.errors import PermissionDeniedError, StateError, ValidationError
 from newsletter.issues import editorial
 from newsletter.issues.assembly import build_issue
 from newsletter.issues.variants import ensure_variants
-from newsletter.pipeline import Outcome, run_daily
+from newsletter.pipeline import Outcome, run_daily, send_started
 from newsletter.providers.outbox import OutboxProvider
 from newsletter.runtime import Runtime
 from newsletter.scheduler import catch_up_list
@@ -346,3 +346,18 @@ def test_an_admins_send_and_cancel_are_in_the_audit_log(
     with runtime.sessions() as session:
         actions = [e.action for e in audit.entries(session, issue=session.get_one(Issue, issue_id))]
     assert actions == ["issue.cancel", "issue.send"]
+
+
+def test_a_send_started_by_an_admin_is_delivered_once_under_the_send_claim(
+    runtime: Runtime, todays_articles: list[int], clock: FixedClock
+) -> None:
+    addresses = seed_subscribers(runtime.sessions, clock, 3)
+    issue_id = _build(runtime)
+    with transaction(runtime.sessions) as session:
+        operations.start_send(session, runtime.settings, runtime.clock, ADMIN, issue_id)
+    outbox = OutboxProvider(runtime.settings.outbox_dir)
+    report = send_started(runtime, issue_id, provider=outbox)
+    assert report.outcome == Outcome.SENT
+    again = send_started(runtime, issue_id, provider=outbox)
+    assert again.outcome == Outcome.ALREADY_DONE
+    assert outbox_recipients(runtime.settings.outbox_dir) == dict.fromkeys(addresses, 1)
