@@ -6,6 +6,7 @@ import re
 from datetime import date, timedelta
 
 import feedparser
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from newsletter.db.models import Issue
@@ -283,7 +284,8 @@ def test_a_newly_sent_issue_appears_on_the_pages_already_cached(
     before = web_client.get(_issue_url(NEWEST)).text
     web_client.get("/issues/", headers=EN)
     with transaction(web_runtime.sessions) as session:
-        session.get(Issue, 4).status = "sent"  # type: ignore[union-attr]
+        unsent = session.scalars(select(Issue).where(Issue.issue_date == edition.unsent_date))
+        unsent.one().status = "sent"
     assert f'rel="next" href="/issues/{edition.unsent_date.isoformat()}?lang=en"' not in before
     after = web_client.get(_issue_url(NEWEST)).text
     assert f'rel="next" href="/issues/{edition.unsent_date.isoformat()}?lang=en"' in after
