@@ -29,7 +29,7 @@ from newsletter.errors import (
 from newsletter.logs import log_event
 from newsletter.paths import templates_dir
 from newsletter.runtime import Runtime
-from newsletter.web import archive, editor, signup, subscriber_links, webhook_routes
+from newsletter.web import archive, edition, editor, signup, subscriber_links, webhook_routes
 from newsletter.web.context import WebState, make_environment, page_language, render
 from newsletter.web.i18n import MESSAGES
 from newsletter.web.security import DEFAULT_HEADERS, CsrfSigner, SecurityHeaders, SignupThrottle
@@ -129,8 +129,9 @@ def create_app(
         Route("/confirm/{token}", signup.confirm_page, methods=["GET"]),
         Route("/confirm/{token}", signup.confirm_post, methods=["POST"]),
         Route("/webhooks/sendgrid", webhook_routes.sendgrid_webhook, methods=["POST"]),
-        Route("/issues/", archive.archive_index, methods=["GET"]),
-        Route("/issues/{date}", archive.archive_issue, methods=["GET"]),
+        # The web edition (home, index, issue and article pages, feeds) and the email as sent.
+        *edition.routes(),
+        Route("/issues/{date}/email", archive.archive_issue, methods=["GET"]),
         Route("/preview/{issue_id}", editor.preview_page, methods=["GET"]),
         Route("/preview/{issue_id}/{variant}", editor.preview_frame, methods=["GET"]),
         Route("/admin/issues/{issue_id}", editor.stats_page, methods=["GET"]),
