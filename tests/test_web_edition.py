@@ -9,7 +9,8 @@ import feedparser
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from newsletter.db.models import Issue
+from newsletter.clock import FixedClock
+from newsletter.db.models import Issue, IssueNote
 from newsletter.db.session import transaction
 from newsletter.runtime import Runtime
 from newsletter.types import SLOTS
@@ -149,6 +150,29 @@ def test_an_issue_page_shows_no_editor_note_until_one_is_given(
     page = web_client.get(_issue_url(FIRST_DAY)).text
     assert "internal: skipped" not in page
     assert "editor-note" not in page
+
+
+def test_an_issue_page_shows_the_editors_note_escaped_with_its_links(
+    web_client: TestClient, web_runtime: Runtime, edition: Edition, clock: FixedClock
+) -> None:
+    with transaction(web_runtime.sessions) as session:
+        session.add(
+            IssueNote(
+                list_id=edition.list_id,
+                issue_date=FIRST_DAY,
+                note_ja="<b>特集</b>号です https://example.com/special",
+                note_en="A special edition",
+                updated_by="hanako@example.jp",
+                updated_at=clock.now(),
+            )
+        )
+    page = web_client.get(f"/issues/{FIRST_DAY.isoformat()}?lang=both").text
+    assert page.count('class="card editor-note"') == 1
+    assert "&lt;b&gt;特集&lt;/b&gt;号です" in page
+    assert '<a href="https://example.com/special">' in page
+    assert page.index("特集") < page.index("A special edition")
+    english = web_client.get(_issue_url(FIRST_DAY)).text
+    assert "A special edition" in english and "特集" not in english
 
 
 def test_unsent_issues_are_not_public(web_client: TestClient, edition: Edition) -> None:

@@ -21,7 +21,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from newsletter.db.models import Article
 from newsletter.errors import NotFoundError
+from newsletter.issues.editorial import get_note
 from newsletter.render.i18n import long_date
+from newsletter.render.renderer import note_parts
 from newsletter.types import VARIANTS
 from newsletter.urls import DEFAULT_LIST_SLUG
 from newsletter.web.context import in_transaction, parse_id, state_of
@@ -134,14 +136,16 @@ def _cached(request: Request, key: tuple[Any, ...], build: Callable[[], CachedPa
 # --- the issue page ---------------------------------------------------------------------------
 
 
-def editor_note_for(session: Session, issue: IssueRef, language: str) -> str | None:
-    """The editor's note shown above an issue's articles: the hook for the editor's-note feature.
+def editor_note_for(session: Session, issue: IssueRef, variant: str) -> dict[str, Any] | None:
+    """The editor's note above the articles, in the variant's reading order (as in the email).
 
-    Nothing yet (`Issue.note` is the internal note, "why skipped", and is never shown). When
-    the feature lands, return the note's text here and add what changes it (its id or edit
-    time) to the page's cache key in `issue`, so an edited note is a new page.
+    No cache key of its own: a note can only change while the issue is `built`, and a page
+    exists only once it was sent (its `sent_at` is in the key).
     """
-    return None
+    note = get_note(session, issue.list_id, issue.issue_date)
+    if note is None:
+        return None
+    return note_parts(note.ja, note.en, variant)
 
 
 def _parse_date(text: str) -> date:
@@ -218,7 +222,7 @@ def _issue_page(
         variants=_variant_links(lang, lambda v: issue_path(ref, v), variant),
         articles=articles,
         article_path=article_path,
-        editor_note=editor_note_for(session, ref, lang),
+        editor_note=editor_note_for(session, ref, variant),
         email_url=email_path(ref, variant),
         before=Link(issue_path(before, variant), long_date(before.issue_date, lang))
         if before

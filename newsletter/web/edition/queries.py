@@ -34,6 +34,7 @@ class IssueRef:
     list_name: str
     issue_date: date
     sent_at: datetime | None
+    list_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,14 @@ def _not_excluded() -> ColumnElement[bool]:
     )
 
 
-_REF_COLUMNS = (Issue.id, MailingList.slug, MailingList.name, Issue.issue_date, Issue.sent_at)
+_REF_COLUMNS = (
+    Issue.id,
+    MailingList.slug,
+    MailingList.name,
+    Issue.issue_date,
+    Issue.sent_at,
+    Issue.list_id,
+)
 
 
 def _refs(rows: Iterable[Any]) -> list[IssueRef]:
