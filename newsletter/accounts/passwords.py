@@ -6,6 +6,7 @@ account, so the answer's timing does not tell a guesser which addresses have acc
 
 from __future__ import annotations
 
+import contextlib
 from functools import cache
 
 from argon2 import PasswordHasher
@@ -57,7 +58,5 @@ def _dummy_hash() -> str:
 
 def dummy_verify(password: str = "") -> None:
     """The work of one verification, for an account that does not exist."""
-    try:
+    with contextlib.suppress(VerifyMismatchError, VerificationError, InvalidHashError):
         _hasher().verify(_dummy_hash(), password[:MAX_LENGTH] or "x")
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        pass
