@@ -17,8 +17,11 @@ from starlette.responses import Response
 from newsletter.accounts import audit
 from newsletter.accounts.roles import Permission
 from newsletter.db.models import Issue
+from newsletter.delivery import operations
 from newsletter.errors import NotFoundError, StateError, ValidationError
+from newsletter.issues import editorial
 from newsletter.issues.assembly import build_issue
+from newsletter.pipeline import send_in_background
 from newsletter.preview import send_test_email
 from newsletter.types import RenderedVariant
 from newsletter.web.context import in_transaction, parse_id, state_of
@@ -29,8 +32,6 @@ from newsletter.web.editor import stored_variants
 from subscribers.audience import is_mailable_address
 from subscribers.hashing import EmailHasher
 from subscribers.lists import get_list
-
-NOTE_MAX = 2000  # characters per language: a note, not an article
 
 SELECTION_ACTIONS = ("pin", "exclude", "restore", "up", "down", "top")
 
@@ -55,8 +56,6 @@ def _moved(order: list[int], article_id: int, action: str) -> list[int]:
 @desk_route(Permission.EDIT)
 async def selection_post(request: Request, desk: Desk) -> Response:
     """Pin, exclude, restore (forget the decision), or move up / down / to the top."""
-    from newsletter.issues import editorial
-
     web = state_of(request)
     slug = request.path_params["slug"]
     issue_date = parse_date(request.path_params["date"])
@@ -91,17 +90,13 @@ async def selection_post(request: Request, desk: Desk) -> Response:
 
 def _note_text(desk: Desk, name: str) -> str | None:
     assert desk.form is not None
-    text = str(desk.form.get(name) or "").replace("\r\n", "\n").strip()
-    if len(text) > NOTE_MAX:
-        raise ValidationError(f"the note has {len(text)} characters; at most {NOTE_MAX}")
-    return text or None
+    value = desk.form.get(name)
+    return value if isinstance(value, str) else None
 
 
 @desk_route(Permission.EDIT)
 async def note_post(request: Request, desk: Desk) -> Response:
     """The editor's note in ja and en (plain text with links; either may be empty)."""
-    from newsletter.issues import editorial
-
     web = state_of(request)
     slug = request.path_params["slug"]
     issue_date = parse_date(request.path_params["date"])
@@ -155,8 +150,6 @@ def _issue_for(session: Session, slug: str, issue_date: date) -> Issue:
 @desk_route(Permission.EDIT)
 async def approve_post(request: Request, desk: Desk) -> Response:
     """Approve this build (who and when are recorded; any later change withdraws it)."""
-    from newsletter.issues import editorial
-
     web = state_of(request)
     slug = request.path_params["slug"]
     issue_date = parse_date(request.path_params["date"])
@@ -225,8 +218,6 @@ SEND_ACTIONS = {
 @desk_route(Permission.SEND)
 async def sending_post(request: Request, desk: Desk) -> Response:
     """Start, pause, resume, cancel or retry the send (admins)."""
-    from newsletter.delivery import operations
-
     web = state_of(request)
     issue_id = parse_id(request.path_params["issue_id"], Issue.id)
     action = request.path_params["action"]
@@ -237,10 +228,18 @@ async def sending_post(request: Request, desk: Desk) -> Response:
     def work(session: Session) -> None:
         if action == "send":
             operations.start_send(session, web.settings, clock, desk.actor, issue_id)
+        elif action == "retry":
+            operations.retry(
+                session, clock, desk.actor, issue_id, batch_size=web.settings.send_batch_size
+            )
         else:
             getattr(operations, action)(session, clock, desk.actor, issue_id)
 
     await in_transaction(request, work)
+    if action in ("send", "resume", "retry"):
+        # Committed: deliver it on this server's thread (inline sends), under the send claim
+        # the scheduler also takes; with external workers they pick the batches up.
+        send_in_background(web.runtime, issue_id)
     return back_to(
         f"/desk/issues/{issue_id}/sending", SEND_ACTIONS[action], request.query_params.get("hl")
     )

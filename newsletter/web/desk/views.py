@@ -15,7 +15,7 @@ from newsletter.clock import Clock
 from newsletter.config import Settings
 from newsletter.db.models import Article, Issue, IssueNote, MailingList
 from newsletter.delivery.status import send_status
-from newsletter.issues.assembly import select_for
+from newsletter.issues.editorial import candidates
 from newsletter.schedule import issue_date_for, local_instant, schedule_for
 from newsletter.types import DeliveryStatus, IssueStatus
 
@@ -39,8 +39,8 @@ def local_time(value: datetime, tz: Any, lang: str) -> str:
 
 
 def require_approval(settings: Settings) -> bool:
-    """NEWSLETTER_REQUIRE_APPROVAL, when the settings know it."""
-    return bool(getattr(settings, "require_approval", False))
+    """NEWSLETTER_REQUIRE_APPROVAL: the scheduler sends only an approved issue."""
+    return settings.require_approval
 
 
 def find_issue(session: Session, list_id: int, issue_date: date) -> Issue | None:
@@ -159,7 +159,7 @@ def candidate_rows(
     session: Session, settings: Settings, mailing_list: MailingList, issue_date: date, lang: str
 ) -> tuple[list[CandidateRow], str | None]:
     """Every candidate, chosen first in issue order, with why; and why no issue, if so."""
-    selection = select_for(session, settings, mailing_list, issue_date)
+    selection = candidates(session, settings, mailing_list, issue_date)
     ids = [d.article_id for d in selection.decisions]
     articles = {a.id: a for a in session.scalars(select(Article).where(Article.id.in_(ids))) if ids}
     tz = schedule_for(settings, mailing_list).tz
