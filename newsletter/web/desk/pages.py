@@ -193,13 +193,13 @@ async def sending_page(request: Request, desk: Desk) -> Response:
             "list_name": issue.mailing_list.name,
             "issue_date": issue.issue_date.isoformat(),
             "state": issue_state(issue),
-            "status": issue.status,
+            "issue_status": issue.status,
             "ledger": ledger_view(session, issue, web.runtime.clock.now()),
             "approved": issue.approved_at is not None,
         }
 
     values = await in_transaction(request, work)
-    live = values["status"] == IssueStatus.SENDING
+    live = values["issue_status"] == IssueStatus.SENDING
     return page(
         request,
         "desk/sending.html",

@@ -141,6 +141,10 @@ class CandidateRow:
 
 
 def _reason_key(reason: str) -> str:
+    """The selection's reason ("selected #2 (importance 80)", "excluded by editor", ...) as a
+    catalog key, so the page says it in the reader's language."""
+    if reason.startswith("selected #") and "(" in reason:
+        reason = reason[reason.index("(") + 1 :]
     for prefix, key in (
         ("pinned", "reason_pinned"),
         ("excluded", "reason_excluded"),
