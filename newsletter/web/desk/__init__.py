@@ -5,7 +5,7 @@ no script; `routes()` is mounted by `newsletter.web.app`."""
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from newsletter.paths import templates_dir
@@ -18,12 +18,17 @@ async def stylesheet(request: Request) -> Response:
     )
 
 
+async def to_desk(request: Request) -> Response:
+    return RedirectResponse("/desk/", status_code=308)
+
+
 def routes() -> list[BaseRoute]:
     from newsletter.web.desk import actions, pages, signin
 
     issue = "/desk/lists/{slug}/{date}"
     sent = "/desk/issues/{issue_id}"
     return [
+        Route("/desk", to_desk, methods=["GET"]),
         Route("/desk/", pages.home, methods=["GET"]),
         Route("/desk/static/desk.css", stylesheet, methods=["GET"]),
         Route("/desk/sign-in", signin.sign_in_page, methods=["GET"]),
