@@ -7,8 +7,10 @@ injected with the page's CSP bypassed for the injection only (the desk itself ru
 
 from __future__ import annotations
 
+import email
 import json
 from datetime import timedelta
+from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +23,11 @@ from newsletter.config import Secret, load_settings
 from newsletter.db.migrate import upgrade
 from newsletter.db.models import Issue, IssueNote
 from newsletter.db.session import make_engine, transaction
+from newsletter.pipeline import Outcome, run_daily
+from newsletter.providers.outbox import OutboxProvider
 from newsletter.runtime import Runtime
 from tests.desk_support import PASSWORD, make_user
-from tests.fixtures.scheduler import seed_articles
+from tests.fixtures.scheduler import outbox_recipients, seed_articles, seed_subscribers
 from tests.fixtures.web import add_list, free_port, live_server
 
 pytestmark = pytest.mark.browser
@@ -42,6 +46,7 @@ def desk_runtime(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> Any:
         var_dir=tmp_path / "var",
         secret_keys=(Secret("test-secret-key-0123456789abcdef"),),
         base_url=f"http://127.0.0.1:{port}",
+        require_approval=True,
     )
     engine = make_engine(sqlite_url, create=True)
     upgrade(engine)
@@ -51,6 +56,7 @@ def desk_runtime(tmp_path: Path, sqlite_url: str, clock: FixedClock) -> Any:
         add_list(session, clock)
     seed_articles(runtime.sessions, [clock.now() - timedelta(hours=h) for h in (1, 2, 3, 4)])
     make_user(runtime, "hanako@example.jp", "editor")
+    seed_subscribers(runtime.sessions, clock, 3)
     yield runtime, port
     runtime.close()
 
@@ -164,6 +170,27 @@ def test_an_editor_adjusts_writes_a_note_and_approves_in_the_browser(
             "issue.approve",
         ]
         assert {e.actor for e in audit.entries(session, issue=issue)} == {"hanako@example.jp"}
+        chosen = [item.article.content("en").title for item in issue.articles]
+    assert chosen == [after_exclude[-1], *after_exclude[:-1]]
+
+    # The scheduler's daily run, with NEWSLETTER_REQUIRE_APPROVAL on, sends exactly that.
+    outbox = runtime.settings.outbox_dir
+    report = run_daily(runtime, list_slug="daily", provider=OutboxProvider(outbox))
+    assert report.outcome == Outcome.SENT
+    assert sorted(outbox_recipients(outbox).values()) == [1, 1, 1]
+    in_english = 0
+    for path in Path(outbox).glob("issue-*/*.eml"):
+        message = email.message_from_bytes(path.read_bytes(), policy=default_policy)
+        text = message.get_body(preferencelist=("plain",)).get_content()
+        assert "今朝は特集号です" in text or "A special issue this morning" in text
+        excluded_ja = before[0].replace("Test article ", "テスト記事 その")
+        assert before[0] not in text and excluded_ja not in text
+        shown = [title for title in chosen if title in text]
+        if shown:  # the variants with English titles list them in the editor's order
+            assert shown == chosen
+            assert sorted(shown, key=text.index) == chosen
+            in_english += 1
+    assert in_english >= 2  # the en and both readers
 
 
 def test_the_sending_and_statistics_pages_fit_a_phone_and_pass_axe(
