@@ -199,3 +199,69 @@ def test_next_never_leads_off_the_desk(web_client: TestClient, web_runtime: Runt
         follow_redirects=False,
     )
     assert response.headers["location"] == "/desk/"
+
+
+def _emailed_link(runtime: Runtime) -> str:
+    import email
+    import re
+    from email.policy import default as default_policy
+    from pathlib import Path
+
+    [path] = list(Path(runtime.settings.outbox_dir).rglob("*.eml"))
+    message = email.message_from_bytes(path.read_bytes(), policy=default_policy)
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    match = re.search(r"https://news\.example\.com(/desk/sign-in/link/\S+)", text)
+    assert match, text
+    return match.group(1)
+
+
+def test_a_sign_in_link_is_emailed_and_signs_in_once(
+    web_client: TestClient, web_runtime: Runtime
+) -> None:
+    make_user(web_runtime, "editor@example.com", "editor", password=None)
+    csrf = csrf_of(web_client.get("/desk/sign-in").text)
+    asked = web_client.post(
+        "/desk/sign-in/link", data={"email": "editor@example.com", "csrf": csrf}
+    )
+    assert asked.status_code == 200 and 'role="status"' in asked.text
+    path = _emailed_link(web_runtime)
+    page = web_client.get(path)  # a mail scanner's GET spends nothing
+    assert page.status_code == 200 and "Set-Cookie" not in page.headers.get("set-cookie", "")
+    token = csrf_of(web_client.get(path).text)
+    used = web_client.post(path, data={"csrf": token}, follow_redirects=False)
+    assert used.status_code == 303 and used.headers["location"] == "/desk/"
+    assert web_client.get("/desk/").status_code == 200
+    web_client.cookies.delete(COOKIE, path="/desk")
+    token = csrf_of(web_client.get(path).text)
+    again = web_client.post(path, data={"csrf": token}, follow_redirects=False)
+    assert again.status_code == 400
+
+
+def test_asking_a_link_for_an_unknown_address_gets_the_same_answer_and_sends_nothing(
+    web_client: TestClient, web_runtime: Runtime
+) -> None:
+    from pathlib import Path
+
+    make_user(web_runtime, "editor@example.com", "editor")
+    csrf = csrf_of(web_client.get("/desk/sign-in").text)
+    unknown = web_client.post("/desk/sign-in/link", data={"email": "no@example.com", "csrf": csrf})
+    assert not list(Path(web_runtime.settings.outbox_dir).rglob("*.eml"))
+    known = web_client.post(
+        "/desk/sign-in/link", data={"email": "editor@example.com", "csrf": csrf}
+    )
+    assert unknown.status_code == known.status_code == 200
+    marker = 'role="status">'
+    assert unknown.text.split(marker)[1][:80] == known.text.split(marker)[1][:80]
+
+
+def test_an_expired_sign_in_link_does_not_sign_in(
+    web_client: TestClient, web_runtime: Runtime, clock: FixedClock
+) -> None:
+    make_user(web_runtime, "editor@example.com", "editor")
+    csrf = csrf_of(web_client.get("/desk/sign-in").text)
+    web_client.post("/desk/sign-in/link", data={"email": "editor@example.com", "csrf": csrf})
+    path = _emailed_link(web_runtime)
+    clock.advance(minutes=16)
+    token = csrf_of(web_client.get(path).text)
+    assert web_client.post(path, data={"csrf": token}).status_code == 400
+    assert web_client.get("/desk/", follow_redirects=False).status_code == 303
