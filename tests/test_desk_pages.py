@@ -309,3 +309,22 @@ def test_every_key_the_desk_templates_use_is_in_the_catalog() -> None:
     states = ["not_built", "built", "approved", "sending", "paused", "sent"]
     states += ["sent_with_failures", "failed", "cancelled", "skipped"]
     assert all(f"state_{s}" in DESK_MESSAGES for s in states)
+
+
+def test_home_asks_for_a_look_at_yesterdays_issue_that_ended_with_failures(
+    web_client: TestClient, web_runtime: Runtime, clock: FixedClock, day: list[int]
+) -> None:
+    from datetime import date
+
+    with transaction(web_runtime.sessions) as session:
+        list_id = session.scalars(select(Issue.list_id)).first()
+        assert list_id is None  # nothing built for today yet
+        from newsletter.db.models import MailingList
+
+        list_id = session.scalars(select(MailingList.id)).one()
+        add_issue(
+            session, clock, list_id, issue_date=date(2026, 6, 12), status="sent_with_failures"
+        )
+    _as(web_client, "viewer")
+    page = web_client.get("/desk/?hl=en").text
+    assert "The issue of 2026-06-12 needs a look: sent with failures." in page

@@ -265,3 +265,15 @@ def test_an_expired_sign_in_link_does_not_sign_in(
     token = csrf_of(web_client.get(path).text)
     assert web_client.post(path, data={"csrf": token}).status_code == 400
     assert web_client.get("/desk/", follow_redirects=False).status_code == 303
+
+
+def test_a_desk_form_larger_than_the_cap_is_refused_with_413(
+    web_client: TestClient, web_runtime: Runtime
+) -> None:
+    make_user(web_runtime, "editor@example.com", "editor")
+    sign_in(web_client, "editor@example.com")
+    big = {"csrf": desk_csrf(web_client), "note_en": "x" * (70 * 1024)}
+    assert web_client.post("/desk/lists/daily/2026-06-13/note", data=big).status_code == 413
+    csrf = csrf_of(web_client.get("/desk/sign-in").text)
+    big_sign_in = {"csrf": csrf, "email": "e@example.com", "password": "p" * (70 * 1024)}
+    assert web_client.post("/desk/sign-in", data=big_sign_in).status_code == 413

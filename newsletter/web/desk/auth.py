@@ -27,6 +27,7 @@ from newsletter.errors import (
     SuppressedError,
     ValidationError,
 )
+from newsletter.web.bodies import read_form
 from newsletter.web.context import in_transaction, page_language, state_of
 from newsletter.web.desk.i18n import desk_translator
 from newsletter.web.desk.sessions import COOKIE, REFRESH_AFTER_S, SessionData, desk_state
@@ -166,7 +167,7 @@ def desk_route(
                     desk=desk,
                 )
             if request.method == "POST":
-                form = await request.form()
+                form = await read_form(request)
                 if not state.csrf_ok(form.get("csrf"), data.nonce):
                     return message_page(
                         request, lang, 403, "csrf_title", desk.t("csrf_body"), desk=desk

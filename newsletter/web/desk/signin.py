@@ -20,6 +20,7 @@ from newsletter.accounts.roles import Permission
 from newsletter.accounts.sign_in_mail import send_sign_in_mail
 from newsletter.errors import AuthenticationError, ProviderError
 from newsletter.logs import log_event
+from newsletter.web.bodies import read_form
 from newsletter.web.context import in_transaction, page_language, state_of
 from newsletter.web.desk.auth import Desk, desk_route, message_page, page, signed_in
 from newsletter.web.desk.sessions import COOKIE_PATH, PRE_COOKIE, desk_state
@@ -105,7 +106,7 @@ def _start_session(request: Request, user_id: int, epoch: int, target: str) -> R
 
 async def sign_in_post(request: Request) -> Response:
     lang = page_language(request)
-    form = await request.form()
+    form = await read_form(request)
     if not _pre_csrf_ok(request, form):
         return message_page(request, lang, 403, "csrf_title", _t(lang, "csrf_body"))
     email = str(form.get("email") or "")
@@ -135,7 +136,7 @@ def _t(lang: str, key: str, **values: object) -> str:
 async def link_request(request: Request) -> Response:
     """Email a sign-in link to an active account; the same answer whoever asked."""
     lang = page_language(request)
-    form = await request.form()
+    form = await read_form(request)
     if not _pre_csrf_ok(request, form):
         return message_page(request, lang, 403, "csrf_title", _t(lang, "csrf_body"))
     email = str(form.get("email") or "")
@@ -177,7 +178,7 @@ async def link_page(request: Request) -> Response:
 
 async def link_post(request: Request) -> Response:
     lang = page_language(request)
-    form = await request.form()
+    form = await read_form(request)
     if not _pre_csrf_ok(request, form):
         return message_page(request, lang, 403, "csrf_title", _t(lang, "csrf_body"))
     if not desk_state(request).address_limiter.allow(client_ip(request)):

@@ -18,6 +18,18 @@ from newsletter.delivery.status import send_status
 from newsletter.issues.editorial import candidates
 from newsletter.schedule import issue_date_for, local_instant, schedule_for
 from newsletter.types import DeliveryStatus, IssueStatus
+from newsletter.web.desk.i18n import desk_translator
+
+# The previous issue still needs someone when it ended (or stopped) like this.
+LOOK_AGAIN = frozenset(
+    {
+        IssueStatus.SENDING,
+        IssueStatus.PAUSED,
+        IssueStatus.SENT_WITH_FAILURES,
+        IssueStatus.FAILED,
+        IssueStatus.SKIPPED,
+    }
+)
 
 # The desk's names for an issue's state (the home page's column).
 STATE_NOT_BUILT = "not_built"
@@ -99,6 +111,11 @@ def home_rows(
             .order_by(Issue.issue_date.desc())
             .limit(3)
         ).all()
+        if recent and recent[0].status in LOOK_AGAIN:
+            label = desk_translator(lang)("state_" + issue_state(recent[0]))
+            notes.append(
+                ("attention_previous", {"date": recent[0].issue_date.isoformat(), "state": label})
+            )
         rows.append(
             {
                 "slug": mailing_list.slug,
