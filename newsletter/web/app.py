@@ -138,6 +138,10 @@ def create_app(
         Route("/static/web.css", stylesheet, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
     ]
+    # The editors' desk (newsletter/web/desk/): its own routes, signers and limits.
+    from newsletter.web import desk
+
+    routes += desk.routes()
     app = Starlette(
         routes=routes,
         middleware=[Middleware(SecurityHeaders)],
