@@ -1,7 +1,7 @@
 """The desk in headless Chromium: an editor's morning, screenshots at phone and desktop widths
 with no horizontal overflow, and axe-core with no serious or critical violations.
 
-axe-core is vendored as tests/assets/axe-core-4.14.1.min.js (MPL-2.0, its licence beside it),
+axe-core is vendored in tests/data/axe-core (MPL-2.0, its licence beside it),
 injected with the page's CSP bypassed for the injection only (the desk itself runs no script).
 """
 
@@ -32,7 +32,7 @@ from tests.fixtures.web import add_list, free_port, live_server
 
 pytestmark = pytest.mark.browser
 
-AXE = Path(__file__).parent / "assets" / "axe-core-4.14.1.min.js"
+AXE = Path(__file__).parent / "data" / "axe-core" / "axe.min.js"
 DAY = "/desk/lists/daily/2026-06-13"
 
 
