@@ -71,6 +71,7 @@ class Settings:
     timezone: ZoneInfo
     send_time: time
     catchup_deadline: time  # a missed morning send is skipped after this local time
+    require_approval: bool  # the scheduler and `run` send only an issue an editor approved
     max_articles: int
     min_articles: int
     utm_params: str  # query string appended to article links, e.g. utm_source=newsletter
@@ -242,6 +243,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], Any], str | None]] = {
     "timezone": ("NEWSLETTER_TIMEZONE", _timezone, "Asia/Tokyo"),
     "send_time": ("NEWSLETTER_SEND_TIME", _time, "07:00"),
     "catchup_deadline": ("NEWSLETTER_CATCHUP_DEADLINE", _time, "11:00"),
+    "require_approval": ("NEWSLETTER_REQUIRE_APPROVAL", _bool, "false"),
     "max_articles": ("NEWSLETTER_MAX_ARTICLES", _int_range(1, 50), "8"),
     "min_articles": ("NEWSLETTER_MIN_ARTICLES", _int_range(0, 50), "1"),
     "utm_params": ("NEWSLETTER_UTM", _str, "utm_source=newsletter&utm_medium=email"),

@@ -59,6 +59,7 @@ class Outcome:
     ALREADY_DONE = "already_done"  # the issue's send was already over, skipped or cancelled
     CLAIMED_ELSEWHERE = "claimed_elsewhere"  # another process is sending it right now
     SKIPPED = "skipped"  # recorded as skipped (missed the catch-up deadline)
+    AWAITING_APPROVAL = "awaiting_approval"  # NEWSLETTER_REQUIRE_APPROVAL and not approved yet
 
 
 @dataclass
@@ -198,6 +199,7 @@ def run_daily(
         report.issue_id, report.issue_date = issue.id, issue.issue_date
         report.built, report.reused = bool(result.created), not result.created
         report.status = issue.status
+        approved = issue.approved_at is not None
     log_event(
         log,
         "pipeline.built" if report.built else "pipeline.reused",
@@ -207,6 +209,21 @@ def run_daily(
         status=report.status,
     )
     if _finished(report):
+        return report
+    if settings.require_approval and report.status == IssueStatus.BUILT and not approved:
+        report.outcome = Outcome.AWAITING_APPROVAL
+        report.reason = (
+            "waiting for an editor's approval (NEWSLETTER_REQUIRE_APPROVAL): "
+            f"`newsletter issue approve {report.issue_id}` or the desk"
+        )
+        log_event(
+            log,
+            "pipeline.awaiting_approval",
+            level=logging.WARNING,
+            list=list_slug,
+            issue_id=report.issue_id,
+            issue_date=report.issue_date.isoformat(),
+        )
         return report
     _preflight(settings, provider)
     holder = claim_send(runtime.sessions, issue.id, owner, clock.now())
@@ -238,6 +255,66 @@ def run_daily(
         **{k: v for k, v in report.send.items() if k in _SEND_FIELDS},
     )
     return report
+
+
+def send_started(
+    runtime: Runtime,
+    issue_id: int,
+    *,
+    provider: Provider | None = None,
+    stop: threading.Event | None = None,
+    owner: str | None = None,
+) -> RunReport:
+    """Deliver an issue an operator started (`operations.start_send` from the desk or the API)
+    under the same send claim as the daily run: a scheduler that wakes meanwhile waits for it,
+    and a send interrupted here is resumed by the next run like any other."""
+    owner = owner or process_owner()
+    with runtime.sessions() as session:
+        issue = session.get_one(Issue, issue_id)
+        report = RunReport(
+            list_slug=issue.mailing_list.slug,
+            outcome=Outcome.INTERRUPTED,
+            issue_date=issue.issue_date,
+            issue_id=issue_id,
+            reused=True,
+            status=issue.status,
+        )
+    if _finished(report):
+        return report
+    holder = claim_send(runtime.sessions, issue_id, owner, runtime.clock.now())
+    if holder is not None:
+        report.outcome, report.reason = Outcome.CLAIMED_ELSEWHERE, f"{holder} is sending this issue"
+        return report
+    with ClaimKeeper(runtime, issue_id, owner):
+        _send_inline(runtime, issue_id, owner, provider, stop, report)
+    log_event(
+        log,
+        f"pipeline.{report.outcome}",
+        level=_OUTCOME_LEVEL.get(report.outcome, logging.INFO),
+        list=report.list_slug,
+        issue_id=issue_id,
+        status=report.status,
+        **{k: v for k, v in report.send.items() if k in _SEND_FIELDS},
+    )
+    return report
+
+
+def send_in_background(runtime: Runtime, issue_id: int) -> threading.Thread | None:
+    """`send_started` on a thread of this process (the web server's), when sends run inline;
+    with NEWSLETTER_WORKERS=external the workers take the planned batches and this does
+    nothing."""
+    if runtime.settings.workers == "external":
+        return None
+
+    def run() -> None:
+        try:
+            send_started(runtime, issue_id)
+        except Exception:  # the ledger keeps the state; the next run or `issue send` resumes
+            log.exception("background send of issue %s stopped", issue_id)
+
+    thread = threading.Thread(target=run, name=f"send-issue-{issue_id}", daemon=True)
+    thread.start()
+    return thread
 
 
 _OUTCOME_LEVEL = {

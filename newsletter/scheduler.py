@@ -57,6 +57,7 @@ from newsletter.pipeline import (
 )
 from newsletter.runtime import Runtime
 from newsletter.schedule import catchup_grace, schedule_for
+from newsletter.types import IssueStatus
 from newsletter.urls import DEFAULT_LIST_SLUG
 from subscribers.lists import get_or_create_list
 
@@ -169,6 +170,11 @@ def catch_up_list(
         )
     elif decision.action is CatchupAction.SKIP:
         note = decision.reason
+        if settings.require_approval and status == IssueStatus.BUILT:
+            note = (
+                f"not approved by the catch-up deadline {settings.catchup_deadline:%H:%M} "
+                "(NEWSLETTER_REQUIRE_APPROVAL): the issue was built but no editor approved it"
+            )
         if last_failure is not None and last_failure[0] == decision.issue_date:
             note += f"; last attempt: {last_failure[1]}"
         result.run = record_skip(runtime, slug, decision.issue_date, note)

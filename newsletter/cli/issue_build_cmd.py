@@ -9,6 +9,7 @@ from typing import Any
 import click
 from sqlalchemy.orm import Session
 
+from newsletter.accounts.actors import cli_actor
 from newsletter.articles.queries import find_article
 from newsletter.articles.selection import Selection
 from newsletter.cli.articles_cmd import headline
@@ -22,8 +23,9 @@ from newsletter.cli.context import (
 )
 from newsletter.db.models import Issue, MailingList
 from newsletter.db.session import transaction
-from newsletter.issues.assembly import BuildResult, build_issue, load_list, rebuild_if_built
-from newsletter.issues.overrides import EXCLUDE, PIN, clear_override, set_order, set_override
+from newsletter.issues import editorial
+from newsletter.issues.assembly import BuildResult, build_issue, get_issue, load_list
+from newsletter.issues.overrides import EXCLUDE, PIN
 from newsletter.schedule import issue_date_for
 from newsletter.urls import DEFAULT_LIST_SLUG
 
@@ -45,6 +47,8 @@ def _issue_dict(issue: Issue) -> dict[str, Any]:
         "status": issue.status,
         "window_start": issue.window_start.isoformat(),
         "cutoff_at": issue.cutoff_at.isoformat(),
+        "approved_by": issue.approved_by,
+        "approved_at": issue.approved_at.isoformat() if issue.approved_at else None,
         "articles": [
             {
                 "position": item.position,
@@ -135,17 +139,14 @@ def _editor_change(
     app: AppContext,
     list_slug: str,
     day: date | None,
-    change: Callable[[Session, MailingList, date], str],
+    change: Callable[[Session, MailingList, date], tuple[str, BuildResult | None]],
 ) -> None:
-    """Apply one editor change, then re-select the issue if it is built already."""
+    """Apply one editor change (the issue is re-selected at once if it is built already)."""
     runtime = app.runtime()
     with transaction(runtime.sessions) as session:
         mailing_list = load_list(session, runtime.settings, runtime.clock, list_slug)
         issue_date = day or issue_date_for(runtime.settings, mailing_list, runtime.clock.now())
-        message = change(session, mailing_list, issue_date)
-        result = rebuild_if_built(
-            session, runtime.settings, runtime.clock, mailing_list, issue_date
-        )
+        message, result = change(session, mailing_list, issue_date)
         data = None if result is None else _result_dict(result)
     click.echo(f"{message} for {mailing_list.slug}:{issue_date.isoformat()}")
     if data is not None:
@@ -154,7 +155,7 @@ def _editor_change(
         click.echo("(applies when the issue is built)")
 
 
-_DONE = {PIN: "pinned", EXCLUDE: "excluded"}
+_CHANGES = {PIN: (editorial.pin, "pinned"), EXCLUDE: (editorial.exclude, "excluded")}
 
 
 def _override_command(name: str, action: str | None, help_text: str) -> click.Command:
@@ -165,13 +166,18 @@ def _override_command(name: str, action: str | None, help_text: str) -> click.Co
     @pass_app
     @handle_errors
     def command(app: AppContext, article_id: str, day: date | None, list_slug: str) -> None:
-        def change(session: Session, mailing_list: MailingList, issue_date: date) -> str:
+        runtime = app.runtime()
+
+        def change(
+            session: Session, mailing_list: MailingList, issue_date: date
+        ) -> tuple[str, BuildResult | None]:
             article = find_article(session, article_id)
-            if action is None:
-                found = clear_override(session, mailing_list, issue_date, article.id)
-                return f"{'cleared' if found else 'nothing to clear'}: {article.external_id}"
-            set_override(session, app.runtime().clock, mailing_list, issue_date, article.id, action)
-            return f"{_DONE[action]} {article.external_id}"
+            apply, done = _CHANGES[action] if action else (editorial.restore, "cleared:")
+            result = apply(
+                session, runtime.settings, runtime.clock, cli_actor(), mailing_list, issue_date,
+                article.id,
+            )  # fmt: skip
+            return f"{done} {article.external_id}", result
 
         _editor_change(app, list_slug, day, change)
 
@@ -195,13 +201,99 @@ def reorder_cmd(
     app: AppContext, article_ids: tuple[str, ...], day: date | None, list_slug: str
 ) -> None:
     """Put these articles first, in this order (after pinned ones)."""
+    runtime = app.runtime()
 
-    def change(session: Session, mailing_list: MailingList, issue_date: date) -> str:
+    def change(
+        session: Session, mailing_list: MailingList, issue_date: date
+    ) -> tuple[str, BuildResult | None]:
         ids = [find_article(session, ref).id for ref in article_ids]
-        set_order(session, app.runtime().clock, mailing_list, issue_date, ids)
-        return f"order set: {', '.join(article_ids)}"
+        result = editorial.reorder(
+            session, runtime.settings, runtime.clock, cli_actor(), mailing_list, issue_date, ids
+        )
+        return f"order set: {', '.join(article_ids)}", result
 
     _editor_change(app, list_slug, day, change)
 
 
-COMMANDS: list[click.Command] = [build_cmd, pin_cmd, exclude_cmd, unpin_cmd, reorder_cmd]
+@click.command("note")
+@DATE
+@LIST
+@click.option("--ja", "note_ja", help="The note in Japanese (plain text; links are linked).")
+@click.option("--en", "note_en", help="The note in English.")
+@click.option("--clear", is_flag=True, help="Remove the note.")
+@JSON
+@pass_app
+@handle_errors
+def note_cmd(
+    app: AppContext,
+    day: date | None,
+    list_slug: str,
+    note_ja: str | None,
+    note_en: str | None,
+    clear: bool,
+    as_json: bool,
+) -> None:
+    """Show, write or remove the editor's note at the top of the issue (email and web)."""
+    runtime = app.runtime()
+    writing = clear or note_ja is not None or note_en is not None
+    with transaction(runtime.sessions) as session:
+        mailing_list = load_list(session, runtime.settings, runtime.clock, list_slug)
+        issue_date = day or issue_date_for(runtime.settings, mailing_list, runtime.clock.now())
+        note = editorial.get_note(session, mailing_list.id, issue_date)
+        if writing:
+            ja = None if clear else (note_ja if note_ja is not None else note and note.ja)
+            en = None if clear else (note_en if note_en is not None else note and note.en)
+            note = editorial.set_note(
+                session, runtime.clock, cli_actor(), mailing_list, issue_date, ja=ja, en=en
+            )
+    label = f"{mailing_list.slug}:{issue_date.isoformat()}"
+    data = {
+        "issue": label,
+        "ja": note.ja if note else None,
+        "en": note.en if note else None,
+        "updated_by": note.updated_by if note else None,
+        "updated_at": note.updated_at.isoformat() if note else None,
+    }
+    if as_json:
+        emit_json(data)
+        return
+    if note is None:
+        click.echo(f"{label}: no editor's note")
+        return
+    click.echo(f"{label}: editor's note by {note.updated_by}")
+    for lang in ("ja", "en"):
+        if data[lang]:
+            click.echo(f"[{lang}] {data[lang]}")
+
+
+@click.command("approve")
+@click.argument("issue_ref", metavar="ISSUE")
+@click.option("--withdraw", is_flag=True, help="Withdraw the approval instead.")
+@JSON
+@pass_app
+@handle_errors
+def approve_cmd(app: AppContext, issue_ref: str, withdraw: bool, as_json: bool) -> None:
+    """Approve ISSUE as built now (NEWSLETTER_REQUIRE_APPROVAL sends only approved issues)."""
+    runtime = app.runtime()
+    with transaction(runtime.sessions) as session:
+        issue = get_issue(session, issue_ref)
+        if withdraw:
+            editorial.withdraw_approval(session, runtime.clock, cli_actor(), issue)
+        else:
+            editorial.approve(session, runtime.clock, cli_actor(), issue)
+        data = {
+            "issue_id": issue.id,
+            "approved_by": issue.approved_by,
+            "approved_at": issue.approved_at.isoformat() if issue.approved_at else None,
+        }
+    if as_json:
+        emit_json(data)
+    elif withdraw:
+        click.echo(f"issue {data['issue_id']}: approval withdrawn")
+    else:
+        click.echo(f"issue {data['issue_id']}: approved by {data['approved_by']}")
+
+
+COMMANDS: list[click.Command] = [
+    build_cmd, pin_cmd, exclude_cmd, unpin_cmd, reorder_cmd, note_cmd, approve_cmd,
+]  # fmt: skip

@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 
+from newsletter.accounts.actors import cli_actor
 from newsletter.cli.context import AppContext, emit_json, handle_errors, pass_app, plural
 from newsletter.db.session import transaction
-from newsletter.delivery import in_doubt, issue_state, ledger
-from newsletter.delivery.planning import enqueue_issue
+from newsletter.delivery import issue_state, ledger, operations
 from newsletter.delivery.preflight import preflight
 from newsletter.delivery.progress import Progress
 from newsletter.delivery.sendconfig import SendConfig
@@ -24,6 +24,7 @@ from newsletter.delivery.status import (
 )
 from newsletter.issues.assembly import get_issue
 from newsletter.providers.factory import make_provider
+from newsletter.types import IssueStatus
 from newsletter.worker import stop_on_signals
 
 ISSUE = click.argument("issue_ref", metavar="ISSUE")
@@ -164,10 +165,10 @@ def send_cmd(
     if enqueue or settings.workers == "external":
         provider.close()
         with transaction(runtime.sessions) as session:
-            issue = ledger.get_issue_row(session, issue_id, lock=True)
-            report = enqueue_issue(
-                session, issue, settings, runtime.clock, batch_size=config.batch_size
-            )
+            report = operations.start_send(
+                session, settings, runtime.clock, cli_actor(), issue_id,
+                batch_size=config.batch_size,
+            )  # fmt: skip
         if as_json:
             emit_json(
                 {
@@ -184,6 +185,16 @@ def send_cmd(
                 f"({report.total} in total); start `newsletter worker` to send them"
             )
         return
+    try:
+        with transaction(runtime.sessions) as session:  # the decision to send, with who made it
+            if ledger.get_issue_row(session, issue_id).status == IssueStatus.BUILT:
+                operations.start_send(
+                    session, settings, runtime.clock, cli_actor(), issue_id,
+                    batch_size=config.batch_size,
+                )  # fmt: skip
+    except BaseException:
+        provider.close()
+        raise
     stop = threading.Event()
     extra: dict[str, Any] = {}
     if processes > 1:
@@ -297,7 +308,7 @@ def pause_cmd(app: AppContext, issue_ref: str) -> None:
     """Pause a send: no new batch starts; batches in flight finish and are recorded."""
     issue_id = _issue_id(app, issue_ref)
     with transaction(app.runtime().sessions) as session:
-        issue_state.pause_issue(session, issue_id, "by an operator")
+        operations.pause(session, app.runtime().clock, cli_actor(), issue_id)
     click.echo(f"issue {issue_id}: paused; `newsletter issue resume {issue_id}` continues it")
 
 
@@ -309,7 +320,7 @@ def resume_cmd(app: AppContext, issue_ref: str) -> None:
     """Resume a paused send (by an operator or by the circuit breaker)."""
     issue_id = _issue_id(app, issue_ref)
     with transaction(app.runtime().sessions) as session:
-        issue_state.resume_issue(session, issue_id)
+        operations.resume(session, app.runtime().clock, cli_actor(), issue_id)
     click.echo(
         f"issue {issue_id}: sending again; workers pick it up, or run "
         f"`newsletter issue send {issue_id}`"
@@ -326,7 +337,7 @@ def cancel_cmd(app: AppContext, issue_ref: str) -> None:
     issue_id = _issue_id(app, issue_ref)
     runtime = app.runtime()
     with transaction(runtime.sessions) as session:
-        cancelled = issue_state.cancel_issue(session, issue_id, runtime.clock)
+        cancelled = operations.cancel(session, runtime.clock, cli_actor(), issue_id)
     click.echo(
         f"issue {issue_id}: cancelled; {plural(cancelled, 'queued recipient')} will not get it"
     )
@@ -351,8 +362,8 @@ def resolve_cmd(app: AppContext, issue_ref: str, choice: str | None, as_json: bo
     issue_id = _issue_id(app, issue_ref)
     runtime = app.runtime()
     with transaction(runtime.sessions) as session:
-        report = in_doubt.resolve_in_doubt(
-            session, issue_id, resend=choice == "resend", clock=runtime.clock
+        report = operations.resolve(
+            session, runtime.clock, cli_actor(), issue_id, resend=choice == "resend"
         )
         issue_state.finish_if_done(session, issue_id, runtime.clock)
     if as_json:
@@ -397,8 +408,13 @@ def retry_cmd(app: AppContext, issue_ref: str, dry_run: bool, enqueue: bool, as_
             provider.close()
     config = SendConfig.from_settings(settings)
     with transaction(runtime.sessions) as session:
-        report = issue_state.retry_failed(
-            session, issue_id, runtime.clock, batch_size=config.batch_size, dry_run=dry_run
+        report = operations.retry(
+            session,
+            runtime.clock,
+            cli_actor(),
+            issue_id,
+            batch_size=config.batch_size,
+            dry_run=dry_run,
         )
     if as_json:
         emit_json(

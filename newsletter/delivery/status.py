@@ -33,6 +33,8 @@ class SendStatus:
     in_doubt_batches: list[int] = field(default_factory=list)
     send_started_at: datetime | None = None
     sent_at: datetime | None = None
+    approved_by: str | None = None
+    approved_at: datetime | None = None
 
     @property
     def total(self) -> int:
@@ -90,6 +92,8 @@ def send_status(session: Session, issue_id: int) -> SendStatus:
         in_doubt_batches=in_doubt,
         send_started_at=issue.send_started_at,
         sent_at=issue.sent_at,
+        approved_by=issue.approved_by,
+        approved_at=issue.approved_at,
     )
 
 

@@ -159,6 +159,9 @@ def _fill(
         issue.window_start = selection.window_start
         issue.cutoff_at = selection.cutoff_at
         issue.built_at = now
+        # An approval was given to the articles being replaced.
+        issue.approved_by = None
+        issue.approved_at = None
     rows = [
         IssueArticle(
             issue_id=issue.id, article_id=d.article_id, position=d.position, pinned=d.pinned

@@ -9,13 +9,20 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.clock import Clock
 from newsletter.config import Settings
-from newsletter.db.models import Article, Issue, IssueArticle, IssueVariant, MailingList
+from newsletter.db.models import (
+    Article,
+    Issue,
+    IssueArticle,
+    IssueNote,
+    IssueVariant,
+    MailingList,
+)
 from newsletter.db.snapshots import article_to_dict
 from newsletter.errors import NotFoundError
 from newsletter.render.renderer import render_issue_variants
@@ -81,6 +88,11 @@ def ensure_variants(
     return stored
 
 
+def drop_variants(session: Session, issue: Issue) -> None:
+    """Forget the stored rendering (the editor's note changed): the next read renders again."""
+    session.execute(delete(IssueVariant).where(IssueVariant.issue_id == issue.id))
+
+
 def _load(session: Session, issue_id: int) -> dict[str, IssueVariant]:
     rows = session.scalars(select(IssueVariant).where(IssueVariant.issue_id == issue_id))
     return {row.variant: row for row in rows}
@@ -127,6 +139,11 @@ def load_issue_view(session: Session, issue_id: int) -> IssueView:
         .order_by(IssueArticle.position)
     ).all()
     dicts = [link.snapshot or article_to_dict(article) for link, article in rows]
+    note = session.scalar(
+        select(IssueNote).where(
+            IssueNote.list_id == issue.list_id, IssueNote.issue_date == issue.issue_date
+        )
+    )
     return issue_view_from_dicts(
         issue.id,
         issue.issue_date,
@@ -137,4 +154,6 @@ def load_issue_view(session: Session, issue_id: int) -> IssueView:
         subject_en=issue.subject_en,
         utm_params=mailing_list.utm_params if mailing_list else None,
         timezone=mailing_list.timezone if mailing_list else None,
+        note_ja=note.note_ja if note else None,
+        note_en=note.note_en if note else None,
     )

@@ -14,6 +14,7 @@ language, for the English half of the bilingual variant.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 
 import mjml
@@ -37,6 +38,34 @@ def paragraphs(text: str) -> Markup:
         for block in blocks
     )
     return Markup(html)
+
+
+_URL = re.compile(r"https?://[^\s<>\"'\u3000-\u303f\uff01-\uff60]+")
+_URL_TAIL = ".,;:!?)]}"
+
+
+def _linked(line: str) -> Markup:
+    """One line of plain text, escaped, with its http(s) addresses made links."""
+    out: list[Markup | str] = []
+    last = 0
+    for match in _URL.finditer(line):
+        url = match.group().rstrip(_URL_TAIL)
+        out.append(line[last : match.start()])
+        out.append(Markup('<a href="{0}" style="color:#0b5cad;">{0}</a>').format(url))
+        last = match.start() + len(url)
+    out.append(line[last:])
+    return Markup("").join(escape(part) for part in out)
+
+
+def linked_paragraphs(text: str) -> Markup:
+    """`paragraphs` for an editor's plain text: the same escaping, and its addresses linked."""
+    blocks = [b.strip() for b in text.split("\n\n") if b.strip()]
+    return Markup("").join(
+        Markup('<p style="margin:0 0 8px;">{}</p>').format(
+            Markup("<br>").join(_linked(line) for line in block.split("\n"))
+        )
+        for block in blocks
+    )
 
 
 def label(message: str, language: str) -> str:
@@ -119,6 +148,7 @@ def environment(kind: str, language: str) -> Environment:
     )
     env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
     env.filters["paragraphs"] = paragraphs
+    env.filters["linked_paragraphs"] = linked_paragraphs
     env.globals.update(font=i18n.font_stack, label=label, language_name=language_name)
     return env
 

@@ -124,6 +124,26 @@ def preheader_for(view: IssueView, variant: str) -> str:
     return truncate_width(separator.join(a.title(variant) for a in rest), PREHEADER_MAX)
 
 
+def note_parts(view: IssueView, variant: str) -> dict[str, Any] | None:
+    """The editor's note in the variant's reading order: `main` first, `other` (the other
+    language, bilingual variants only) after; a note written in one language only is shown
+    in that language to every variant."""
+    notes = {"ja": clean_text(view.note_ja), "en": clean_text(view.note_en)}
+    order = (
+        reading_order(variant)
+        if variant in BILINGUAL_VARIANTS
+        else (chrome_language(variant), "en" if chrome_language(variant) == "ja" else "ja")
+    )
+    present = [(lang, notes[lang]) for lang in order if notes[lang]]
+    if not present:
+        return None
+    main = {"lang": present[0][0], "value": present[0][1]}
+    other = None
+    if variant in BILINGUAL_VARIANTS and len(present) > 1:
+        other = {"lang": present[1][0], "value": present[1][1]}
+    return {"main": main, "other": other}
+
+
 def _context(view: IssueView, variant: str, settings: Settings) -> dict[str, Any]:
     lang = chrome_language(variant)
     utm = view.utm_params if view.utm_params is not None else settings.utm_params
@@ -163,6 +183,7 @@ def _context(view: IssueView, variant: str, settings: Settings) -> dict[str, Any
         "newsletter_name": settings.newsletter_name,
         "date_label": i18n.long_date(view.issue_date, lang),
         "date_label_other": i18n.long_date(view.issue_date, other_lang) if bilingual else "",
+        "note": note_parts(view, variant),
         "article_count": len(articles),
         "count_label": i18n.number(len(articles), lang),
         "articles": articles,

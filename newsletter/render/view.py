@@ -108,6 +108,8 @@ class IssueView:
     subject_en: str | None = None
     utm_params: str | None = None  # the list's own; None: the setting
     timezone: str | None = None  # the list's own (datelines); None: the setting
+    note_ja: str | None = None  # the editor's note for this issue, plain text
+    note_en: str | None = None
 
     def with_articles(self, articles: Iterable[ArticleView]) -> IssueView:
         return replace(self, articles=tuple(articles))
