@@ -55,8 +55,7 @@ def _check_name(name: str) -> str:
         raise ValidationError("name: must not be empty")
     if len(cleaned) > NAME_MAX or not all(c.isalnum() or c in "-_.@" for c in cleaned):
         raise ValidationError(
-            f"name: expected up to {NAME_MAX} letters, digits, '-', '_', '.' or '@', "
-            f"got {name!r}"
+            f"name: expected up to {NAME_MAX} letters, digits, '-', '_', '.' or '@', got {name!r}"
         )
     return cleaned
 

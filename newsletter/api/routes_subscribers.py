@@ -7,7 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path as PathParam, Query, UploadFile, status
+from fastapi import APIRouter, File, Form, Query, UploadFile, status
+from fastapi import Path as PathParam
 
 from newsletter.accounts import audit
 from newsletter.accounts.actors import Actor
@@ -107,14 +108,14 @@ def search(
         items = service.search_subscriptions(
             session, list_slug=list, status=status, contains=q, after=after, limit=limit
         )
-    next_cursor = encode_cursor([items[-1]["id"], items[-1]["list"]]) if len(items) == limit else None
+    next_cursor = (
+        encode_cursor([items[-1]["id"], items[-1]["list"]]) if len(items) == limit else None
+    )
     return {"items": items, "next_cursor": next_cursor}
 
 
 @router.get("/stats", response_model=SubscriberStats, summary="Counts per status and language")
-def stats(
-    runtime: RuntimeDep, actor: Reader, list: Annotated[Slug | None, Query()] = None
-) -> Any:
+def stats(runtime: RuntimeDep, actor: Reader, list: Annotated[Slug | None, Query()] = None) -> Any:
     with unit(runtime) as session:
         return service.subscriber_stats(session, list_slug=list)
 

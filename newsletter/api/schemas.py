@@ -3,7 +3,7 @@ document come from the same code and cannot drift apart."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,12 +11,18 @@ from pydantic import BaseModel, ConfigDict, Field
 Language = Literal["ja", "en", "both", "both-en"]
 Variant = Literal["ja", "en", "both", "both-en"]
 Slug = Annotated[
-    str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="A list's slug", examples=["daily"])
+    str,
+    Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="A list's slug", examples=["daily"]),
 ]
 HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["07:00"])]
 TimeZone = Annotated[str, Field(min_length=1, max_length=64, examples=["Asia/Tokyo"])]
 Email = Annotated[str, Field(min_length=3, max_length=320, examples=["hanako@example.jp"])]
 Name = Annotated[str, Field(max_length=200)]
+IsoDate = Annotated[
+    str,
+    Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", json_schema_extra={"format": "date"},
+          examples=["2026-06-13"]),
+]  # fmt: skip
 ArticleRef = Annotated[str, Field(min_length=1, max_length=200, examples=["2026-06-12-openai-o5"])]
 
 
@@ -214,7 +220,7 @@ class ArticleRow(BaseModel):
 
 class IssueBuild(Closed):
     list: Slug = "daily"
-    date: date | None = Field(None, description="Default: the list's next or current issue")
+    date: IsoDate | None = Field(None, description="Default: the list's next or current issue")
     rebuild: bool = Field(False, description="Select again (only while the issue is built)")
 
 

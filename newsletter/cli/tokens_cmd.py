@@ -30,9 +30,7 @@ def tokens() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the token as JSON.")
 @pass_app
 @handle_errors
-def create(
-    app: AppContext, name: str, role: str, expires_days: int | None, as_json: bool
-) -> None:
+def create(app: AppContext, name: str, role: str, expires_days: int | None, as_json: bool) -> None:
     """Create a token; its secret is printed once and never stored."""
     runtime = app.runtime()
     with transaction(runtime.sessions) as session:
