@@ -12,6 +12,7 @@ from newsletter.accounts import audit
 from newsletter.articles.ingest import decode_source, import_records
 from newsletter.articles.queries import articles_between, find_article
 from newsletter.articles.schema import article_to_dict
+from newsletter.errors import UsageError
 from newsletter.types import CONTENT_LANGUAGES
 
 from .deps import Editor, IdempotencyKey, Reader, RuntimeDep, unit
@@ -65,20 +66,27 @@ def _headline(article: Any) -> str:
 def list_articles(
     runtime: RuntimeDep,
     actor: Reader,
-    date_: Annotated[
-        date | None,
-        Query(alias="date", description="Only this local day (NEWSLETTER_TIMEZONE)"),
+    day: Annotated[
+        str | None,
+        Query(
+            alias="date",
+            pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+            description="Only this local day (NEWSLETTER_TIMEZONE), YYYY-MM-DD",
+        ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> Any:
     tz = runtime.settings.timezone
     start = end = None
-    if date_ is not None:
-        if not date(1900, 1, 1) <= date_ <= date(9998, 12, 31):
-            date_ = None  # far outside any article: an empty day
-            return []
-        start = datetime.combine(date_, datetime.min.time(), tzinfo=tz)
-        end = datetime.combine(date_ + timedelta(days=1), datetime.min.time(), tzinfo=tz)
+    if day is not None:
+        try:
+            chosen = date.fromisoformat(day)
+        except ValueError:
+            raise UsageError(f"date: {day!r} is not a real date: expected YYYY-MM-DD") from None
+        if chosen >= date(9999, 12, 31):
+            return []  # no article is that late, and the day after cannot be written
+        start = datetime.combine(chosen, datetime.min.time(), tzinfo=tz)
+        end = datetime.combine(chosen + timedelta(days=1), datetime.min.time(), tzinfo=tz)
     with unit(runtime) as session:
         return [
             {
