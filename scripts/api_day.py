@@ -63,6 +63,13 @@ def main() -> int:
     parser.add_argument("--list", dest="list_slug", default="daily")
     parser.add_argument("--timeout", type=float, default=120, help="Seconds to wait for the send")
     parser.add_argument("--run-id", default=None, help="Idempotency-Key prefix (default: random)")
+    parser.add_argument(
+        "--published-before",
+        type=datetime.fromisoformat,
+        default=None,
+        help="Re-date the articles to the minutes before this time (default: now); with the "
+        "same --run-id, a second run is an exact retry and every POST gets its first answer",
+    )
     args = parser.parse_args()
     token = os.environ.get("NEWSLETTER_API_TOKEN")
     if not token:
@@ -72,7 +79,7 @@ def main() -> int:
     summary: dict[str, Any] = {}
 
     # 1. Articles, in the import format.
-    now = datetime.now(UTC)
+    now = args.published_before or datetime.now(UTC)
     report = api.call(
         "POST", "/articles", key="articles", json=redated_articles(args.articles, now)
     )
@@ -112,7 +119,8 @@ def main() -> int:
     }
 
     # 4. Approve, then send (the server sends it; follow it).
-    api.call("POST", f"/issues/{issue_id}/approve", key="approve")
+    if shown["issue"]["status"] == "built":  # a day already sent is not approved again
+        api.call("POST", f"/issues/{issue_id}/approve", key="approve")
     started = api.call("POST", f"/issues/{issue_id}/send", key="send")
     deadline = time.monotonic() + args.timeout
     status = started["status"]

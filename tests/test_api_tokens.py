@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from newsletter.accounts import tokens
 from newsletter.accounts.actors import Actor, cli_actor
 from newsletter.accounts.roles import Role
-from newsletter.clock import FixedClock
 from newsletter.cli.context import AppContext
+from newsletter.clock import FixedClock
 from newsletter.db.models import ApiToken, AuditEntry
 from newsletter.db.session import transaction
 from newsletter.errors import AuthenticationError, PermissionDeniedError, StateError

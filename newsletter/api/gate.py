@@ -101,7 +101,20 @@ def body_limit(path: str, method: str, upload_max: int) -> int:
     return JSON_MAX_BYTES
 
 
+def _canonical(content_type: str, body: bytes) -> tuple[str, bytes]:
+    """A multipart body with its random boundary taken out: a client that sends the same
+    form again (with a new boundary) sends the same request."""
+    media, _, params = content_type.partition(";")
+    if media.strip().lower() != "multipart/form-data":
+        return content_type, body
+    match = re.search(r'boundary="?([^";]+)"?', params)
+    if match is None:
+        return content_type, body
+    return "multipart/form-data", body.replace(match.group(1).encode("latin-1"), b"BOUNDARY")
+
+
 def request_hash(method: str, path: str, query: bytes, content_type: str, body: bytes) -> str:
+    content_type, body = _canonical(content_type, body)
     digest = hashlib.sha256()
     for part in (method.encode(), path.encode(), query, content_type.encode(), body):
         digest.update(len(part).to_bytes(8, "big"))
