@@ -453,3 +453,21 @@ def test_metrics_match_the_ledger_after_a_send(api: Api) -> None:
     assert samples[("newsletter_subscriptions", (("list", "daily"), ("status", "active")))] == 4
     answered = (("outcome", "answered"), ("provider", "outbox"))
     assert samples[("newsletter_provider_request_seconds_count", answered)] >= 1
+
+
+def test_remove_expire_and_export_as_on_the_command_line(api: Api) -> None:
+    for email in ("a@example.jp", "b@example.jp"):
+        api.call("POST", "/subscribers", json={"email": email, "name": "名前"})
+    api.call("POST", "/subscribers", json={"email": "p@example.jp", "status": "pending"})
+    exported = api.call("GET", "/subscribers/export", params={"format": "jsonl"})
+    assert exported.status_code == 200
+    assert exported.headers["content-type"] == "application/x-ndjson"
+    lines = exported.text.splitlines()
+    assert len(lines) == 3 and "名前" in exported.text
+    csv = api.call("GET", "/subscribers/export")
+    assert csv.headers["content-type"].startswith("text/csv") and csv.text.startswith("email")
+    removed = api.call("DELETE", "/subscribers/a@example.jp")
+    assert removed.json()["changed"] == 1
+    api.runtime.clock.advance(days=8)  # type: ignore[attr-defined]
+    expired = api.call("POST", "/subscribers/expire-pending", json={"days": 7})
+    assert expired.json()["changed"] == 1

@@ -10,9 +10,9 @@ import re
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -169,7 +169,7 @@ def test_schemathesis_finds_nothing_against_a_live_server(served: Served, tmp_pa
             "--max-examples", "3",
             "--seed", "20260613",
             "--no-shrink",
-            "--workers", "2",
+            "--workers", "1",  # CPython 3.11.7 ast.parse is not thread-safe in hypothesis
             "--request-timeout", "30",
             "--report", "json", "--report-json-path", str(report),
         ],
@@ -183,6 +183,7 @@ def test_schemathesis_finds_nothing_against_a_live_server(served: Served, tmp_pa
     generated = re.search(r"(\d+) generated", output)
     assert generated is not None, output[-2000:]
     assert 100 <= int(generated.group(1)) <= 3000, output[-2000:]
+    print(output[-700:])
 
 
 @pytest.mark.slow

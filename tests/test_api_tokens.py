@@ -131,3 +131,16 @@ def test_the_command_line_creates_lists_and_revokes(app: AppContext) -> None:  #
     assert missing.exit_code == 66 and "no token named 'nobody'" in missing.output
     bad = run(app, "tokens", "create", "--name", "x", "--role", "owner")
     assert bad.exit_code == 64
+
+
+def test_the_command_line_reschedules_a_list(app: AppContext) -> None:  # noqa: F811
+    assert run(app, "lists", "create", "weekly", "--name", "週刊").exit_code == 0
+    changed = run(app, "lists", "update", "weekly", "--send-time", "09:15", "--timezone", "UTC")
+    assert changed.exit_code == 0, changed.output
+    assert "send_time 09:15" in changed.output
+    shown = json.loads(run(app, "lists", "list", "--json").output)
+    assert (shown[0]["send_time"], shown[0]["timezone"]) == ("09:15", "UTC")
+    assert run(app, "lists", "update", "weekly", "--timezone", "default").exit_code == 0
+    assert json.loads(run(app, "lists", "list", "--json").output)[0]["timezone"] is None
+    bad = run(app, "lists", "update", "weekly", "--send-time", "25:00")
+    assert bad.exit_code == 65 and "send time: expected HH:MM (24-hour), got '25:00'" in bad.output

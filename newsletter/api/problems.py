@@ -135,11 +135,18 @@ PATTERN_WORDS = {
 
 
 def _location(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc]
-    if parts and parts[0] in ("body", "query", "path", "header"):
-        where, rest = parts[0], parts[1:]
-        return ".".join(rest) if rest and where != "header" else ".".join(parts)
-    return ".".join(parts)
+    """`('body', 'send_time')` -> `send_time`; `('body', 'list[...]', 0, 'id')` -> `[0].id`;
+    a query or header parameter by its name."""
+    parts = [p for p in loc if not (isinstance(p, str) and "[" in p)]  # pydantic's type names
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:] or [parts[0]]
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text or "body"
 
 
 def _words(error: dict[str, Any]) -> str:

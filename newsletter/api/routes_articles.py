@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Body, Query
 
 from newsletter.accounts import audit
-from newsletter.articles.ingest import decode_source, import_records
+from newsletter.articles.ingest import RawRecord, import_records
 from newsletter.articles.queries import articles_between, find_article
 from newsletter.articles.schema import article_to_dict
 from newsletter.errors import UsageError
@@ -43,7 +42,9 @@ def import_articles(
     ],
     key: IdempotencyKey = None,
 ) -> Any:
-    records = decode_source(orjson.dumps(articles), SOURCE)
+    # The body is already parsed JSON: the records a JSON file of articles decodes to.
+    items = articles if isinstance(articles, list) else [articles]
+    records = [RawRecord(position, value) for position, value in enumerate(items, start=1)]
     report = import_records(runtime.sessions, records, SOURCE, runtime.clock)
     data = report.to_dict()
     with unit(runtime) as session:

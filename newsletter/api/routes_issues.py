@@ -17,7 +17,7 @@ from newsletter.accounts import audit
 from newsletter.articles.queries import find_article
 from newsletter.articles.selection import Selection
 from newsletter.db.models import Issue, MailingList
-from newsletter.delivery import operations
+from newsletter.delivery import issue_state, operations
 from newsletter.delivery.preflight import preflight
 from newsletter.delivery.sendconfig import SendConfig
 from newsletter.delivery.status import recipient_status, send_status
@@ -46,6 +46,8 @@ from .schemas import (
     ListStats,
     Note,
     Order,
+    Resolve,
+    ResolveOut,
     Retry,
     RetryOut,
     SendStarted,
@@ -427,6 +429,31 @@ def retry(
         "requeued": report.requeued,
         "kept_failed": report.kept_failed,
         "reasons": report.reasons,
+    }
+
+
+@router.post(
+    "/issues/{ref}/resolve",
+    response_model=ResolveOut,
+    summary="Decide about recipients in doubt: send them again, or skip them",
+    description="Recipients with a provider event are settled as accepted first. `resend`: "
+    "the rest are queued again (some may get the issue twice); `skip`: the rest are marked "
+    "skipped (some may never get it).",
+)
+def resolve(ref: IssueRef, body: Resolve, runtime: RuntimeDep, actor: Sender) -> Any:
+    with unit(runtime) as session:
+        issue_id = _issue(session, ref).id
+        report = operations.resolve(
+            session, runtime.clock, actor, issue_id, resend=body.choice == "resend"
+        )
+        issue_state.finish_if_done(session, issue_id, runtime.clock)
+    if report.requeued:
+        send_in_background(runtime, issue_id)
+    return {
+        "issue_id": issue_id,
+        "reconciled": report.reconciled,
+        "requeued": report.requeued,
+        "skipped": report.skipped,
     }
 
 

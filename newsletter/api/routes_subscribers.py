@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, UploadFile, status
 from fastapi import Path as PathParam
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
 
 from newsletter.accounts import audit
 from newsletter.accounts.actors import Actor
 from newsletter.providers.factory import make_provider
 from newsletter.runtime import Runtime
-from subscribers import consent, erasure, importing, service, suppression
+from subscribers import consent, erasure, exporting, importing, service, suppression
 from subscribers.addresses import mask_email
 
 from .deps import (
@@ -29,6 +32,7 @@ from .deps import (
 from .schemas import (
     Changed,
     ConfirmationSent,
+    ExpirePending,
     Language,
     Slug,
     SubscriberAdd,
@@ -154,6 +158,59 @@ def import_csv(
     return data
 
 
+@router.get(
+    "/export",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+            }
+        }
+    },
+    summary="Every subscription with status and consent, as CSV or JSON Lines",
+)
+def export(
+    runtime: RuntimeDep,
+    actor: SubscriberAdmin,
+    list: Annotated[Slug | None, Query(description="Only this list")] = None,
+    format: Annotated[str, Query(pattern="^(csv|jsonl)$")] = "csv",
+) -> Any:
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - removed after the answer is sent
+        "w", encoding="utf-8", newline="", suffix=f".{format}", delete=False
+    )
+    try:
+        with handle, unit(runtime) as session:
+            count = exporting.write_export(
+                exporting.iter_export(session, list_slug=list), handle, fmt=format
+            )
+            audit.record(session, runtime.clock, actor, "subscriber.export_all",
+                         subject=f"list:{list}" if list else None,
+                         after={"rows": count, "format": format})  # fmt: skip
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
+    return FileResponse(
+        handle.name,
+        media_type=media,
+        filename=f"subscribers.{format}",
+        background=BackgroundTask(Path(handle.name).unlink, missing_ok=True),
+    )
+
+
+@router.post(
+    "/expire-pending", response_model=Changed, summary="Pending sign-ups older than N days expire"
+)
+def expire_pending(body: ExpirePending, runtime: RuntimeDep, actor: SubscriberAdmin) -> Any:
+    with unit(runtime) as session:
+        count = consent.expire_pending(session, runtime.clock, older_than=timedelta(days=body.days))
+        audit.record(session, runtime.clock, actor, "subscriber.expire_pending",
+                     after={"days": body.days, "expired": count})  # fmt: skip
+    return {"changed": count, "detail": f"{count} pending subscription(s) expired"}
+
+
 @router.get("/{email}", response_model=SubscriberOut, summary="One subscriber")
 def show(email: EmailPath, runtime: RuntimeDep, actor: Reader) -> Any:
     with unit(runtime) as session:
@@ -181,6 +238,24 @@ def _summary(described: dict[str, Any]) -> dict[str, Any]:
         "language": described["language"],
         "lists": sorted(s["list"] for s in described["subscriptions"] if s["status"] == "active"),
     }
+
+
+@router.delete(
+    "/{email}",
+    response_model=Changed,
+    summary="Delete subscriptions (opt-out records are kept; erase forgets everything)",
+)
+def remove(
+    email: EmailPath,
+    runtime: RuntimeDep,
+    actor: SubscriberAdmin,
+    list: Annotated[Slug | None, Query(description="Only this list")] = None,
+) -> Any:
+    with unit(runtime) as session:
+        count = service.remove_subscriber(session, email=email, list_slug=list)
+        _audit(runtime, session, actor, "subscriber.remove", email,
+               after={"list": list, "removed": count})  # fmt: skip
+    return {"changed": count, "detail": f"{count} subscription(s) removed"}
 
 
 @router.post("/{email}/unsubscribe", response_model=Changed, summary="End subscriptions")

@@ -317,6 +317,21 @@ class Retry(Closed):
     dry_run: bool = False
 
 
+class Resolve(Closed):
+    choice: Literal["resend", "skip"]
+
+
+class ResolveOut(BaseModel):
+    issue_id: int
+    reconciled: int
+    requeued: int
+    skipped: int
+
+
+class ExpirePending(Closed):
+    days: Annotated[int, Field(ge=1, le=365)] = 7
+
+
 class IssueStats(BaseModel):
     issue_id: int
     list: str
