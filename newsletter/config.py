@@ -92,6 +92,7 @@ class Settings:
     dkim_selector: str | None = None
     dkim_domain: str | None = None  # d= of the signature; None: the From domain
     inbound_domain: str | None = None  # where `newsletter inbound` receives unsubscribe+TOKEN@
+    soft_bounce_limit: int = 3  # days with a soft bounce within 30 that suppress; 0 = never
     metrics_token: Secret | None = None  # bearer for /metrics besides any API token
     api_rate_per_minute: int = 600  # HTTP API requests per token per minute (429 beyond)
     api_upload_max_bytes: int = 50 * 1024 * 1024  # largest CSV upload to the HTTP API (413)
@@ -260,6 +261,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], Any], str | None]] = {
         "600",
     ),
     "webhook_insecure": ("NEWSLETTER_WEBHOOK_INSECURE", _bool, "false"),
+    "soft_bounce_limit": ("NEWSLETTER_SOFT_BOUNCE_LIMIT", _int_range(0, 365), "3"),
     "sendgrid_timeout_s": ("NEWSLETTER_SENDGRID_TIMEOUT", _int_range(1, 600), "30"),
     "reconcile_after_s": ("NEWSLETTER_RECONCILE_AFTER", _int_range(1, 86400), "900"),
     "dkim_private_key": ("NEWSLETTER_DKIM_PRIVATE_KEY", lambda v, n: Path(v), None),

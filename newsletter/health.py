@@ -19,13 +19,14 @@ from sqlalchemy.orm import Session
 
 from newsletter.catchup import CatchupAction, decide_catchup
 from newsletter.clock import Clock
-from newsletter.config import MIN_SECRET_KEY_CHARS, Settings
+from newsletter.config import MIN_SECRET_KEY_CHARS, Settings, dkim_private_key_bytes
 from newsletter.db.migrate import current_revision, head_revision
 from newsletter.db.models import Issue, MailingList, Meta, SendBatch
 from newsletter.db.session import check_connection, make_engine
 from newsletter.delivery.preflight import preflight, settings_problems
 from newsletter.errors import NewsletterError, SecretKeyError
 from newsletter.heartbeat import HEARTBEAT_INTERVAL, HEARTBEAT_KEY
+from newsletter.providers import dkim_dns
 from newsletter.providers.factory import make_provider
 from newsletter.schedule import schedule_for
 from newsletter.types import BatchStatus, IssueStatus
@@ -78,14 +79,18 @@ def check_health(
     engine: Engine | None = None,
     key_problem: SecretKeyError | None = None,
     provider: bool = False,
+    dns_resolver: Any = None,
 ) -> HealthReport:
     """Run every check. Opens (and disposes) its own engine unless one is given.
 
     `key_problem` is why the signing key could not be loaded (the settings then have none).
     `provider`: also ask the provider whether it would take a send (the send's preflight:
     SendGrid's key and its scopes, the SMTP login), without sending anything.
+    `dns_resolver`: a dnspython Resolver for the DKIM check (default: the system's).
     """
     checks = [_provider(settings, ask=provider), _secret_key(settings, key_problem)]
+    if settings.dkim_private_key is not None and settings.dkim_selector:
+        checks.append(_dkim(settings, dns_resolver))
     own_engine = engine is None
     try:
         active = engine or make_engine(settings.database_url, create=False)
@@ -145,6 +150,31 @@ def _provider(settings: Settings, *, ask: bool) -> Check:
     if settings.provider == "outbox":
         detail += f" (writes .eml files to {settings.outbox_dir}: nothing is mailed)"
     return Check("provider", Level.OK, detail, {"provider": settings.provider})
+
+
+_DKIM_LEVEL = {
+    dkim_dns.PUBLISHED: Level.OK,
+    dkim_dns.UNREACHABLE: Level.DEGRADED,
+    dkim_dns.MISSING: Level.FAILING,
+    dkim_dns.MISMATCH: Level.FAILING,
+    dkim_dns.REVOKED: Level.FAILING,
+}
+
+
+def _dkim(settings: Settings, resolver: Any) -> Check:
+    """The signing key against the one published in DNS (when DNS answers)."""
+    try:
+        pem = dkim_private_key_bytes(settings)
+    except NewsletterError as err:
+        return Check("dkim", Level.FAILING, str(err))
+    assert pem is not None and settings.dkim_selector
+    result = dkim_dns.check_published(
+        pem, settings.dkim_selector, settings.dkim_signing_domain, resolver=resolver
+    )
+    data = {"state": result.state, "record": result.name}
+    if result.state != dkim_dns.PUBLISHED:
+        data["publish"] = f"v=DKIM1; k=rsa; p={dkim_dns.public_key_value(pem)}"
+    return Check("dkim", _DKIM_LEVEL[result.state], result.detail, data)
 
 
 def _secret_key(settings: Settings, problem: SecretKeyError | None) -> Check:

@@ -1,12 +1,17 @@
-"""Bounce and complaint reports that arrive by mail: DSN (RFC 3464) and ARF (RFC 5965).
+"""Bounce and complaint reports that arrive by mail: DSN (RFC 3464), ARF (RFC 5965), and the
+non-standard bounce formats MTAs still send.
 
-Read with the standard library's parser (no maintained DSN parser is installed here): a
-`multipart/report` with a `message/delivery-status` part is a DSN, one with a
-`message/feedback-report` part is an ARF complaint. A DSN counts as a hard bounce only for a
-recipient whose `Action` is `failed` with a `5.x.x` `Status` (a `4.x.x` or `delayed` report is a
-soft bounce and changes nothing). An ARF report is a complaint unless its `Feedback-Type` is
-`not-spam`. These feed the same suppression rules as the SendGrid webhook: a hard bounce
-suppresses the address as bounced, a complaint as complained.
+A `multipart/report` with a `message/delivery-status` part is a DSN, read here field by field:
+a recipient whose `Action` is `failed` with a `5.x.x` `Status` is a hard bounce, one that
+`failed` with a `4.x.x` status (mailbox full, over quota, greylisted to the end) is a soft
+bounce, and a `delayed` report changes nothing (the MTA is still trying). One with a
+`message/feedback-report` part is an ARF complaint unless its `Feedback-Type` is `not-spam`.
+
+Anything else goes to `flufl.bounce` (Mailman's bounce detectors: Exim, Postfix, qmail,
+Microsoft, Yahoo and other pre-RFC formats), whose permanent failures count as hard bounces;
+its temporary ones are delay warnings and change nothing. These feed the same suppression rules
+as the SendGrid webhook: a hard bounce suppresses the address as bounced, a complaint as
+complained, and soft bounces on enough days (`newsletter.webhooks.soft_bounces`) as bounced.
 """
 
 from __future__ import annotations
@@ -17,13 +22,16 @@ from dataclasses import dataclass
 from email import policy
 from email.message import Message
 
+from flufl.bounce import all_failures
+
 HARD_BOUNCE = "bounced"
+SOFT_BOUNCE = "soft"
 COMPLAINT = "complained"
 
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    kind: str  # HARD_BOUNCE | COMPLAINT
+    kind: str  # HARD_BOUNCE | SOFT_BOUNCE | COMPLAINT
     address: str | None  # the recipient the report names (Final-Recipient / Original-Rcpt-To)
     detail: str  # status code and diagnostic, or the feedback type
 
@@ -32,13 +40,30 @@ def parse_report(data: bytes) -> list[Report]:
     """The hard bounces and complaints in one inbound message (empty for anything else)."""
     message = email.message_from_bytes(data, policy=policy.compat32)
     reports: list[Report] = []
+    standard = False
     for part in message.walk():
         kind = part.get_content_type()
         if kind == "message/delivery-status":
             reports += _dsn(part)
+            standard = True
         elif kind == "message/feedback-report":
             reports += _arf(part, message)
+            standard = True
+    if not standard:
+        reports += _other_formats(message)
     return reports
+
+
+def _other_formats(message: Message) -> list[Report]:
+    """A bounce in one of the older formats: its permanent failures, by flufl.bounce."""
+    try:
+        _temporary, permanent = all_failures(message)
+    except Exception:  # a detector tripping on a strange message must not stop the receiver
+        return []
+    return [
+        Report(HARD_BOUNCE, address.decode("utf-8", "replace").strip("<>"), "bounce")
+        for address in sorted(permanent)
+    ]
 
 
 def _address(value: str | None) -> str | None:
@@ -57,10 +82,11 @@ def _dsn(part: Message) -> list[Report]:
     for block in blocks[1:]:  # the first block is about the message, the rest per recipient
         action = (block.get("Action") or "").strip().lower()
         status = (block.get("Status") or "").strip()
-        if action == "failed" and status.startswith("5"):
+        if action == "failed" and status[:1] in ("4", "5"):
             diagnostic = " ".join((block.get("Diagnostic-Code") or "").split())
             address = _address(block.get("Final-Recipient") or block.get("Original-Recipient"))
-            out.append(Report(HARD_BOUNCE, address, f"{status} {diagnostic}".strip()))
+            kind = HARD_BOUNCE if status.startswith("5") else SOFT_BOUNCE
+            out.append(Report(kind, address, f"{status} {diagnostic}".strip()))
     return out
 
 

@@ -33,7 +33,8 @@ from newsletter.clock import Clock
 from newsletter.config import Settings
 from newsletter.db.models import Subscriber
 from newsletter.errors import TokenError
-from subscribers.bounces import parse_report
+from newsletter.webhooks.soft_bounces import record_soft_bounces
+from subscribers.bounces import COMPLAINT, HARD_BOUNCE, SOFT_BOUNCE, parse_report
 from subscribers.service import unsubscribe_with_token
 from subscribers.suppression import suppress
 from subscribers.tokens import BOUNCES_LOCAL, UNSUBSCRIBE_LOCAL, LinkSigner, token_from_address
@@ -77,13 +78,26 @@ def report_by_mail(
             return InboundOutcome("bounces", "ignored")  # erased or removed since
         own = {subscriber.email.lower(), subscriber.email_key}
         mine = [r for r in reports if r.address is None or r.address.lower() in own]
-        if not mine:
-            return InboundOutcome("bounces", "ignored")  # a soft bounce, or another address
-        # A complaint outranks a bounce (SendGrid webhook rule).
-        kind = "complained" if any(r.kind == "complained" for r in mine) else "bounced"
-        suppress(
-            session, clock, email_hash=subscriber.email_hash, reason=kind, source=f"smtp:{kind}"
-        )
+        kinds = {r.kind for r in mine}
+        if not kinds:
+            return InboundOutcome("bounces", "ignored")  # a delay warning, or another address
+        if kinds == {SOFT_BOUNCE}:
+            over = record_soft_bounces(
+                session,
+                [subscriber.email_hash],
+                now=clock.now(),
+                source="smtp",
+                limit=settings.soft_bounce_limit,
+            )
+            if not over:
+                session.commit()
+                return InboundOutcome("bounces", "soft-bounce")
+            kind, source = HARD_BOUNCE, "smtp:soft-bounces"
+        else:
+            # A complaint outranks a bounce (SendGrid webhook rule).
+            kind = COMPLAINT if COMPLAINT in kinds else HARD_BOUNCE
+            source = f"smtp:{kind}"
+        suppress(session, clock, email_hash=subscriber.email_hash, reason=kind, source=source)
         session.commit()
     return InboundOutcome("bounces", "suppressed")
 

@@ -1,8 +1,9 @@
-"""DSN (RFC 3464) and ARF (RFC 5965) reports read into hard bounces and complaints."""
+"""Bounce mail read into hard bounces, soft bounces and complaints: DSN (RFC 3464), ARF
+(RFC 5965), and older MTA formats through flufl.bounce."""
 
 from __future__ import annotations
 
-from subscribers.bounces import COMPLAINT, HARD_BOUNCE, parse_report
+from subscribers.bounces import COMPLAINT, HARD_BOUNCE, SOFT_BOUNCE, parse_report
 
 
 def dsn(action: str, status: str, recipient: str = "taro@example.jp") -> bytes:
@@ -50,10 +51,34 @@ def test_a_permanent_failure_is_a_hard_bounce():
     assert report.detail.startswith("5.1.1")
 
 
-def test_temporary_failures_and_delays_change_nothing():
-    assert parse_report(dsn("failed", "4.2.2")) == []
+def test_a_temporary_failure_is_a_soft_bounce():
+    (report,) = parse_report(dsn("failed", "4.2.2"))
+    assert (report.kind, report.address) == (SOFT_BOUNCE, "taro@example.jp")
+
+
+def test_delays_and_deliveries_change_nothing():
     assert parse_report(dsn("delayed", "4.4.7")) == []
     assert parse_report(dsn("delivered", "2.0.0")) == []
+
+
+EXIM_BOUNCE = (
+    b"From: Mail Delivery System <Mailer-Daemon@mx.example.jp>\r\n"
+    b"To: bounces+tok@in.ainippo.example\r\n"
+    b"Subject: Mail delivery failed: returning message to sender\r\n"
+    b"X-Failed-Recipients: jiro@example.jp\r\n"
+    b"\r\n"
+    b"This message was created automatically by mail delivery software.\r\n\r\n"
+    b"A message that you sent could not be delivered to one or more of its\r\n"
+    b"recipients. This is a permanent error. The following address(es) failed:\r\n\r\n"
+    b"  jiro@example.jp\r\n"
+    b"    SMTP error from remote mail server after RCPT TO:<jiro@example.jp>:\r\n"
+    b"    550 5.1.1 User unknown\r\n"
+)
+
+
+def test_a_bounce_in_an_older_mta_format_is_read_by_flufl_bounce():
+    (report,) = parse_report(EXIM_BOUNCE)
+    assert (report.kind, report.address) == (HARD_BOUNCE, "jiro@example.jp")
 
 
 def test_an_abuse_report_is_a_complaint():

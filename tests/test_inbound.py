@@ -1,7 +1,8 @@
 """The mailto: unsubscribe and the VERP bounce address, end to end: real SMTP and LMTP
 sessions (aiosmtpd + smtplib) to the inbound receiver. A genuine token unsubscribes; a DSN
-hard bounce or an ARF complaint for the token's own address suppresses; a forged token, a soft
-bounce or a report about another address changes nothing."""
+hard bounce or an ARF complaint for the token's own address suppresses, and so do soft bounces
+on three days; a forged token, a delay warning or a report about another address changes
+nothing."""
 
 from __future__ import annotations
 
@@ -166,6 +167,36 @@ def test_soft_bounces_forged_tokens_and_other_addresses_change_nothing(
     assert _suppressed(web_runtime, web_seed) is None
     assert _status(web_runtime, web_seed) == "active"
     assert [o.outcome for o in handler.outcomes] == ["ignored", "forged", "ignored"]
+
+
+def test_one_soft_bounce_is_counted_but_changes_nothing(
+    receiver, web_runtime: Runtime, web_seed: Seeded
+) -> None:
+    controller, handler = receiver
+    _deliver(
+        controller.port, _bounce_to(web_runtime, web_seed), dsn("failed", "4.2.2", web_seed.email)
+    )
+    assert _suppressed(web_runtime, web_seed) is None
+    assert _status(web_runtime, web_seed) == "active"
+    assert [o.outcome for o in handler.outcomes] == ["soft-bounce"]
+
+
+def test_soft_bounces_on_three_days_suppress_the_address_as_bounced(
+    receiver, web_runtime: Runtime, web_seed: Seeded
+) -> None:
+    controller, handler = receiver
+    for _ in range(3):
+        for _twice_a_day in range(2):  # a second report the same day is not a second day
+            _deliver(
+                controller.port,
+                _bounce_to(web_runtime, web_seed),
+                dsn("failed", "4.2.2", web_seed.email),
+            )
+        web_runtime.clock.advance(days=1)
+    assert _suppressed(web_runtime, web_seed) == "bounced"
+    assert _status(web_runtime, web_seed) == "bounced"
+    # The first report of the third day crosses the limit.
+    assert [o.outcome for o in handler.outcomes] == ["soft-bounce"] * 4 + ["suppressed"] * 2
 
 
 def test_smtp_messages_go_out_with_the_verp_return_path(smtp_sink) -> None:

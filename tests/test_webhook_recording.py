@@ -169,3 +169,49 @@ def test_two_concurrent_redeliveries_store_each_event_once(
     with runtime.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Event)) == 1
     runtime.close()
+
+
+def _blocked(seed: Seeded, at, n: int) -> dict:
+    return sendgrid_event("bounce", seed, at, type="blocked", sg_event_id=f"blocked-{n}")
+
+
+def test_a_blocked_bounce_is_a_soft_bounce_and_changes_nothing_alone(
+    web_runtime: Runtime, web_seed: Seeded, clock
+) -> None:
+    assert _record(web_runtime, [_blocked(web_seed, clock.now(), 1)])["suppressed"] == 0
+    with web_runtime.sessions() as session:
+        assert session.scalar(select(Subscription.status)) == "active"
+
+
+def test_blocked_bounces_on_three_days_suppress_as_bounced(
+    web_runtime: Runtime, web_seed: Seeded, clock
+) -> None:
+    for day in range(3):
+        _record(web_runtime, [_blocked(web_seed, clock.now(), day)])
+        clock.advance(days=1)
+    with web_runtime.sessions() as session:
+        assert session.scalar(select(Suppression.reason)) == "bounced"
+        assert session.scalar(select(Subscription.status)) == "bounced"
+
+
+def test_a_delivery_between_soft_bounces_starts_the_count_again(
+    web_runtime: Runtime, web_seed: Seeded, clock
+) -> None:
+    for day in range(4):
+        _record(web_runtime, [_blocked(web_seed, clock.now(), day)])
+        if day == 1:
+            delivered = sendgrid_event("delivered", web_seed, clock.now(), sg_event_id="ok")
+            _record(web_runtime, [delivered])
+        clock.advance(days=1)
+    with web_runtime.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Suppression)) == 0
+
+
+def test_soft_bounces_older_than_thirty_days_do_not_count(
+    web_runtime: Runtime, web_seed: Seeded, clock
+) -> None:
+    for day in range(3):
+        _record(web_runtime, [_blocked(web_seed, clock.now(), day)])
+        clock.advance(days=20)
+    with web_runtime.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Suppression)) == 0

@@ -3,6 +3,7 @@
 Tables, by who writes them:
 - articles, article_contents: ingestion (`newsletter.articles`)
 - lists, subscribers, subscriptions, consent_records, suppressions: `subscribers`
+- soft_bounces: provider events and bounce mail (`newsletter.webhooks.soft_bounces`)
 - issues, issue_articles, issue_overrides, issue_variants: issue assembly and rendering
 - send_batches, deliveries: the send ledger (`newsletter.delivery.ledger`)
 - events: provider webhooks (`newsletter.webhooks`)
@@ -184,6 +185,23 @@ class Suppression(Base):
     email_hash: Mapped[str] = mapped_column(String(64), unique=True)
     reason: Mapped[str] = mapped_column(String(16))  # SuppressionReason
     source: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SoftBounce(Base):
+    """A day on which mail to an address failed for a passing reason (mailbox full, blocked).
+
+    One row per address and day, whatever the number of reports; enough days within the
+    window suppress the address like a hard bounce, and a delivery clears them.
+    """
+
+    __tablename__ = "soft_bounces"
+    __table_args__ = (UniqueConstraint("email_hash", "day"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64))
+    day: Mapped[date] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(32))  # webhook | smtp
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

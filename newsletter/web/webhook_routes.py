@@ -66,7 +66,11 @@ async def sendgrid_webhook(request: Request) -> Response:
     def work(session: Session) -> RecordResult:
         clock = state.runtime.clock
         result = record_events(
-            session, events, received_at=clock.now(), hash_email=EmailHasher.load(session)
+            session,
+            events,
+            received_at=clock.now(),
+            hash_email=EmailHasher.load(session),
+            soft_bounce_limit=settings.soft_bounce_limit,
         )
         # An event for a batch whose answer was lost proves SendGrid took it: settle it now.
         batches = {e.batch_id for e in events}

@@ -38,10 +38,16 @@ from newsletter.db.models import (
 )
 from newsletter.types import SubscriptionStatus, SuppressionReason
 from newsletter.webhooks.events import EVENT_RANK, EventType, ProviderEvent
+from newsletter.webhooks.soft_bounces import (
+    DEFAULT_LIMIT,
+    clear_soft_bounces,
+    record_soft_bounces,
+)
 
 _CHUNK = 500  # ids per IN (...) list: well under every database's parameter limit
 _UNSUBSCRIBE_TYPES = frozenset({EventType.UNSUBSCRIBE, EventType.GROUP_UNSUBSCRIBE})
 _LIVE = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING)
+_REACHED_TYPES = frozenset({EventType.DELIVERED, EventType.OPEN, EventType.CLICK})
 _STATUS_FOR_REASON = {
     SuppressionReason.BOUNCED: SubscriptionStatus.BOUNCED,
     SuppressionReason.COMPLAINED: SubscriptionStatus.COMPLAINED,
@@ -95,6 +101,7 @@ def record_events(
     *,
     received_at: datetime,
     hash_email: Callable[[str], str],
+    soft_bounce_limit: int = DEFAULT_LIMIT,
 ) -> RecordResult:
     """Store the new events and apply their effects. The caller commits (one transaction)."""
     result = RecordResult(received=len(events))
@@ -108,7 +115,7 @@ def record_events(
     result.duplicates = len(events) - len(fresh)
     if fresh:
         result.ledger_updates = _update_ledger(session, fresh, received_at)
-        _apply_subscriber_effects(session, fresh, received_at, result)
+        _apply_subscriber_effects(session, fresh, received_at, result, soft_bounce_limit)
     return result
 
 
@@ -283,9 +290,14 @@ def _update_ledger(session: Session, items: list[_Resolved], received_at: dateti
 
 
 def _apply_subscriber_effects(
-    session: Session, items: list[_Resolved], now: datetime, result: RecordResult
+    session: Session,
+    items: list[_Resolved],
+    now: datetime,
+    result: RecordResult,
+    soft_bounce_limit: int,
 ) -> None:
-    """Suppress hard bounces and complaints; end the subscriptions of unsubscribes.
+    """Suppress hard bounces, complaints and repeated soft bounces; end the subscriptions of
+    unsubscribes.
 
     Same rules as `subscribers.suppression.suppress`: a suppression moves every live (active
     or pending) subscription of the address to bounced/complained, with a `suppress` consent
@@ -294,6 +306,8 @@ def _apply_subscriber_effects(
     """
     suppress: dict[str, str] = {}
     unsubscribe: dict[int | None, set[int]] = {}  # list id (None: every list) -> subscribers
+    soft: set[str] = set()  # soft bounces (`blocked`): counted, suppressed past the limit
+    reached: set[str] = set()  # delivered, opened or clicked: earlier soft bounces forgotten
     for item in items:
         event = item.event
         if event.type == EventType.SPAMREPORT and item.email_hash:
@@ -302,6 +316,15 @@ def _apply_subscriber_effects(
             suppress.setdefault(item.email_hash, SuppressionReason.BOUNCED)
         elif event.type in _UNSUBSCRIBE_TYPES and item.subscriber_id is not None:
             unsubscribe.setdefault(item.list_id, set()).add(item.subscriber_id)
+        if item.email_hash and event.type == EventType.BOUNCE and not event.is_hard_bounce:
+            soft.add(item.email_hash)
+        elif item.email_hash and event.type in _REACHED_TYPES:
+            reached.add(item.email_hash)
+    clear_soft_bounces(session, reached - soft)
+    for email_hash in record_soft_bounces(
+        session, soft, now=now, source="webhook", limit=soft_bounce_limit
+    ):
+        suppress.setdefault(email_hash, SuppressionReason.BOUNCED)
     consent: list[dict[str, Any]] = []
     if suppress:
         rows = [
