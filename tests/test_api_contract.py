@@ -164,7 +164,7 @@ def test_schemathesis_finds_nothing_against_a_live_server(served: Served, tmp_pa
             "-H", f"Authorization: Bearer {served.token}",
             "--checks",
             "not_a_server_error,status_code_conformance,content_type_conformance,"
-            "response_schema_conformance,negative_data_rejection",
+            "response_schema_conformance,response_headers_conformance,negative_data_rejection",
             "--phases", "examples,coverage,fuzzing",
             "--max-examples", "3",
             "--seed", "20260613",

@@ -81,14 +81,26 @@ def openapi_document(api: FastAPI) -> dict[str, Any]:
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
     problem_ref = {"$ref": "#/components/schemas/Problem"}
+    text = {"schema": {"type": "string"}}
+    rate_headers = {
+        "RateLimit": {"description": 'Remaining quota: `"token";r=REMAINING;t=SECONDS`', **text},
+        "RateLimit-Policy": {"description": 'The quota: `"token";q=PER_MINUTE;w=60`', **text},
+    }
     for path_item in document.get("paths", {}).values():
         for operation in path_item.values():
             responses = operation.setdefault("responses", {})
+            for code, response in responses.items():
+                if code.startswith("2"):
+                    response.setdefault("headers", {}).update(rate_headers)
             for status in COMMON_ERRORS:
                 responses[str(status)] = {
                     "description": PROBLEMS[status][1],
                     "content": {"application/problem+json": {"schema": problem_ref}},
                 }
+            responses["429"]["headers"] = {
+                **rate_headers,
+                "Retry-After": {"description": "Seconds until a request is allowed", **text},
+            }
             if any(p.get("name") == "Idempotency-Key" for p in operation.get("parameters", [])):
                 ok = next(code for code in responses if code.startswith("2"))
                 responses[ok].setdefault("headers", {})["Idempotent-Replayed"] = {
