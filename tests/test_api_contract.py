@@ -174,6 +174,7 @@ def test_schemathesis_finds_nothing_against_a_live_server(served: Served, tmp_pa
             "--report", "json", "--report-json-path", str(report),
         ],
         capture_output=True,
+        cwd=tmp_path,  # its cache folder (.schemathesis/) stays out of the work tree
         text=True,
         timeout=240,
         env={**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_TELEMETRY": "false"},
