@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from newsletter.errors import (
     NotFoundError,
@@ -119,6 +119,11 @@ def create_app(
         yield
         state.close()
 
+    from newsletter.api import create_api
+    from newsletter.api.metrics import metrics_endpoint
+    from newsletter.api.reference import reference_endpoint
+
+    api = create_api(runtime)
     routes = [
         Route("/u/{token}", subscriber_links.unsubscribe_page, methods=["GET"]),
         Route("/u/{token}", subscriber_links.unsubscribe_post, methods=["POST"]),
@@ -137,6 +142,10 @@ def create_app(
         Route("/admin/issues/{issue_id}", editor.stats_page, methods=["GET"]),
         Route("/static/web.css", stylesheet, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
+        # The HTTP API for scripts (JSON, bearer tokens), its reference page, and metrics.
+        Mount("/api/v1", app=api),
+        Route("/api/docs", reference_endpoint(api.openapi), methods=["GET"]),
+        Route("/metrics", metrics_endpoint(runtime), methods=["GET"]),
     ]
     # The editors' desk (newsletter/web/desk/): its own routes, signers and limits.
     from newsletter.web import desk
