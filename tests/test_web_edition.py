@@ -387,3 +387,10 @@ def test_an_index_can_show_one_list(
     assert re.findall(r'<time datetime="([\d-]+)">', weekly) == [FIRST_DAY.isoformat()]
     issue = web_client.get(f"/issues/{FIRST_DAY.isoformat()}?lang=en&list=weekly").text
     assert "Article 5: a new AI benchmark" in issue and "Article 1:" not in issue
+
+
+def test_the_index_of_an_unknown_list_is_not_found(
+    web_client: TestClient, edition: Edition
+) -> None:
+    assert web_client.get("/issues/?list=no-such-list").status_code == 404
+    assert web_client.get("/issues/?list=daily").status_code == 200

@@ -15,11 +15,12 @@ from datetime import date
 from typing import Any
 from urllib.parse import urlencode
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from newsletter.db.models import Article
+from newsletter.db.models import Article, MailingList
 from newsletter.errors import NotFoundError
 from newsletter.issues.editorial import get_note
 from newsletter.render.i18n import long_date
@@ -315,6 +316,11 @@ async def index(request: Request) -> Response:
     slug = request.query_params.get("list") or None
 
     def work(session: Session) -> CachedPage:
+        if (
+            slug is not None
+            and session.scalar(select(MailingList.id).where(MailingList.slug == slug)) is None
+        ):
+            raise NotFoundError(f"no list {slug!r}")
         version = queries.edition_version(session, slug)
         key = ("index", slug, page, lang, version)
         return _cached(request, key, lambda: _index_page(request, session, page, slug, lang))
