@@ -471,3 +471,34 @@ def test_remove_expire_and_export_as_on_the_command_line(api: Api) -> None:
     api.runtime.clock.advance(days=8)  # type: ignore[attr-defined]
     expired = api.call("POST", "/subscribers/expire-pending", json={"days": 7})
     assert expired.json()["changed"] == 1
+
+
+def test_issues_are_listed_newest_first_a_page_at_a_time(api: Api) -> None:
+    from datetime import date, timedelta
+
+    from newsletter.db.models import Issue, MailingList
+
+    with transaction(api.runtime.sessions) as session:
+        daily = MailingList(slug="daily", name="AI日報", created_at=api.runtime.clock.now())
+        session.add(daily)
+        session.flush()
+        for n in range(5):
+            session.add(
+                Issue(
+                    list_id=daily.id,
+                    issue_date=date(2026, 6, 1) + timedelta(days=n),
+                    status="sent" if n < 4 else "built",
+                    window_start=api.runtime.clock.now(),
+                    cutoff_at=api.runtime.clock.now(),
+                    created_at=api.runtime.clock.now(),
+                    built_at=api.runtime.clock.now(),
+                )
+            )
+    first = api.call("GET", "/issues?limit=2", "viewer").json()
+    assert [i["date"] for i in first["items"]] == ["2026-06-05", "2026-06-04"]
+    rest = api.call("GET", f"/issues?limit=10&cursor={first['next_cursor']}", "viewer").json()
+    assert [i["date"] for i in rest["items"]] == ["2026-06-03", "2026-06-02", "2026-06-01"]
+    assert rest["next_cursor"] is None
+    built = api.call("GET", "/issues?status=built", "viewer").json()["items"]
+    assert [(i["date"], i["articles"]) for i in built] == [("2026-06-05", 0)]
+    assert api.call("GET", "/issues?list=weekly", "viewer").status_code == 404

@@ -54,3 +54,20 @@ def test_an_overlong_note_is_refused_with_its_length(app: AppContext, tmp_path: 
     result = run(app, "issue", "note", "--en", "x" * 2001)
     assert result.exit_code == 65
     assert "note_en: 2001 characters; a note has at most 2000" in result.output
+
+
+def test_issue_list_shows_the_built_issue_with_its_approval(
+    app: AppContext,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    _built(app, tmp_path)
+    run(app, "issue", "approve", "2026-06-13")
+    [row] = json.loads(run(app, "issue", "list", "--json").output)
+    assert (row["list"], row["date"], row["status"], row["articles"]) == (
+        "daily",
+        "2026-06-13",
+        "built",
+        3,
+    )
+    assert row["approved_by"].startswith("cli:")
+    assert "daily:2026-06-13" in run(app, "issue", "list").output

@@ -22,7 +22,7 @@ from newsletter.delivery.preflight import preflight
 from newsletter.delivery.sendconfig import SendConfig
 from newsletter.delivery.status import recipient_status, send_status
 from newsletter.errors import UsageError
-from newsletter.issues import editorial
+from newsletter.issues import catalog, editorial
 from newsletter.issues.assembly import BuildResult, build_issue, get_issue, load_list
 from newsletter.issues.variants import as_rendered, ensure_variants
 from newsletter.pipeline import send_in_background
@@ -35,13 +35,23 @@ from subscribers.audience import is_mailable_address
 from subscribers.hashing import EmailHasher
 from subscribers.lists import get_list
 
-from .deps import Editor, IdempotencyKey, Reader, RuntimeDep, Sender, unit
+from .deps import (
+    Editor,
+    IdempotencyKey,
+    Reader,
+    RuntimeDep,
+    Sender,
+    decode_cursor,
+    encode_cursor,
+    unit,
+)
 from .schemas import (
     ArticleChoice,
     BuildOut,
     DecisionOut,
     IssueBuild,
     IssueDetail,
+    IssuePage,
     IssueStats,
     ListStats,
     Note,
@@ -162,6 +172,30 @@ def build(body: IssueBuild, runtime: RuntimeDep, actor: Editor, key: Idempotency
                        "rebuild": body.rebuild},
             )  # fmt: skip
         return data
+
+
+@router.get("/issues", response_model=IssuePage, summary="Issues, newest first, a page at a time")
+def list_issues(
+    runtime: RuntimeDep,
+    actor: Reader,
+    list: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")] = None,
+    status: Annotated[
+        str | None,
+        Query(pattern="^(built|sending|paused|sent|sent_with_failures|failed|cancelled|skipped)$"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> Any:
+    after = None
+    if cursor:
+        after = decode_cursor(cursor, lambda v: (date.fromisoformat(str(v[0])), int(v[1])))
+    with unit(runtime) as session:
+        rows = catalog.list_issues(session, list_slug=list, status=status, after=after, limit=limit)
+    items = [row.to_dict() for row in rows]
+    next_cursor = (
+        encode_cursor([items[-1]["date"], items[-1]["id"]]) if len(rows) == limit else None
+    )
+    return {"items": items, "next_cursor": next_cursor}
 
 
 @router.get("/issues/{ref}", response_model=IssueDetail, summary="An issue and why each candidate "

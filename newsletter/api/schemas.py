@@ -238,6 +238,22 @@ class DecisionOut(BaseModel):
     reason: str
 
 
+class IssueSummaryOut(BaseModel):
+    id: int
+    list: str
+    date: str
+    status: str
+    articles: int = Field(description="Articles in the issue")
+    approved_by: str | None
+    approved_at: str | None
+    sent_at: str | None
+
+
+class IssuePage(BaseModel):
+    items: list[IssueSummaryOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: end")
+
+
 class IssueOut(BaseModel):
     id: int
     list: str

@@ -102,6 +102,7 @@ def _register() -> None:
         audit_cmd,
         inbound_cmd,
         issue_build_cmd,
+        issue_list_cmd,
         issue_preview_cmd,
         issue_send_cmd,
         lists_cmd,
@@ -123,7 +124,7 @@ def _register() -> None:
     cli.add_command(tokens_cmd.tokens)
     for command in articles_cmd.COMMANDS:
         articles.add_command(command)
-    for module in (issue_build_cmd, issue_preview_cmd, issue_send_cmd):
+    for module in (issue_build_cmd, issue_list_cmd, issue_preview_cmd, issue_send_cmd):
         for command in module.COMMANDS:
             issue.add_command(command)
 
