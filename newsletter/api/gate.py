@@ -15,9 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -36,6 +34,7 @@ from newsletter.db.models import IdempotencyKey
 from newsletter.db.session import transaction
 from newsletter.errors import AuthenticationError
 from newsletter.runtime import Runtime
+from newsletter.throttle import KeyedTokenBucket
 
 from .problems import problem
 
@@ -53,11 +52,8 @@ class BodyTooLarge(HTTPException):
         )
 
 
-class RateLimiter:
-    """Token bucket per principal: `per_minute` requests, refilled continuously.
-
-    In-process: each server process keeps its own buckets (bounded, least recently seen
-    forgotten first)."""
+class RateLimiter(KeyedTokenBucket):
+    """`per_minute` requests per token, refilled continuously, with the IETF RateLimit headers."""
 
     def __init__(
         self,
@@ -66,27 +62,7 @@ class RateLimiter:
         max_keys: int = 10_000,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.capacity = float(per_minute)
-        self.per_s = per_minute / 60.0
-        self._now = now
-        self._max_keys = max_keys
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def take(self, key: str) -> tuple[bool, int, int]:
-        """(allowed, remaining, seconds until the bucket is full again)."""
-        with self._lock:
-            now = self._now()
-            tokens, last = self._buckets.pop(key, (self.capacity, now))
-            tokens = min(self.capacity, tokens + (now - last) * self.per_s)
-            allowed = tokens >= 1
-            if allowed:
-                tokens -= 1
-            self._buckets[key] = (tokens, now)
-            while len(self._buckets) > self._max_keys:
-                self._buckets.popitem(last=False)
-        reset = math.ceil((self.capacity - tokens) / self.per_s)
-        return allowed, int(tokens), reset
+        super().__init__(per_minute, per_minute / 60.0, max_keys=max_keys, now=now)
 
     def headers(self, remaining: int, reset: int) -> dict[str, str]:
         return {

@@ -9,10 +9,6 @@ import base64
 import binascii
 import hashlib
 import secrets
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.datastructures import MutableHeaders
@@ -20,6 +16,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from newsletter.config import Settings
+from newsletter.throttle import KeyedTokenBucket
 
 # Pages: no scripts at all, our own stylesheet, forms only to ourselves, never framed.
 PAGE_CSP = (
@@ -107,40 +104,8 @@ class CsrfSigner:
         return hashlib.sha256(secret_value.encode("utf-8")).hexdigest()[:32]
 
 
-class SignupThrottle:
-    """In-process token bucket per client key: `capacity` requests, refilled at `per_s`.
-
-    Only as wide as one process: with several uvicorn workers each holds its own buckets.
-    The table is bounded (least recently seen keys are forgotten first).
-    """
-
-    def __init__(
-        self,
-        capacity: float = 5,
-        per_s: float = 5 / 60,
-        *,
-        max_keys: int = 10_000,
-        now: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.capacity = capacity
-        self.per_s = per_s
-        self._max_keys = max_keys
-        self._now = now
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def allow(self, key: str) -> bool:
-        with self._lock:
-            now = self._now()
-            tokens, last = self._buckets.pop(key, (self.capacity, now))
-            tokens = min(self.capacity, tokens + (now - last) * self.per_s)
-            allowed = tokens >= 1
-            if allowed:
-                tokens -= 1
-            self._buckets[key] = (tokens, now)
-            while len(self._buckets) > self._max_keys:
-                self._buckets.popitem(last=False)
-            return allowed
+# The sign-up form's limit per client address (and the desk's sign-in limits).
+SignupThrottle = KeyedTokenBucket
 
 
 def client_ip(request: Request) -> str:
