@@ -22,6 +22,8 @@ from newsletter.clock import Clock
 from newsletter.config import Settings
 from newsletter.delivery import in_doubt, issue_state, ledger, recording
 from newsletter.delivery.breaker import CircuitBreaker
+from newsletter.delivery.concurrency import AdaptiveSettings
+from newsletter.delivery.gate import Gate
 from newsletter.delivery.gc_tuning import quiet_gc
 from newsletter.delivery.ledger import ClaimedBatch, PreparedBatch
 from newsletter.delivery.messages import prepare_messages
@@ -74,6 +76,9 @@ class Sender:
         self.progress_callback = progress
         self.progress = Progress()
         self.limiter = RateLimiter(config.rate_messages_per_s, config.rate_requests_per_s)
+        # How many requests are in flight and how fast they start: found from the provider's
+        # 429s and latency, up to `concurrency` (a fixed `concurrency` when not adaptive).
+        self.gate = Gate(AdaptiveSettings(cap=self.config.concurrency) if config.adaptive else None)
         self.breaker = CircuitBreaker(
             config.breaker_consecutive, config.breaker_window, config.breaker_ratio
         )
@@ -127,14 +132,22 @@ class Sender:
         session = self.sessions()
         try:
             while not self.stop.is_set() and not self.breaker.open:
-                claimed = self._write(
-                    session,
-                    lambda s: ledger.claim_batch(
-                        s, self.worker_id, self.clock, self.config.lease_s, issue_id
-                    ),
-                )
+                started = self.gate.enter(self.stop)  # before the claim: no claim waits here
+                if started is None:
+                    break
+                outcome: list[object] = [None, None]  # how the provider answered, if it was asked
+                try:
+                    claimed = self._write(
+                        session,
+                        lambda s: ledger.claim_batch(
+                            s, self.worker_id, self.clock, self.config.lease_s, issue_id
+                        ),
+                    )
+                    if claimed is not None:
+                        self._process(session, claimed, outcome)
+                finally:
+                    self.gate.leave(started, outcome[0], outcome[1])  # type: ignore[arg-type]
                 if claimed is not None:
-                    self._process(session, claimed)
                     continue
                 remaining, waiting = self._write(session, lambda s: self._idle(s, issue_id))
                 if remaining == 0 and not waiting and until_idle:
@@ -204,7 +217,9 @@ class Sender:
 
     # -- one batch -------------------------------------------------------------------------
 
-    def _process(self, session: Session, claimed: ClaimedBatch) -> None:
+    def _process(self, session: Session, claimed: ClaimedBatch, outcome: list[object]) -> None:
+        """Send one claimed batch; `outcome` gets how the provider answered ("ok", "429" and
+        its Retry-After, "error"), for the gate."""
         message = self._message(session, claimed.issue_id, claimed.variant)
         # Wait for the rate limit while the batch is only claimed: a claim that outlives its
         # lease is simply taken over, whereas a `sending` batch would turn in doubt.
@@ -238,18 +253,22 @@ class Sender:
                 )
             return
         recipients = self._recipients(prepared)
+        outcome[0] = "error"
         try:
             result = self.provider.send_batch(Batch(claimed.id, message, recipients))
         except InDoubtProviderError as err:
             self._on_in_doubt(session, prepared, describe(err), err.failed)
             return
         except ProviderError as err:
+            if err.status == 429:
+                outcome[0], outcome[1] = "429", getattr(err, "retry_after", None)
             self._on_error(session, prepared, err)
             return
         except Exception as err:  # a provider bug: we cannot know what was sent
             log.exception("provider %s raised outside its contract", self.provider.name)
             self._on_in_doubt(session, prepared, f"provider error: {err!r}", {})
             return
+        outcome[0] = "ok"
         self._record(session, prepared, recipients, result)
 
     def _record(
