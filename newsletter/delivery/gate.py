@@ -23,12 +23,20 @@ class Gate:
         self,
         settings: AdaptiveSettings | None,
         *,
+        cap: int = 1,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`settings` None: a fixed concurrency of `cap`, and the gate never waits."""
         self.controller = AdaptiveConcurrency(settings) if settings is not None else None
+        self._cap = cap
         self._monotonic = monotonic
         self._cond = threading.Condition()
         self._in_flight = 0
+
+    @property
+    def limit(self) -> int:
+        """Requests that may be in flight now (the cap when the concurrency is fixed)."""
+        return self._cap if self.controller is None else self.controller.limit
 
     def enter(self, stop: threading.Event) -> float | None:
         """Wait for a slot; its start time (None when `stop` was set while waiting). Without

@@ -44,6 +44,7 @@ from subscribers.tokens import LinkSigner, bounce_address, unsubscribe_mailto
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+_SPAWN_CHECK_S = 0.05  # how often `run` looks whether the window grew
 _LOCKED_RETRIES = 4  # after SQLite's own busy timeout (30 s by default), each
 
 
@@ -78,7 +79,8 @@ class Sender:
         self.limiter = RateLimiter(config.rate_messages_per_s, config.rate_requests_per_s)
         # How many requests are in flight and how fast they start: found from the provider's
         # 429s and latency, up to `concurrency` (a fixed `concurrency` when not adaptive).
-        self.gate = Gate(AdaptiveSettings(cap=self.config.concurrency) if config.adaptive else None)
+        cap = self.config.concurrency
+        self.gate = Gate(AdaptiveSettings(cap=cap) if config.adaptive else None, cap=cap)
         self.breaker = CircuitBreaker(
             config.breaker_consecutive, config.breaker_window, config.breaker_ratio
         )
@@ -105,17 +107,26 @@ class Sender:
 
         With `issue_id`, only that issue's batches; otherwise every issue that is `sending`.
         """
-        threads = [
-            threading.Thread(
-                target=self._thread_main, args=(issue_id, until_idle), name=f"send-{n}", daemon=True
-            )
-            for n in range(self.config.concurrency)
-        ]
+        threads: list[threading.Thread] = []
         with quiet_gc():
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            # Threads are started as the gate's window grows (at most `concurrency`): each has
+            # its own database connection and caches, so idle ones would only cost memory.
+            while True:
+                alive = [t for t in threads if t.is_alive()]
+                if (threads and not alive) or (not threads and self.stop.is_set()):
+                    break  # all done, or stopped
+                ended = len(alive) < len(threads)  # one found no work left: start no more
+                if not ended and len(threads) < self.gate.limit and not self.stop.is_set():
+                    thread = threading.Thread(
+                        target=self._thread_main,
+                        args=(issue_id, until_idle),
+                        name=f"send-{len(threads)}",
+                        daemon=True,
+                    )
+                    thread.start()
+                    threads.append(thread)
+                    continue
+                alive[0].join(_SPAWN_CHECK_S)
         if self._errors:
             raise self._errors[0]
         return self.progress
