@@ -93,7 +93,7 @@ def test_a_429_paces_the_send_below_the_offered_rate_and_honours_retry_after() -
     ctl.rate_limited_answer(3.0, 0.01, retry_after=0.5)
     offered, got_through = 8 / 0.2, 4 / 0.2
     assert ctl.ceiling is not None and got_through <= ctl.ceiling <= offered
-    assert ctl.rate == pytest.approx(0.8 * ctl.ceiling)
+    assert ctl.rate == pytest.approx(0.65 * ctl.ceiling)  # the first cut is deeper
     assert ctl.wait(3.0, 0) == pytest.approx(0.5)  # nobody starts before Retry-After
     assert ctl.cuts == 1
     ctl.rate_limited_answer(3.01, 0.5, None)  # sent before the cut: the same episode
