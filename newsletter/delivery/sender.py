@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import TypeVar
 
 from sqlalchemy.exc import OperationalError
@@ -432,8 +432,9 @@ class Sender:
 
     def _recipients(self, prepared: PreparedBatch) -> list[Recipient]:
         links = self.signer.links_for_list(prepared.list_id)
+        new = new_recipient
         recipients = [
-            Recipient(delivery_id, subscriber_id, email, name or "", *links(subscriber_id))
+            new(delivery_id, subscriber_id, email, name or "", *links(subscriber_id))
             for delivery_id, subscriber_id, email, name in prepared.recipients
         ]
         domain = self.settings.inbound_domain
@@ -493,6 +494,39 @@ class Sender:
         c = self.config
         self.breaker = CircuitBreaker(c.breaker_consecutive, c.breaker_window, c.breaker_ratio)
         self._paused = False
+
+
+_RECIPIENT_FIELDS = (
+    "delivery_id", "subscriber_id", "email", "name", "unsubscribe_url", "preferences_url",
+    "unsubscribe_mailto", "return_path",
+)  # fmt: skip
+assert tuple(f.name for f in fields(Recipient)) == _RECIPIENT_FIELDS, "new_recipient is stale"
+_SET = tuple(getattr(Recipient, name).__set__ for name in _RECIPIENT_FIELDS)
+
+
+def new_recipient(
+    delivery_id: int,
+    subscriber_id: int,
+    email: str,
+    name: str,
+    unsubscribe_url: str,
+    preferences_url: str,
+    _new: Callable[[type[Recipient]], Recipient] = object.__new__,  # type: ignore[assignment]
+    _set: tuple[Callable[[Recipient, object], None], ...] = _SET,
+) -> Recipient:
+    """`Recipient(delivery_id, ..., preferences_url)` through its slots: a frozen dataclass's
+    `__init__` sets each field with `object.__setattr__`, which took 0.6 µs of the few
+    microseconds a recipient costs. Equal to the plain construction (tested)."""
+    recipient = _new(Recipient)
+    _set[0](recipient, delivery_id)
+    _set[1](recipient, subscriber_id)
+    _set[2](recipient, email)
+    _set[3](recipient, name)
+    _set[4](recipient, unsubscribe_url)
+    _set[5](recipient, preferences_url)
+    _set[6](recipient, None)
+    _set[7](recipient, None)
+    return recipient
 
 
 class _Unit:
