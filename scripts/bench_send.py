@@ -226,10 +226,13 @@ def ledger_counts(sessions: sessionmaker[Session], issue_id: int) -> dict[str, i
 
 
 class Server:
-    def __init__(self, provider: str, fail_rate: float) -> None:
+    def __init__(
+        self, provider: str, fail_rate: float, latency: float = 0.0, rate_limit: float = 0.0
+    ) -> None:
         if provider == "sendgrid":
             args = ["-m", "newsletter.testing.sendgrid_server", "--port", "0", "--api-key", API_KEY,
-                    "--fail-rate", str(fail_rate), "--retry-after", "0.1"]  # fmt: skip
+                    "--fail-rate", str(fail_rate), "--retry-after", "0.1",
+                    "--latency", str(latency), "--rate-limit", str(rate_limit)]  # fmt: skip
         else:
             args = ["-m", "newsletter.testing.smtp_sink", "--port", "0", "--count-only",
                     "--fast-data"]  # fmt: skip
@@ -424,6 +427,14 @@ def run_core(
     engine.dispose()
     accepted = counts.get("accepted", 0)
     send_seconds = seconds - (plan_seconds or 0.0)
+    rate_limited = None
+    if args.provider == "sendgrid" and args.rate_limit > 0:
+        rate_limited = {
+            "limit_requests_per_s": args.rate_limit,
+            "achieved_share": round(stats["accepted_requests"] / send_seconds / args.rate_limit, 3),
+            "share_429": round(stats["statuses"].get("429", 0) / max(stats["requests"], 1), 4),
+            "answered_429": stats["statuses"].get("429", 0),
+        }
     if args.provider == "sendgrid":
         duplicates = stats["duplicates"]
         received = stats["unique_recipients"]
@@ -454,6 +465,7 @@ def run_core(
         "sender_cpu_s": round(sender_cpu, 2),
         "server_cpu_s": round(server_cpu, 2),
         "load_average": round(load, 2),
+        **({"rate_limited": rate_limited} if rate_limited else {}),
     }
 
 
@@ -544,6 +556,12 @@ def main() -> int:
         help="SendGrid: measure the server's own limit this long after each run (0: skip)",
     )  # fmt: skip
     parser.add_argument("--limit-clients", type=int, default=3, help="client processes for it")
+    parser.add_argument("--latency", type=float, default=0.0, help="SendGrid: seconds per answer")
+    parser.add_argument(
+        "--rate-limit", type=float, default=0.0,
+        help="SendGrid: requests/s the server takes (429 + Retry-After above); the run then "
+        "reports the share of that rate achieved and the share of requests answered 429",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--dkim", action="store_true", help="DKIM-sign (RSA-2048), SMTP only")
     parser.add_argument("--naive", action="store_true", help="also run the obvious approach")
@@ -573,7 +591,7 @@ def main() -> int:
         for w in (int(w) for w in args.workers.split(",")):
             runs += [(1, int(p)) for p in args.processes.split(",")] if w <= 1 else [(w, 1)]
         for workers, processes in runs:
-            server = Server(args.provider, args.fail_rate)  # fresh counters and faults
+            server = Server(args.provider, args.fail_rate, args.latency, args.rate_limit)
             try:
                 result = run_core(args, url, server, workers, processes)
             finally:
