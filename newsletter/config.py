@@ -93,6 +93,9 @@ class Settings:
     dkim_domain: str | None = None  # d= of the signature; None: the From domain
     inbound_domain: str | None = None  # where `newsletter inbound` receives unsubscribe+TOKEN@
     soft_bounce_limit: int = 3  # days with a soft bounce within 30 that suppress; 0 = never
+    metrics_token: Secret | None = None  # bearer for /metrics besides any API token
+    api_rate_per_minute: int = 600  # HTTP API requests per token per minute (429 beyond)
+    api_upload_max_bytes: int = 50 * 1024 * 1024  # largest CSV upload to the HTTP API (413)
 
     @property
     def secret_key(self) -> Secret:
@@ -269,6 +272,13 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], Any], str | None]] = {
         "NEWSLETTER_WEBHOOK_MAX_BYTES",
         _int_range(64 * 1024, 64 * 1024 * 1024),
         str(4 * 1024 * 1024),
+    ),
+    "metrics_token": ("NEWSLETTER_METRICS_TOKEN", _secret, ""),
+    "api_rate_per_minute": ("NEWSLETTER_API_RATE_LIMIT", _int_range(1, 1_000_000), "600"),
+    "api_upload_max_bytes": (
+        "NEWSLETTER_API_UPLOAD_MAX_BYTES",
+        _int_range(64 * 1024, 1024 * 1024 * 1024),
+        str(50 * 1024 * 1024),
     ),
 }
 

@@ -229,6 +229,11 @@ class Scheduler:
         self.stopping = threading.Event()
         self.failures = 0  # jobs that raised (a `--at` run exits 1 when any did)
         self._stop_lock = threading.Lock()
+        # APScheduler's shutdown holds its job-store lock while it waits for running jobs, so a
+        # job that asks the scheduler anything (get_job, add_job) at that moment waits forever.
+        # Jobs make such calls only while holding this lock and not stopping; the shutdown
+        # begins only after taking it once (`_shutdown`).
+        self._aps_lock = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self._plans: dict[str, ListPlan] = {}
         self._pending: set[str] = set()
@@ -323,11 +328,14 @@ class Scheduler:
     def next_runs(self) -> dict[str, str]:
         """Each list's next scheduled send, in the list's own zone (for `health`)."""
         runs = {}
-        for slug in self._targets():
-            job = self._aps.get_job(f"daily:{slug}")
-            when = getattr(job, "next_run_time", None) if job is not None else None
-            if when is not None:
-                runs[slug] = when.isoformat()
+        with self._aps_lock:
+            if self.stopping.is_set():
+                return runs
+            for slug in self._targets():
+                job = self._aps.get_job(f"daily:{slug}")
+                when = getattr(job, "next_run_time", None) if job is not None else None
+                if when is not None:
+                    runs[slug] = when.isoformat()
         return runs
 
     def _targets(self) -> list[str]:
@@ -335,6 +343,11 @@ class Scheduler:
 
     def sync_jobs(self) -> None:
         plans = {plan.slug: plan for plan in list_plans(self.runtime, self._bad_list)}
+        with self._aps_lock:
+            if not (self.stopping.is_set() and self._aps.running):
+                self._schedule(plans)
+
+    def _schedule(self, plans: dict[str, ListPlan]) -> None:
         for slug, plan in plans.items():
             if self.only_list not in (None, slug) or self._plans.get(slug) == plan:
                 continue
@@ -432,7 +445,14 @@ class Scheduler:
 
     def _stop_if_asked(self, _event: object) -> None:
         if self.stopping.is_set():
-            threading.Thread(target=self._aps.shutdown, kwargs={"wait": True}).start()
+            threading.Thread(target=self._shutdown).start()
+
+    def _shutdown(self) -> None:
+        """Shut APScheduler down once no job is inside a scheduler call (see `_aps_lock`):
+        a call in progress finishes first, later ones see `stopping` and skip."""
+        with self._aps_lock:
+            pass
+        self._aps.shutdown(wait=True)
 
     def stop(self) -> None:
         """Ask running sends to finish their batch in flight, then stop the scheduler.
@@ -444,4 +464,4 @@ class Scheduler:
             first = not self.stopping.is_set()
             self.stopping.set()
             if first and self._aps.running:
-                threading.Thread(target=self._aps.shutdown, kwargs={"wait": True}).start()
+                threading.Thread(target=self._shutdown).start()

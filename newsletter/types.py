@@ -130,8 +130,9 @@ class RenderedVariant:
 # Control characters in imported text. NUL cannot be stored by PostgreSQL at all (and SQLite
 # would keep it silently); the others break one-line error messages, headers and CSV cells.
 # Multi-line fields (an article's body, a CSV attribute) may hold tab and line breaks.
-_CONTROL_ONE_LINE = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_MULTI_LINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# C0, DEL and C1 (U+0080-U+009F: never text, often a Windows-1252 file read as Latin-1).
+_CONTROL_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_MULTI_LINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def control_character_problem(text: str, *, multiline: bool = False) -> str | None:

@@ -46,8 +46,9 @@ class ImportSummary:
     problems: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
+        """The counts and, for scripts, each problem row (line, outcome, reason; the first
+        1,000, every one in `--report`)."""
         data = asdict(self)
-        data.pop("problems")
         data["list"] = data.pop("list_slug")
         return data
 

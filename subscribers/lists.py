@@ -37,6 +37,16 @@ _SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}\Z")
 _HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d\Z")
 
 
+def _check_settings(timezone: str | None, send_time: str | None) -> None:
+    if timezone is not None:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValidationError(f"timezone: unknown time zone {timezone!r}") from None
+    if send_time is not None and not _HHMM.match(send_time):
+        raise ValidationError(f"send time: expected HH:MM (24-hour), got {send_time!r}")
+
+
 def create_list(
     session: Session,
     clock: Clock,
@@ -55,13 +65,7 @@ def create_list(
         )
     if not name.strip():
         raise ValidationError("name: must not be empty")
-    if timezone is not None:
-        try:
-            ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValidationError(f"timezone: unknown time zone {timezone!r}") from None
-    if send_time is not None and not _HHMM.match(send_time):
-        raise ValidationError(f"send time: expected HH:MM (24-hour), got {send_time!r}")
+    _check_settings(timezone, send_time)
     if session.scalar(select(MailingList.id).where(MailingList.slug == slug)) is not None:
         raise StateError(f"list {slug!r} already exists")
     mailing_list = MailingList(
@@ -78,14 +82,55 @@ def create_list(
     return mailing_list
 
 
-def list_summaries(session: Session) -> list[dict[str, Any]]:
-    """Every list with its settings and subscription counts per status."""
-    counts: dict[int, dict[str, int]] = {}
-    for list_id, status, count in session.execute(
-        select(Subscription.list_id, Subscription.status, func.count()).group_by(
-            Subscription.list_id, Subscription.status
+_UNSET: Any = object()
+
+
+def update_list(
+    session: Session,
+    *,
+    slug: str,
+    name: str | None = None,
+    description: str | None = _UNSET,
+    timezone: str | None = _UNSET,
+    send_time: str | None = _UNSET,
+) -> tuple[MailingList, dict[str, Any], dict[str, Any]]:
+    """Change a list's name, description, time zone or send time (None: back to the default).
+
+    Returns the list and its settings before and after, for the audit log. The next issue
+    is scheduled by the new time; issues already built keep their window.
+    """
+    mailing_list = get_list(session, slug)
+    given = {
+        key: value
+        for key, value in (
+            ("description", description), ("timezone", timezone), ("send_time", send_time)
         )
-    ):
+        if value is not _UNSET
+    }  # fmt: skip
+    if name is not None:
+        if not name.strip():
+            raise ValidationError("name: must not be empty")
+        given["name"] = name.strip()
+    _check_settings(given.get("timezone"), given.get("send_time"))
+    before = {key: getattr(mailing_list, key) for key in given}
+    for key, value in given.items():
+        setattr(mailing_list, key, value)
+    session.flush()
+    return mailing_list, before, given
+
+
+def list_summaries(session: Session, slug: str | None = None) -> list[dict[str, Any]]:
+    """Every list (or the one named `slug`) with its settings and subscription counts."""
+    counts: dict[int, dict[str, int]] = {}
+    count_query = select(Subscription.list_id, Subscription.status, func.count()).group_by(
+        Subscription.list_id, Subscription.status
+    )
+    lists_query = select(MailingList).order_by(MailingList.slug)
+    if slug is not None:
+        list_id = get_list(session, slug).id
+        count_query = count_query.where(Subscription.list_id == list_id)
+        lists_query = lists_query.where(MailingList.id == list_id)
+    for list_id, status, count in session.execute(count_query):
         counts.setdefault(list_id, {})[status] = count
     return [
         {
@@ -98,5 +143,5 @@ def list_summaries(session: Session) -> list[dict[str, Any]]:
             "created_at": m.created_at.isoformat(),
             "subscriptions": counts.get(m.id, {}),
         }
-        for m in session.scalars(select(MailingList).order_by(MailingList.slug))
+        for m in session.scalars(lists_query)
     ]

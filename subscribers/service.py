@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from newsletter.clock import Clock
@@ -342,6 +342,52 @@ def set_preferences(
     return subscriber
 
 
+def update_subscriber(
+    session: Session,
+    settings: Settings,
+    clock: Clock,
+    *,
+    email: str,
+    name: str | None = None,
+    language: str | None = None,
+    lists: Sequence[str] | None = None,
+    source: str = "admin",
+) -> Subscriber:
+    """An admin's change to one subscriber: name, language, and the lists they are active on.
+
+    `lists` is the whole set wanted: lists missing from it are unsubscribed, new ones are
+    added through `add_subscriber`, so a list the person left is refused (StateError) and a
+    suppressed address cannot be added anywhere (SuppressedError).
+    """
+    subscriber = get_subscriber(session, email)
+    if language is not None:
+        check_language(language)
+    ensure_subscriber(session, clock, email=subscriber.email, name=name, language=language)
+    if lists is not None:
+        wanted = {get_list(session, slug).id: slug for slug in lists}
+        active = {
+            s.list_id for s in subscriber.subscriptions if s.status == SubscriptionStatus.ACTIVE
+        }
+        for list_id, slug in sorted(wanted.items()):
+            if list_id not in active:
+                add_subscriber(
+                    session,
+                    settings,
+                    clock,
+                    email=subscriber.email,
+                    language=subscriber.language,
+                    list_slug=slug,
+                    source=source,
+                )
+        for list_id in sorted(active - set(wanted)):
+            unsubscribe(
+                session, clock, subscriber_id=subscriber.id, list_id=list_id, source=source
+            )
+    session.flush()
+    session.refresh(subscriber)
+    return subscriber
+
+
 def remove_subscriber(session: Session, *, email: str, list_slug: str | None = None) -> int:
     """Delete subscriptions (one list or all); how many were deleted.
 
@@ -457,6 +503,31 @@ def iter_subscriptions(
         query = query.where(Subscription.status == status)
     for row in session.execute(query):
         yield subscription_row(row)
+
+
+def search_subscriptions(
+    session: Session,
+    *,
+    list_slug: str | None = None,
+    status: str | None = None,
+    contains: str | None = None,
+    after: tuple[int, str] | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """One page of subscriptions in `subscriptions_query` order, after the (subscriber id,
+    list slug) of the previous page's last row: keyset paging, stable under inserts."""
+    query = subscriptions_query(session, list_slug=list_slug).limit(limit)
+    if status:
+        if status not in set(SubscriptionStatus):
+            choices = ", ".join(SubscriptionStatus)
+            raise ValidationError(f"status: expected one of {choices}, got {status!r}")
+        query = query.where(Subscription.status == status)
+    if contains:
+        needle = contains.strip().lower()
+        query = query.where(func.lower(Subscriber.email).contains(needle, autoescape=True))
+    if after is not None:
+        query = query.where(tuple_(Subscriber.id, MailingList.slug) > tuple_(*after))
+    return [subscription_row(row) for row in session.execute(query)]
 
 
 def subscriber_stats(session: Session, *, list_slug: str | None = None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.clock import Clock
@@ -55,7 +56,13 @@ def suppress(
     existing = session.scalar(select(Suppression.id).where(Suppression.email_hash == email_hash))
     added = existing is None
     if added:
-        session.add(Suppression(email_hash=email_hash, reason=why, source=source, created_at=now))
+        try:  # two requests suppressing the same address at once: the second finds it there
+            with session.begin_nested():
+                session.add(
+                    Suppression(email_hash=email_hash, reason=why, source=source, created_at=now)
+                )
+        except IntegrityError:
+            added = False
     for subscriber_id, list_id in session.execute(
         select(Subscription.subscriber_id, Subscription.list_id)
         .join(Subscriber, Subscriber.id == Subscription.subscriber_id)

@@ -29,6 +29,7 @@ pytest_plugins = [
     "tests.fixtures.delivery",
     "tests.fixtures.subscribers",
     "tests.fixtures.web",
+    "tests.fixtures.edition",
     "tests.fixtures.scheduler",
 ]
 

@@ -222,7 +222,9 @@ def test_a_note_with_a_control_character_is_refused_naming_the_field(
     issue_id = _build(runtime)
     with runtime.sessions() as session:
         issue, mailing_list = _issue_and_list(session, issue_id)
-        with pytest.raises(ValidationError, match=r"note_en: control character U\+0007"):
+        with pytest.raises(
+            ValidationError, match=r"note_en: control character U\+0007 at character 5"
+        ):
             editorial.set_note(
                 session, runtime.clock, EDITOR, mailing_list, issue.issue_date, ja=None,
                 en="bell\x07",

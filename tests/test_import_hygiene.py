@@ -128,3 +128,12 @@ def test_the_cli_reports_one_line_and_exits_65(tmp_path: Path, sqlite_url: str) 
         "character 2; expected one line of text"
     ]
     assert "imported 1, updated 0, unchanged 0, rejected 1" in result.stdout
+
+
+def test_a_c1_control_character_is_refused_like_a_c0_one() -> None:
+    from newsletter.types import control_character_problem
+
+    assert control_character_problem("Taro\x85Yamada") == (
+        "control character U+0085 at character 5; expected one line of text"
+    )
+    assert control_character_problem("café ＡＩ日報") is None

@@ -40,7 +40,13 @@ def preview_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Unbreakable runs (a pasted URL, a model name) must wrap, not widen the phone layout.
     articles[0]["content"]["ja"]["summary"] += " https://example.com/" + "a" * 120
     articles[0]["content"]["en"]["key_points"][0]["heading"] = "Model-" + "X" * 90
-    view = issue_view_from_dicts(1, ISSUE_DATE, articles)
+    view = issue_view_from_dicts(
+        1,
+        ISSUE_DATE,
+        articles,
+        note_ja="本日は特集号です。 https://news.example.com/special",
+        note_en="A special edition: https://news.example.com/special",
+    )
     write_preview(render_issue_variants(view, settings).values(), root, settings, issue_label="x")
     return root
 
@@ -104,3 +110,36 @@ def test_dark_mode_readers_get_light_text_on_a_dark_page(
         page.screenshot(path=str(tmp_path / "en-dark.png"))
     finally:
         context.close()
+
+
+def _contrast_violations(chromium_browser: Any, path: Path, scheme: str) -> list[str]:
+    from tests.test_web_edition_browser import AXE
+
+    context = chromium_browser.new_context(
+        viewport={"width": 375, "height": 800}, color_scheme=scheme, bypass_csp=True
+    )
+    try:
+        page = context.new_page()
+        page.goto(path.as_uri())
+        page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
+        result = page.evaluate(
+            "async () => await axe.run(document, {runOnly: ['color-contrast']})"
+        )
+        assert result["passes"], "axe found no text to check"
+        return [
+            f"{node['html'][:100]}: {node['any'][0]['message'][:160]}"
+            for violation in result["violations"]
+            for node in violation["nodes"]
+        ]
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("variant", ["ja", "en", "both", "both-en"])
+def test_every_text_has_at_least_4_5_to_1_contrast(
+    chromium_browser: Any, preview_dir: Path, variant: str, scheme: str
+) -> None:
+    """WCAG AA for normal text, checked by axe-core on the rendered email, including the
+    dark-mode colours Apple Mail and Outlook apply from the email's own media query."""
+    assert _contrast_violations(chromium_browser, preview_dir / f"{variant}.html", scheme) == []

@@ -6,6 +6,8 @@ import dataclasses
 import json
 import threading
 from datetime import UTC, datetime, time, timedelta
+from time import sleep
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -249,3 +251,27 @@ def test_starting_for_an_unknown_list_is_an_error(runtime: Runtime) -> None:
 
     with pytest.raises(NotFoundError, match="'nope'"):
         Scheduler(runtime, only_list="nope").start(install_signals=False)
+
+
+def test_a_stop_while_a_job_asks_the_scheduler_something_does_not_hang(
+    runtime: Runtime,
+) -> None:
+    """APScheduler's shutdown holds its job-store lock while it waits for running jobs: a
+    heartbeat that reads the next run times at that moment must not wait for it forever."""
+    scheduler = Scheduler(runtime)
+    inside, real_get_job = threading.Event(), scheduler._aps.get_job
+
+    def slow_get_job(job_id: str, jobstore: str | None = None) -> Any:
+        inside.set()
+        sleep(0.5)  # the stop arrives while the heartbeat is here
+        return real_get_job(job_id, jobstore)
+
+    scheduler._aps.get_job = slow_get_job  # type: ignore[method-assign]
+    done = threading.Event()
+    thread = threading.Thread(
+        target=lambda: (scheduler.start(install_signals=False), done.set()), daemon=True
+    )
+    thread.start()
+    assert inside.wait(10), "the heartbeat never ran"
+    scheduler.stop()
+    assert done.wait(15), "the scheduler hung in shutdown"

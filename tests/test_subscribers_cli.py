@@ -192,3 +192,21 @@ def test_add_with_confirmation_writes_a_transactional_email_to_the_outbox(
     assert "Kenji@example.jp" in raw
     assert "List-Unsubscribe" not in raw  # a confirmation is not a newsletter
     assert "/confirm/" in raw
+
+
+def test_an_import_with_a_rejected_row_keeps_the_good_rows_and_exits_65(
+    subs_app: AppContext, tmp_path: Path
+) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text("email,name\ngood@example.jp,Good\nnot-an-address,Bad\n", encoding="utf-8")
+    result = run(subs_app, "subscribers", "import", str(path), "--json")
+    assert result.exit_code == 65
+    summary = json.loads(result.output)
+    assert (summary["imported"], summary["rejected"]) == (1, 1)
+    assert summary["problems"][0]["line"] == 3
+
+
+def test_a_clean_import_exits_0(subs_app: AppContext, tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text("email\nok@example.jp\n", encoding="utf-8")
+    assert run(subs_app, "subscribers", "import", str(path)).exit_code == 0

@@ -23,22 +23,10 @@ def test_neutral_html_replaces_every_personal_slot() -> None:
     )
 
 
-def test_the_index_lists_sent_issues_only(
-    web_client: TestClient, web_runtime: Runtime, web_seed: Seeded, clock
-) -> None:
-    with web_runtime.sessions.begin() as session:
-        add_issue(session, clock, web_seed.list_id, issue_date=date(2026, 6, 14), status="built")
-    page = web_client.get("/issues/", headers={"Accept-Language": "en"})
-    assert page.status_code == 200
-    assert "2026-06-13" in page.text
-    assert "2026-06-14" not in page.text
-    assert 'href="/issues/2026-06-13?lang=both"' in page.text
-
-
-def test_an_issue_page_is_the_variant_without_personal_links(
+def test_the_email_as_sent_is_the_variant_without_personal_links(
     web_client: TestClient, web_seed: Seeded
 ) -> None:
-    page = web_client.get("/issues/2026-06-13?lang=en")
+    page = web_client.get("/issues/2026-06-13/email?lang=en")
     assert page.status_code == 200
     assert "<h1>en 2026-06-13</h1>" in page.text
     assert "/u/" not in page.text and "/p/" not in page.text
@@ -54,12 +42,17 @@ def test_an_issue_not_sent_yet_is_not_public(
 ) -> None:
     with web_runtime.sessions.begin() as session:
         add_issue(session, clock, web_seed.list_id, issue_date=date(2026, 6, 14), status="built")
+    assert web_client.get("/issues/2026-06-14/email?lang=ja").status_code == 404
     assert web_client.get("/issues/2026-06-14?lang=ja").status_code == 404
 
 
 def test_unknown_dates_lists_and_languages_are_refused(
     web_client: TestClient, web_seed: Seeded
 ) -> None:
+    assert web_client.get("/issues/2026-01-01/email?lang=ja").status_code == 404
+    assert web_client.get("/issues/not-a-date/email").status_code == 404
+    assert web_client.get("/issues/2026-06-13/email?lang=ja&list=weekly").status_code == 404
+    assert web_client.get("/issues/2026-06-13/email?lang=fr").status_code == 400
     assert web_client.get("/issues/2026-01-01?lang=ja").status_code == 404
     assert web_client.get("/issues/not-a-date").status_code == 404
     assert web_client.get("/issues/2026-06-13?lang=ja&list=weekly").status_code == 404

@@ -48,6 +48,43 @@ def create(
     click.echo(f"list {slug} created")
 
 
+@lists.command("update")
+@click.argument("slug")
+@click.option("--name")
+@click.option("--description")
+@click.option("--timezone", help="IANA zone for the send time; 'default' for NEWSLETTER_TIMEZONE.")
+@click.option("--send-time", help="HH:MM local send time; 'default' for NEWSLETTER_SEND_TIME.")
+@pass_app
+@handle_errors
+def update(
+    app: AppContext,
+    slug: str,
+    name: str | None,
+    description: str | None,
+    timezone: str | None,
+    send_time: str | None,
+) -> None:
+    """Change list SLUG's name, description, time zone or send time."""
+    from newsletter.accounts import audit
+    from newsletter.accounts.actors import cli_actor
+
+    changes: dict[str, str | None] = {}
+    if description is not None:
+        changes["description"] = description
+    for key, value in (("timezone", timezone), ("send_time", send_time)):
+        if value is not None:
+            changes[key] = None if value == "default" else value
+    runtime = app.runtime()
+    with transaction(runtime.sessions) as session:
+        changed, before, after = mailing_lists.update_list(session, slug=slug, name=name, **changes)
+        audit.record(
+            session, runtime.clock, cli_actor(), "list.update", list_id=changed.id,
+            subject=f"list:{slug}", before=before, after=after,
+        )  # fmt: skip
+    shown = ", ".join(f"{k} {v if v is not None else 'default'}" for k, v in after.items())
+    click.echo(f"list {slug}: {shown or 'nothing changed'}")
+
+
 @lists.command("list")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app

@@ -108,6 +108,8 @@ def _register() -> None:
         ops_cmd,
         setup_cmd,
         subscribers_cmd,
+        tokens_cmd,
+        users_cmd,
         web_cmd,
         worker_cmd,
     )
@@ -117,6 +119,8 @@ def _register() -> None:
             cli.add_command(command)
     cli.add_command(subscribers_cmd.subscribers)
     cli.add_command(lists_cmd.lists)
+    cli.add_command(users_cmd.users)
+    cli.add_command(tokens_cmd.tokens)
     for command in articles_cmd.COMMANDS:
         articles.add_command(command)
     for module in (issue_build_cmd, issue_preview_cmd, issue_send_cmd):

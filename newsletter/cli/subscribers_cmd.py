@@ -12,11 +12,12 @@ import click
 
 from newsletter.cli.context import AppContext, emit_json, handle_errors, pass_app, plural
 from newsletter.db.session import transaction
-from newsletter.errors import NotFoundError
+from newsletter.errors import NotFoundError, ValidationError
 from newsletter.types import SubscriptionStatus, SuppressionReason
 from newsletter.urls import DEFAULT_LIST_SLUG
 from subscribers import consent, erasure, exporting, importing, service, suppression
 from subscribers.addresses import mask_email
+from subscribers.import_rows import ImportSummary
 
 LANGUAGES = click.Choice(["ja", "en", "both", "both-en"])
 STATUSES = click.Choice([s.value for s in SubscriptionStatus])
@@ -297,7 +298,11 @@ def import_(
     language: str,
     as_json: bool,
 ) -> None:
-    """Import subscribers from a CSV file (UTF-8 with or without BOM, or Shift_JIS/CP932)."""
+    """Import subscribers from a CSV file (UTF-8 with or without BOM, or Shift_JIS/CP932).
+
+    Valid rows are kept even when others are rejected; the exit status is 65 when any row was
+    rejected (as `articles import`), so a script notices without parsing the report.
+    """
     if not file.is_file():
         raise NotFoundError(f"{file}: no such file")
     runtime = app.runtime()
@@ -314,7 +319,15 @@ def import_(
     )
     if as_json:
         emit_json(summary.to_dict())
-        return
+    else:
+        _print_import(file, list_slug, summary, report)
+    if summary.rejected:
+        sys.exit(ValidationError.exit_code)
+
+
+def _print_import(
+    file: Path, list_slug: str, summary: ImportSummary, report: Path | None
+) -> None:
     data = summary.to_dict()
     click.echo(f"{file} ({summary.encoding}) into {list_slug}: {plural(summary.rows, 'row')}")
     for key in ("imported", "updated", "unchanged", "rejected", "duplicates", "suppressed"):

@@ -49,7 +49,15 @@ def serve(
     """Serve unsubscribe/preferences/sign-up pages, the archive, webhooks and editor pages."""
     import uvicorn
 
-    app.runtime()  # fail here, with one line, if settings or the database are not ready
+    from newsletter.web.app import create_app
+    from newsletter.web.serving import base_url_warning, served_urls
+
+    runtime = app.runtime()  # fail here, with one line, if settings or the database are not ready
+    for label, url in served_urls(create_app(runtime), host, port):
+        click.echo(f"{label + ':':9} {url}")
+    warning = base_url_warning(runtime.settings.base_url, host, port)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
     app.close()
     uvicorn.run(
         "newsletter.web.asgi:app_from_env",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import fields, replace
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.clock import Clock
 from newsletter.config import Settings
-from newsletter.delivery import in_doubt, issue_state, ledger, recording
+from newsletter.delivery import in_doubt, instruments, issue_state, ledger, recording
 from newsletter.delivery.breaker import CircuitBreaker
 from newsletter.delivery.concurrency import AdaptiveSettings
 from newsletter.delivery.gate import Gate
@@ -265,22 +266,32 @@ class Sender:
             return
         recipients = self._recipients(prepared)
         outcome[0] = "error"
+        started = time.perf_counter()
         try:
             result = self.provider.send_batch(Batch(claimed.id, message, recipients))
         except InDoubtProviderError as err:
+            self._observe(started, "in_doubt")
             self._on_in_doubt(session, prepared, describe(err), err.failed)
             return
         except ProviderError as err:
+            self._observe(started, "error")
             if err.status == 429:
                 outcome[0], outcome[1] = "429", getattr(err, "retry_after", None)
             self._on_error(session, prepared, err)
             return
         except Exception as err:  # a provider bug: we cannot know what was sent
+            self._observe(started, "error")
             log.exception("provider %s raised outside its contract", self.provider.name)
             self._on_in_doubt(session, prepared, f"provider error: {err!r}", {})
             return
+        self._observe(started, "answered")
         outcome[0] = "ok"
         self._record(session, prepared, recipients, result)
+
+    def _observe(self, started: float, outcome: str) -> None:
+        """The provider request's time, for /metrics (newsletter.delivery.instruments)."""
+        seconds = time.perf_counter() - started
+        instruments.PROVIDER_SECONDS.labels(self.provider.name, outcome).observe(seconds)
 
     def _record(
         self,
@@ -370,6 +381,7 @@ class Sender:
         )
         with self._unit(session):
             if decision.action is Action.RETRY:
+                instruments.RETRIES.labels(self.provider.name).inc()
                 recording.requeue(
                     session,
                     claimed,

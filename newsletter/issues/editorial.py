@@ -8,7 +8,6 @@ transaction.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -28,7 +27,7 @@ from newsletter.errors import NotFoundError, StateError, ValidationError
 from newsletter.issues.assembly import BuildResult, rebuild_if_built, select_for
 from newsletter.issues.overrides import EXCLUDE, PIN, clear_override, set_order, set_override
 from newsletter.issues.variants import drop_variants
-from newsletter.types import IssueStatus
+from newsletter.types import IssueStatus, control_character_problem
 
 NOTE_MAX_CHARS = 2000
 
@@ -192,11 +191,8 @@ def clean_note(text: str | None, field: str) -> str | None:
     text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
     if not text:
         return None
-    for ch in text:
-        if ch not in "\n\t" and unicodedata.category(ch) == "Cc":
-            raise ValidationError(
-                f"{field}: control character U+{ord(ch):04X} is not allowed in a note"
-            )
+    if (problem := control_character_problem(text, multiline=True)) is not None:
+        raise ValidationError(f"{field}: {problem}")
     if len(text) > NOTE_MAX_CHARS:
         raise ValidationError(
             f"{field}: {len(text)} characters; a note has at most {NOTE_MAX_CHARS}"

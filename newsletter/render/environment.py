@@ -44,26 +44,31 @@ _URL = re.compile(r"https?://[^\s<>\"'\u3000-\u303f\uff01-\uff60]+")
 _URL_TAIL = ".,;:!?)]}"
 
 
-def _linked(line: str) -> Markup:
+def _linked(line: str, styled: bool) -> Markup:
     """One line of plain text, escaped, with its http(s) addresses made links."""
+    link = (
+        Markup('<a href="{0}" style="color:#0b5cad;">{0}</a>')
+        if styled
+        else Markup('<a href="{0}">{0}</a>')
+    )
     out: list[Markup | str] = []
     last = 0
     for match in _URL.finditer(line):
         url = match.group().rstrip(_URL_TAIL)
         out.append(line[last : match.start()])
-        out.append(Markup('<a href="{0}" style="color:#0b5cad;">{0}</a>').format(url))
+        out.append(link.format(url))
         last = match.start() + len(url)
     out.append(line[last:])
     return Markup("").join(escape(part) for part in out)
 
 
-def linked_paragraphs(text: str) -> Markup:
-    """`paragraphs` for an editor's plain text: the same escaping, and its addresses linked."""
+def linked_paragraphs(text: str, styled: bool = True) -> Markup:
+    """`paragraphs` for an editor's plain text: the same escaping, and its addresses linked.
+    `styled=False` for the web pages, whose stylesheet (CSP: no inline styles) does the rest."""
     blocks = [b.strip() for b in text.split("\n\n") if b.strip()]
+    paragraph = Markup('<p style="margin:0 0 8px;">{}</p>') if styled else Markup("<p>{}</p>")
     return Markup("").join(
-        Markup('<p style="margin:0 0 8px;">{}</p>').format(
-            Markup("<br>").join(_linked(line) for line in block.split("\n"))
-        )
+        paragraph.format(Markup("<br>").join(_linked(line, styled) for line in block.split("\n")))
         for block in blocks
     )
 
@@ -89,7 +94,7 @@ def make_environment(
     `strict`: an undefined value is an error (emails), not an empty string (web pages).
     `trim`: `trim_blocks` and `lstrip_blocks`, so block tags leave no blank lines.
     """
-    return Environment(
+    env = Environment(
         loader=FileSystemLoader(templates_dir() / folder if folder else templates_dir()),
         autoescape=autoescape,
         undefined=StrictUndefined if strict else Undefined,
@@ -98,6 +103,8 @@ def make_environment(
         keep_trailing_newline=keep_trailing_newline,
         auto_reload=False,
     )
+    env.filters["linked_paragraphs"] = linked_paragraphs
+    return env
 
 
 class BilingualTranslations:
@@ -148,7 +155,6 @@ def environment(kind: str, language: str) -> Environment:
     )
     env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
     env.filters["paragraphs"] = paragraphs
-    env.filters["linked_paragraphs"] = linked_paragraphs
     env.globals.update(font=i18n.font_stack, label=label, language_name=language_name)
     return env
 

@@ -124,15 +124,16 @@ def preheader_for(view: IssueView, variant: str) -> str:
     return truncate_width(separator.join(a.title(variant) for a in rest), PREHEADER_MAX)
 
 
-def note_parts(view: IssueView, variant: str) -> dict[str, Any] | None:
+def note_parts(note_ja: str | None, note_en: str | None, variant: str) -> dict[str, Any] | None:
     """The editor's note in the variant's reading order: `main` first, `other` (the other
     language, bilingual variants only) after; a note written in one language only is shown
-    in that language to every variant."""
-    notes = {"ja": clean_text(view.note_ja), "en": clean_text(view.note_en)}
+    in that language to every variant. Shared by the email and the web edition."""
+    notes = {"ja": clean_text(note_ja), "en": clean_text(note_en)}
+    first = chrome_language(variant)
     order = (
         reading_order(variant)
         if variant in BILINGUAL_VARIANTS
-        else (chrome_language(variant), "en" if chrome_language(variant) == "ja" else "ja")
+        else (first, "en" if first == "ja" else "ja")
     )
     present = [(lang, notes[lang]) for lang in order if notes[lang]]
     if not present:
@@ -183,7 +184,7 @@ def _context(view: IssueView, variant: str, settings: Settings) -> dict[str, Any
         "newsletter_name": settings.newsletter_name,
         "date_label": i18n.long_date(view.issue_date, lang),
         "date_label_other": i18n.long_date(view.issue_date, other_lang) if bilingual else "",
-        "note": note_parts(view, variant),
+        "note": note_parts(view.note_ja, view.note_en, variant),
         "article_count": len(articles),
         "count_label": i18n.number(len(articles), lang),
         "articles": articles,

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from newsletter.errors import (
     NotFoundError,
@@ -29,7 +29,7 @@ from newsletter.errors import (
 from newsletter.logs import log_event
 from newsletter.paths import templates_dir
 from newsletter.runtime import Runtime
-from newsletter.web import archive, editor, signup, subscriber_links, webhook_routes
+from newsletter.web import archive, edition, editor, signup, subscriber_links, webhook_routes
 from newsletter.web.context import WebState, make_environment, page_language, render
 from newsletter.web.i18n import MESSAGES
 from newsletter.web.security import DEFAULT_HEADERS, CsrfSigner, SecurityHeaders, SignupThrottle
@@ -119,6 +119,11 @@ def create_app(
         yield
         state.close()
 
+    from newsletter.api import create_api
+    from newsletter.api.metrics import metrics_endpoint
+    from newsletter.api.reference import reference_endpoint
+
+    api = create_api(runtime)
     routes = [
         Route("/u/{token}", subscriber_links.unsubscribe_page, methods=["GET"]),
         Route("/u/{token}", subscriber_links.unsubscribe_post, methods=["POST"]),
@@ -129,14 +134,23 @@ def create_app(
         Route("/confirm/{token}", signup.confirm_page, methods=["GET"]),
         Route("/confirm/{token}", signup.confirm_post, methods=["POST"]),
         Route("/webhooks/sendgrid", webhook_routes.sendgrid_webhook, methods=["POST"]),
-        Route("/issues/", archive.archive_index, methods=["GET"]),
-        Route("/issues/{date}", archive.archive_issue, methods=["GET"]),
+        # The web edition (home, index, issue and article pages, feeds) and the email as sent.
+        *edition.routes(),
+        Route("/issues/{date}/email", archive.archive_issue, methods=["GET"]),
         Route("/preview/{issue_id}", editor.preview_page, methods=["GET"]),
         Route("/preview/{issue_id}/{variant}", editor.preview_frame, methods=["GET"]),
         Route("/admin/issues/{issue_id}", editor.stats_page, methods=["GET"]),
         Route("/static/web.css", stylesheet, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
+        # The HTTP API for scripts (JSON, bearer tokens), its reference page, and metrics.
+        Mount("/api/v1", app=api),
+        Route("/api/docs", reference_endpoint(api.openapi), methods=["GET"]),
+        Route("/metrics", metrics_endpoint(runtime), methods=["GET"]),
     ]
+    # The editors' desk (newsletter/web/desk/): its own routes, signers and limits.
+    from newsletter.web import desk
+
+    routes += desk.routes()
     app = Starlette(
         routes=routes,
         middleware=[Middleware(SecurityHeaders)],

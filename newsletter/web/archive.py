@@ -1,12 +1,12 @@
-"""The public web version of every sent issue, from the stored variant HTML.
+"""Every sent issue as the email it was (`/issues/DATE/email`), from the stored variant HTML.
 
-The per-recipient slots are replaced by neutral links (the sign-up page) and an empty name,
-so an archived page never holds anyone's personal links.
+The web edition (`newsletter.web.edition`) is the designed page; this is the email itself, for
+readers who want it. The per-recipient slots are replaced by neutral links (the sign-up page)
+and an empty name, so an archived email never holds anyone's personal links.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import select
@@ -23,8 +23,8 @@ from newsletter.types import (
     VARIANTS,
     IssueStatus,
 )
-from newsletter.urls import DEFAULT_LIST_SLUG, subscribe_url, web_version_url
-from newsletter.web.context import in_transaction, page_language, render, state_of
+from newsletter.urls import DEFAULT_LIST_SLUG, subscribe_url
+from newsletter.web.context import in_transaction, page_language, state_of
 from newsletter.web.security import EMAIL_CSP
 
 
@@ -38,41 +38,8 @@ def neutral_html(html: str, base_url: str) -> str:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Row:
-    date: date
-    list_name: str
-    urls: dict[str, str]
-
-
 # Issues that reached readers: a send with some failed recipients went out all the same.
 _PUBLISHED = (IssueStatus.SENT, IssueStatus.SENT_WITH_FAILURES)
-
-
-def _sent_issues(session: Session, base_url: str) -> list[_Row]:
-    rows = session.execute(
-        select(Issue.issue_date, MailingList.slug, MailingList.name)
-        .join(MailingList, MailingList.id == Issue.list_id)
-        .where(Issue.status.in_(_PUBLISHED))
-        .order_by(Issue.issue_date.desc(), MailingList.slug)
-        .limit(500)
-    ).all()
-    return [
-        _Row(d, name, {v: web_version_url("", d, v, slug) for v in VARIANTS})
-        for d, slug, name in rows
-    ]
-
-
-async def archive_index(request: Request) -> Response:
-    base_url = state_of(request).settings.base_url
-    issues = await in_transaction(request, lambda s: _sent_issues(s, base_url))
-    return render(
-        request,
-        "archive_index.html",
-        page_language(request),
-        issues=issues,
-        subscribe_url=subscribe_url(""),
-    )
 
 
 def _archived_variant(session: Session, issue_date: date, slug: str, variant: str) -> str:

@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from newsletter.clock import Clock
+from newsletter.config import Settings
 from newsletter.db.models import Issue, IssueVariant, MailingList
 from newsletter.delivery.status import send_status
 from newsletter.errors import NotFoundError
@@ -54,11 +56,17 @@ def _issue(session: Session, issue_id: int) -> Issue:
 
 
 def _variants(session: Session, issue: Issue, request: Request) -> list[IssueVariant]:
+    state = state_of(request)
+    return stored_variants(session, issue, state.settings, state.runtime.clock)
+
+
+def stored_variants(
+    session: Session, issue: Issue, settings: Settings, clock: Clock
+) -> list[IssueVariant]:
     """The stored variants; an issue not rendered yet is rendered (and stored) now."""
     rows = list(session.scalars(select(IssueVariant).where(IssueVariant.issue_id == issue.id)))
     if len(rows) < len(VARIANTS):
-        state = state_of(request)
-        ensure_variants(session, issue, state.settings, state.runtime.clock)
+        ensure_variants(session, issue, settings, clock)
         session.flush()
         rows = list(session.scalars(select(IssueVariant).where(IssueVariant.issue_id == issue.id)))
     order = {v: i for i, v in enumerate(VARIANTS)}
@@ -118,7 +126,11 @@ async def preview_frame(request: Request) -> Response:
         raise NotFoundError(f"issue {issue_id} has no {variant} variant")
 
     html = await in_transaction(request, work)
-    base = state.settings.base_url
+    return frame_response(html, state.settings.base_url)
+
+
+def frame_response(html: str, base: str) -> HTMLResponse:
+    """A stored variant's HTML for a frame of ours: sample links in the slots, no script."""
     html = (
         html.replace(SLOT_UNSUBSCRIBE_URL, unsubscribe_url(base, "preview"))
         .replace(SLOT_PREFERENCES_URL, preferences_url(base, "preview"))
@@ -146,18 +158,23 @@ async def stats_page(request: Request) -> Response:
     lang = page_language(request)
 
     def work(session: Session) -> dict[str, Any]:
-        issue = _issue(session, issue_id)
-        stats = issue_event_stats(session, issue.id)
-        labels = {m: MESSAGES[f"metric_{m}"][lang] for m in METRICS}
-        list_name = session.scalar(select(MailingList.name).where(MailingList.id == issue.list_id))
-        return {
-            "issue_id": issue.id,
-            "issue_date": issue.issue_date,
-            "issue_status": issue.status,
-            "list_name": list_name,
-            "counts": stats.counts,
-            "chart": events_chart_svg(stats.timeline, stats.bucket, labels),
-            "ledger": _ledger(session, issue.id),
-        }
+        return stats_values(session, issue_id, lang)
 
     return render(request, "stats.html", lang, **await in_transaction(request, work))
+
+
+def stats_values(session: Session, issue_id: int, lang: str) -> dict[str, Any]:
+    """What the statistics page shows: counts from the events, the chart, the ledger."""
+    issue = _issue(session, issue_id)
+    stats = issue_event_stats(session, issue.id)
+    labels = {m: MESSAGES[f"metric_{m}"][lang] for m in METRICS}
+    list_name = session.scalar(select(MailingList.name).where(MailingList.id == issue.list_id))
+    return {
+        "issue_id": issue.id,
+        "issue_date": issue.issue_date,
+        "issue_status": issue.status,
+        "list_name": list_name,
+        "counts": stats.counts,
+        "chart": events_chart_svg(stats.timeline, stats.bucket, labels),
+        "ledger": _ledger(session, issue.id),
+    }

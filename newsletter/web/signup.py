@@ -55,14 +55,13 @@ def _form(
     language: str | None = None,
 ) -> Response:
     """The form with a fresh nonce in the cookie and its signature in the page."""
-    state = state_of(request)
-    nonce = request.cookies.get(CsrfSigner.COOKIE) or CsrfSigner.new_nonce()
+    nonce, csrf = csrf_pair(request)
     response = render(
         request,
         "subscribe.html",
         lang,
         status=status,
-        csrf=state.csrf.sign(nonce),
+        csrf=csrf,
         list_slug=list_slug,
         list_name=list_name,
         wording_version=CONSENT_WORDING_VERSION,
@@ -71,6 +70,21 @@ def _form(
         name=name,
         language=language or lang,
     )
+    set_csrf_cookie(request, response, nonce)
+    return response
+
+
+def csrf_pair(request: Request) -> tuple[str, str]:
+    """The form's nonce (the visitor's cookie, else a new one) and its signature for the form.
+
+    Any page that shows the sign-up form (this one, the web edition's home page) uses these
+    two, so its POST to /subscribe passes the same check."""
+    nonce = request.cookies.get(CsrfSigner.COOKIE) or CsrfSigner.new_nonce()
+    return nonce, state_of(request).csrf.sign(nonce)
+
+
+def set_csrf_cookie(request: Request, response: Response, nonce: str) -> None:
+    state = state_of(request)
     response.set_cookie(
         CsrfSigner.COOKIE,
         nonce,
@@ -80,7 +94,6 @@ def _form(
         httponly=True,
         samesite="strict",
     )
-    return response
 
 
 async def subscribe_page(request: Request) -> Response:
