@@ -250,7 +250,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], Any], str | None]] = {
     "utm_params": ("NEWSLETTER_UTM", _str, "utm_source=newsletter&utm_medium=email"),
     "workers": ("NEWSLETTER_WORKERS", _choice("inline", "external"), "inline"),
     "send_batch_size": ("NEWSLETTER_SEND_BATCH_SIZE", _int_range(1, 1000), "1000"),
-    "send_concurrency": ("NEWSLETTER_SEND_CONCURRENCY", _int_range(1, 64), "4"),
+    "send_concurrency": ("NEWSLETTER_SEND_CONCURRENCY", _int_range(1, 64), "16"),
     "rate_messages_per_s": ("NEWSLETTER_RATE_MESSAGES", _rate, "0"),
     "rate_requests_per_s": ("NEWSLETTER_RATE_REQUESTS", _rate, "0"),
     "preview_token": ("NEWSLETTER_PREVIEW_TOKEN", _secret, ""),

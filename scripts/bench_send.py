@@ -11,13 +11,19 @@
 Subscribers are generated inside the database (one INSERT ... SELECT), the issue and its three
 variants are written directly, the local SendGrid-compatible server (or the SMTP sink) runs in
 its own process. One JSON line per run; the last line is the last run:
-provider, recipients, seconds, recipients_per_s, requests, peak_rss_mb, duplicates, missing.
+provider, recipients, seconds (end to end, as `issue send` runs), recipients_per_s,
+send_seconds / send_recipients_per_s (after planning), cpu_us_per_recipient (the sending
+processes' user + system CPU, planning included, over recipients), server_limit_per_s (SendGrid:
+the same server's own rate in the same run, fed pre-built requests of the same payloads by
+`--limit-clients` client processes) and ratio (send phase over that limit), requests,
+peak_rss_mb, duplicates, missing, load_average (1 minute, at the start of the run).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import resource
 import subprocess
@@ -220,10 +226,13 @@ def ledger_counts(sessions: sessionmaker[Session], issue_id: int) -> dict[str, i
 
 
 class Server:
-    def __init__(self, provider: str, fail_rate: float) -> None:
+    def __init__(
+        self, provider: str, fail_rate: float, latency: float = 0.0, rate_limit: float = 0.0
+    ) -> None:
         if provider == "sendgrid":
             args = ["-m", "newsletter.testing.sendgrid_server", "--port", "0", "--api-key", API_KEY,
-                    "--fail-rate", str(fail_rate), "--retry-after", "0.1"]  # fmt: skip
+                    "--fail-rate", str(fail_rate), "--retry-after", "0.1",
+                    "--latency", str(latency), "--rate-limit", str(rate_limit)]  # fmt: skip
         else:
             args = ["-m", "newsletter.testing.smtp_sink", "--port", "0", "--count-only",
                     "--fast-data"]  # fmt: skip
@@ -250,6 +259,67 @@ class Server:
         out, _ = self.proc.communicate(timeout=30)
         lines = [line for line in out.splitlines() if line.startswith("{")]
         return json.loads(lines[-1]) if lines else {}
+
+
+def _blast(url: str, body: bytes, seconds: float, threads: int, out: Any) -> None:
+    """One client process: `threads` keep-alive connections posting `body` for `seconds`."""
+    done = [0] * threads
+    until = time.monotonic() + seconds
+
+    def post(n: int) -> None:
+        with httpx.Client(headers={"Authorization": f"Bearer {API_KEY}",
+                                   "Content-Type": "application/json"}) as client:  # fmt: skip
+            while time.monotonic() < until:
+                if client.post(url + "/v3/mail/send", content=body).status_code == 202:
+                    done[n] += 1
+
+    workers = [threading.Thread(target=post, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    out.put(sum(done))
+
+
+def server_limit(
+    args: argparse.Namespace, sessions: sessionmaker[Session], settings: Any, server: Server
+) -> float:
+    """Recipients per second the server takes when nothing else limits it: the issue's own
+    payloads (1,000 recipients, signed links), built and serialised before the clock starts,
+    posted by `--limit-clients` processes of 2 connections each for `--limit-seconds`."""
+    import orjson
+
+    from newsletter.delivery.messages import prepare_messages
+    from newsletter.providers.base import Batch, Recipient
+    from newsletter.providers.sendgrid import build_payload
+    from subscribers.tokens import LinkSigner
+
+    signer = LinkSigner(settings)
+    with sessions() as session:
+        messages = prepare_messages(session, settings, args.issue_id)
+        rows = session.execute(
+            select(Subscriber.id, Subscriber.email, Subscriber.name).order_by(Subscriber.id)
+            .limit(args.batch_size)
+        ).all()  # fmt: skip
+    links = signer.links_for_list(1)
+    recipients = [Recipient(n, sid, email, name or "", *links(sid))
+                  for n, (sid, email, name) in enumerate(rows, 1)]  # fmt: skip
+    payload = build_payload(Batch(1, messages["ja"], recipients), recipients, sandbox=False)
+    body = orjson.dumps(payload.body)
+    queue: Any = multiprocessing.get_context("fork").Queue()
+    procs = [
+        multiprocessing.get_context("fork").Process(
+            target=_blast, args=(server.url, body, args.limit_seconds, 2, queue)
+        )
+        for _ in range(args.limit_clients)
+    ]
+    started = time.monotonic()
+    for proc in procs:
+        proc.start()
+    requests = sum(queue.get() for _ in procs)
+    for proc in procs:
+        proc.join()
+    return requests * len(recipients) / (time.monotonic() - started)
 
 
 # --- runs -----------------------------------------------------------------------------------
@@ -286,17 +356,21 @@ def run_core(
         smtp_url=Secret(server.url) if args.provider == "smtp" else None,
         secret_keys=(Secret(SECRET),),
         base_url="https://news.example.com",
-        send_concurrency=args.concurrency,
         send_batch_size=args.batch_size,
         var_dir=Path(args.tmp),
+        **({"send_concurrency": args.concurrency} if args.concurrency else {}),
         **dkim_overrides(args),
     )
-    config = SendConfig.from_settings(settings, backoff_base_s=0.05, backoff_max_s=0.5, poll_s=0.05)
+    config = SendConfig.from_settings(
+        settings, backoff_base_s=0.05, backoff_max_s=0.5, poll_s=0.05, adaptive=not args.fixed
+    )
     engine = make_engine(url)
     sessions = session_factory(engine)
     issue_id = args.issue_id
     reset_ledger(sessions, issue_id)
+    load = os.getloadavg()[0]
     started = time.monotonic()
+    plan_seconds = None
     cpu_before = _cpu_s()
     server_cpu_before = server.cpu_s()
     requests = 0
@@ -312,11 +386,13 @@ def run_core(
         finally:
             provider.close()
         requests = report.requests
+        plan_seconds = report.plan_seconds
         peak = max(rss_mb(), helpers_rss.stop() if helpers_rss else 0.0)  # of any one process
     else:
         with sessions.begin() as session:
             issue = session.get_one(Issue, issue_id)
             enqueue_issue(session, issue, settings, SYSTEM_CLOCK, batch_size=config.batch_size)
+        plan_seconds = time.monotonic() - started
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
         env.update(
             NEWSLETTER_DATABASE_URL=url,
@@ -327,7 +403,7 @@ def run_core(
             NEWSLETTER_SECRET_KEY=SECRET,
             NEWSLETTER_BASE_URL="https://news.example.com",
             NEWSLETTER_VAR_DIR=args.tmp,
-            NEWSLETTER_SEND_CONCURRENCY=str(args.concurrency),
+            **({"NEWSLETTER_SEND_CONCURRENCY": str(args.concurrency)} if args.concurrency else {}),
             NEWSLETTER_FROM=FROM,
         )
         command = [sys.executable, "-c", "from newsletter.cli.main import main; main()",
@@ -344,9 +420,21 @@ def run_core(
     sender_cpu = _cpu_s() - cpu_before
     server_cpu = server.cpu_s() - server_cpu_before
     counts = ledger_counts(sessions, issue_id)
-    engine.dispose()
     stats = server.stats()
+    limit = None
+    if args.provider == "sendgrid" and args.limit_seconds > 0:
+        limit = server_limit(args, sessions, settings, server)
+    engine.dispose()
     accepted = counts.get("accepted", 0)
+    send_seconds = seconds - (plan_seconds or 0.0)
+    rate_limited = None
+    if args.provider == "sendgrid" and args.rate_limit > 0:
+        rate_limited = {
+            "limit_requests_per_s": args.rate_limit,
+            "achieved_share": round(stats["accepted_requests"] / send_seconds / args.rate_limit, 3),
+            "share_429": round(stats["statuses"].get("429", 0) / max(stats["requests"], 1), 4),
+            "answered_429": stats["statuses"].get("429", 0),
+        }
     if args.provider == "sendgrid":
         duplicates = stats["duplicates"]
         received = stats["unique_recipients"]
@@ -362,13 +450,22 @@ def run_core(
         "recipients": accepted,
         "seconds": round(seconds, 2),
         "recipients_per_s": round(accepted / seconds),
+        "plan_seconds": None if plan_seconds is None else round(plan_seconds, 2),
+        "send_seconds": round(send_seconds, 2),
+        "send_recipients_per_s": round(accepted / send_seconds),
+        "cpu_us_per_recipient": round(sender_cpu / max(accepted, 1) * 1e6, 1),
+        "server_limit_per_s": None if limit is None else round(limit),
+        "ratio": None if limit is None else round(accepted / send_seconds / limit, 2),
+        "ratio_end_to_end": None if limit is None else round(accepted / seconds / limit, 2),
         "requests": requests,
         "peak_rss_mb": round(peak, 1),
         "duplicates": duplicates,
         "missing": args.subscribers - received,
         "ledger": counts,
-        "sender_cpu_s": round(sender_cpu, 1),
-        "server_cpu_s": round(server_cpu, 1),
+        "sender_cpu_s": round(sender_cpu, 2),
+        "server_cpu_s": round(server_cpu, 2),
+        "load_average": round(load, 2),
+        **({"rate_limited": rate_limited} if rate_limited else {}),
     }
 
 
@@ -448,7 +545,23 @@ def main() -> int:
         default="1",
         help="sending processes of one `send_issue` (forked after planning), e.g. 1,2",
     )
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--concurrency", type=int, help="cap on batches in flight (default: the setting's, 16)"
+    )
+    parser.add_argument(
+        "--fixed", action="store_true", help="a fixed --concurrency instead of the adaptive one"
+    )
+    parser.add_argument(
+        "--limit-seconds", type=float, default=5.0,
+        help="SendGrid: measure the server's own limit this long after each run (0: skip)",
+    )  # fmt: skip
+    parser.add_argument("--limit-clients", type=int, default=3, help="client processes for it")
+    parser.add_argument("--latency", type=float, default=0.0, help="SendGrid: seconds per answer")
+    parser.add_argument(
+        "--rate-limit", type=float, default=0.0,
+        help="SendGrid: requests/s the server takes (429 + Retry-After above); the run then "
+        "reports the share of that rate achieved and the share of requests answered 429",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--dkim", action="store_true", help="DKIM-sign (RSA-2048), SMTP only")
     parser.add_argument("--naive", action="store_true", help="also run the obvious approach")
@@ -478,7 +591,7 @@ def main() -> int:
         for w in (int(w) for w in args.workers.split(",")):
             runs += [(1, int(p)) for p in args.processes.split(",")] if w <= 1 else [(w, 1)]
         for workers, processes in runs:
-            server = Server(args.provider, args.fail_rate)  # fresh counters and faults
+            server = Server(args.provider, args.fail_rate, args.latency, args.rate_limit)
             try:
                 result = run_core(args, url, server, workers, processes)
             finally:

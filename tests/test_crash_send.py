@@ -94,9 +94,9 @@ def test_with_events_flowing_back_a_killed_send_settles_everyone_exactly_once(
     tmp_path: Path,
     sendgrid_process: Callable[..., SendGridProcess],
 ) -> None:
-    """The defaults (4 batches of 1000 in flight), SIGKILL mid-send, `issue send` again, with
-    `newsletter serve` receiving the signed events: nobody twice, nobody missing, nothing in
-    doubt, and no operator command."""
+    """The defaults (batches of 1000, as many in flight as the adaptive concurrency allows),
+    SIGKILL mid-send, `issue send` again, with `newsletter serve` receiving the signed events:
+    nobody twice, nobody missing, nothing in doubt, and no operator command."""
     total = 6000
     seeded = seed_send(sessions, total)
     key = make_webhook_key()

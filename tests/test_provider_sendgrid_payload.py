@@ -181,3 +181,21 @@ def test_a_link_is_refused_exactly_for_whitespace_quotes_and_angle_brackets() ->
                 if c.isspace() or c in "<>\"'"
             }
             assert refused == expected
+
+
+def test_the_plain_address_shortcut_is_address_problem_for_every_short_ascii_string() -> None:
+    """`build_payload` skips `address_problem` for ASCII addresses its pattern accepts: every
+    string of up to four characters from an alphabet of the characters that matter gets the
+    same verdict both ways."""
+    from itertools import product
+
+    from newsletter.providers.mime import address_problem
+    from newsletter.providers.sendgrid import _PLAIN_ADDRESS
+
+    alphabet = "a@. \t\r\n<,;\"'()[]\\\x00\x7f-"
+    for length in range(1, 5):
+        for chars in product(alphabet, repeat=length):
+            email = "".join(chars)
+            for candidate in (email, f"x{email}y.z", f"{email}@d.jp"):
+                fine = address_problem(candidate) is None
+                assert (_PLAIN_ADDRESS.fullmatch(candidate) is not None) == fine, candidate

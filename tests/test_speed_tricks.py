@@ -36,3 +36,28 @@ def test_the_one_call_keyed_hash_is_hmac() -> None:
     for address in ("a@example.com", "山田@例え.jp"):
         plain = hmac.new(key, address.encode("utf-8"), hashlib.sha256).hexdigest()
         assert hasher.of_key(address) == plain
+
+
+def test_a_recipient_built_through_its_slots_is_the_dataclass_construction() -> None:
+    from dataclasses import FrozenInstanceError, replace
+
+    import pytest
+
+    from newsletter.delivery.sender import new_recipient
+    from newsletter.providers.base import Recipient
+
+    values = (7, 11, "山田@例え.jp", "山田 太郎", "https://x.example/u/t", "https://x.example/p/t")
+    fast, plain = new_recipient(*values), Recipient(*values)
+    assert fast == plain and repr(fast) == repr(plain) and type(fast) is Recipient
+    assert replace(fast, return_path="b@x.example") == replace(plain, return_path="b@x.example")
+    with pytest.raises(FrozenInstanceError):
+        fast.email = "other@example.com"  # type: ignore[misc]
+
+
+def test_a_batch_row_built_without_its_constructor_is_the_named_tuple() -> None:
+    from newsletter.delivery.ledger import RecipientRow
+
+    row = (1, 2, "a@example.com", None, True)
+    fast = tuple.__new__(RecipientRow, row[:4])
+    assert fast == RecipientRow(1, 2, "a@example.com", None) and fast.email == "a@example.com"
+    assert type(fast) is RecipientRow

@@ -121,7 +121,10 @@ def _report_dict(report: SendReport) -> dict[str, Any]:
 @ISSUE
 @click.option("--enqueue", is_flag=True, help="Only queue the batches; workers send them.")
 @click.option(
-    "--concurrency", type=int, help="Batches in flight at once (NEWSLETTER_SEND_CONCURRENCY)."
+    "--concurrency",
+    type=int,
+    help="At most this many batches in flight; the send finds the provider's rate below it "
+    "(NEWSLETTER_SEND_CONCURRENCY, 16).",
 )
 @click.option("--batch-size", type=int, help="Recipients per request (NEWSLETTER_SEND_BATCH_SIZE).")
 @click.option("--lease", "lease_s", type=float, help="Seconds a claimed batch stays leased (120).")

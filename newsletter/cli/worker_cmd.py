@@ -13,7 +13,11 @@ from newsletter.worker import run_worker, stop_on_signals
 
 
 @click.command("worker")
-@click.option("--concurrency", type=int, help="Batches in flight (NEWSLETTER_SEND_CONCURRENCY).")
+@click.option(
+    "--concurrency",
+    type=int,
+    help="At most this many batches in flight (NEWSLETTER_SEND_CONCURRENCY).",
+)
 @click.option("--once", is_flag=True, help="Exit when no batch is left instead of waiting.")
 @click.option("--issue", "issue_id", type=int, help="Only this issue (id); exit when it is done.")
 @click.option("--lease", "lease_s", type=float, help="Seconds a claimed batch stays leased (120).")

@@ -56,6 +56,10 @@ def finish_if_done(session: Session, issue_id: int, clock: Clock) -> IssueStatus
     """
     if open_work(session, issue_id):
         return None
+    # Every sender thread that runs out of work comes here: only the first finds the issue
+    # still `sending`, so the others skip counting every recipient of it.
+    if session.scalar(select(Issue.status).where(Issue.id == issue_id)) != IssueStatus.SENDING:
+        return None
     status = final_status(recipient_counts(session, issue_id))
     if status is None:
         return None

@@ -196,11 +196,12 @@ def load_batch(session: Session, batch: ClaimedBatch, list_id: int | None = None
     rows = fetch_plain(session, _load_statement(list_id), {"p_batch_id": batch.id})
     keep: list[RecipientRow] = []
     dropped: list[int] = []
-    for delivery_id, subscriber_id, email, name, ok in rows:
-        if ok and subscriber_id is not None:
-            keep.append(RecipientRow(delivery_id, subscriber_id, email, name))
+    row_of = tuple.__new__  # RecipientRow(*row[:4]) without the named tuple's Python __new__
+    for row in rows:
+        if row[4] and row[1] is not None:  # mailable, not erased
+            keep.append(row_of(RecipientRow, row[:4]))
         else:
-            dropped.append(delivery_id)
+            dropped.append(row[0])
     return PreparedBatch(batch, list_id, keep, dropped)
 
 

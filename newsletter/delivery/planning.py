@@ -114,19 +114,25 @@ def plan_deliveries(session: Session, issue: Issue, batch_size: int, clock: Cloc
         raise StateError(f"batch size must be at least 1, got {batch_size}")
     now = clock.now()
     get_issue_row(session, issue.id, lock=True)  # serialise concurrent planners (PostgreSQL)
-    eligible = eligible_recipients(issue.list_id).subquery()
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    audience = eligible_recipients(issue.list_id)
+    if sqlite:
+        # SQLite numbers the batches by subscriber id in the INSERT itself (_plan_sqlite): the
+        # audience's own order would only add a sort of every row.
+        audience = audience.order_by(None)
+    eligible = audience.subquery()
     already = exists().where(Delivery.issue_id == issue.id, Delivery.subscriber_id == eligible.c.id)
     language = eligible.c.language
     variant = case((language.in_(VARIANTS[1:]), language), else_=literal("ja"))
-    rows = select(
+    every_row = select(
         literal(issue.id),
         eligible.c.id,
         variant,
         literal(DeliveryStatus.QUEUED.value),
         literal(now, UTCDateTime()),
-    ).where(~already)
+    )
+    rows = every_row.where(~already)
     count = select(func.count()).where(Delivery.issue_id == issue.id)
-    sqlite = session.get_bind().dialect.name == "sqlite"
     if sqlite:
         # Take SQLite's write lock first (a no-op write): from here to the commit nobody else
         # writes, so the count below and the batch ids numbered in _plan_sqlite stay true.
@@ -135,7 +141,11 @@ def plan_deliveries(session: Session, issue: Issue, batch_size: int, clock: Cloc
         )
     before = session.scalar(count) or 0
     if sqlite:
-        batches = _plan_sqlite(session, issue.id, rows, variant, eligible.c.id, batch_size, now)
+        if before == 0:
+            # First planning of this issue (and the write lock is ours): nobody is in the
+            # ledger yet, so the per-row "not planned yet" probe can only say no.
+            rows = every_row
+        batches = _plan_sqlite(session, issue.id, rows, language, eligible.c.id, batch_size, now)
         total = session.scalar(count) or 0
         return EnqueueReport(issue.id, total - before, batches, total)
     if is_postgres(session):
@@ -160,7 +170,7 @@ def _plan_sqlite(
     session: Session,
     issue_id: int,
     rows: Any,
-    variant: Any,
+    language: Any,
     subscriber_id: Any,
     batch_size: int,
     now: datetime,
@@ -175,10 +185,14 @@ def _plan_sqlite(
     session.execute(text("PRAGMA defer_foreign_keys = ON"))  # until this transaction ends
     base = (session.scalar(select(func.max(_BATCHES.c.id))) or 0) + 1
     stride = len(VARIANTS)  # 4: ja, en, both, both-en
+    # The variant's position, from the language in one flat CASE (the variant is the language
+    # when it names one, else `ja`): SQLite evaluates it per row, per mention, so it is
+    # cheaper than comparing the variant's own CASE with each name. It also partitions.
     index = case(
-        *((variant == literal(v), literal(n)) for n, v in enumerate(VARIANTS)), else_=literal(0)
+        *((language == literal(v), literal(n)) for n, v in enumerate(VARIANTS) if n),
+        else_=literal(0),
     )
-    group = (func.row_number().over(partition_by=variant, order_by=subscriber_id) - 1) // batch_size
+    group = (func.row_number().over(partition_by=index, order_by=subscriber_id) - 1) // batch_size
     session.execute(
         insert(Delivery).from_select(
             ["issue_id", "subscriber_id", "variant", "status", "updated_at", "batch_id"],

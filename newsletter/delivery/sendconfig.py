@@ -16,7 +16,8 @@ from newsletter.errors import ConfigError
 @dataclass(frozen=True, slots=True)
 class SendConfig:
     batch_size: int = 1000  # recipients per provider request (capped by the provider)
-    concurrency: int = 4  # batches in flight at once (threads)
+    concurrency: int = 16  # batches in flight at most (threads); the cap of `adaptive`
+    adaptive: bool = True  # find the provider's rate from 429s and latency (concurrency.py)
     rate_messages_per_s: float = 0.0  # 0 = unlimited
     rate_requests_per_s: float = 0.0  # 0 = unlimited
     lease_s: float = 120.0  # how long a claimed batch belongs to its worker

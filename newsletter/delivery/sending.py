@@ -52,6 +52,7 @@ class SendReport:
     seconds: float
     paused_reason: str | None
     status: SendStatus | None  # the ledger after the run (None for a worker over all issues)
+    plan_seconds: float = 0.0  # of `seconds`: planning (freeze, render, the ledger's rows)
 
 
 def send_issue(
@@ -82,7 +83,9 @@ def send_issue(
     sessions: sessionmaker[Session] = getattr(runtime_or_sessions, "sessions", runtime_or_sessions)
     cfg = (config or SendConfig.from_settings(settings)).for_provider(provider.max_batch_size)
     started = time.monotonic()
-    if not _plan(sessions, settings, issue_id, clock, cfg):
+    planned = _plan(sessions, settings, issue_id, clock, cfg)
+    plan_seconds = time.monotonic() - started
+    if not planned:
         with transaction(sessions) as session:
             status = send_status(session, issue_id)
         return SendReport(issue_id, 0, 0, 0, 0, 0, 0, 0, time.monotonic() - started, None, status)
@@ -111,6 +114,7 @@ def send_issue(
         seconds=time.monotonic() - started,
         paused_reason=sender.paused_reason or helpers.paused_reason,
         status=status,
+        plan_seconds=plan_seconds,
     )
 
 

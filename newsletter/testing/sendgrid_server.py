@@ -6,6 +6,11 @@ It checks the bearer key and validates each request against SendGrid's documente
 required fields), then answers like SendGrid: 202 with `X-Message-Id` (200 in sandbox mode),
 400 with `{"errors": [{"message", "field", "help"}]}`, 401, and 413 with an HTML body.
 
+A rate limit can be set like a provider's: a token bucket of `rate_limit` requests per second
+holding at most `rate_burst` (default: a fifth of a second's worth, at least 1); a request
+finding it empty is answered 429 at once, before any `latency`, with `Retry-After` the seconds
+until the next token, as an API gateway in front of the service would.
+
 Faults can be injected: a seeded random `fail_rate` of 429 (with `Retry-After`) / 500 / 503,
 a `script` of statuses for the next requests, `latency` before each answer, addresses the
 server declares invalid (`reject_addresses`), a `late_rate` of requests taken and answered only
@@ -78,6 +83,28 @@ class Faults:
     events_key: Any = None  # cryptography EllipticCurvePrivateKey
     events_delay: float = 0.0
     scopes: tuple[str, ...] = ("mail.send",)
+    rate_limit: float = 0.0  # requests per second; 0 = none
+    rate_burst: float | None = None  # bucket size; None = max(1, rate_limit / 5)
+
+
+class _Bucket:
+    """The server's request rate limit: a token bucket on the monotonic clock."""
+
+    def __init__(self, rate: float, burst: float | None) -> None:
+        self.rate = rate
+        self.burst = burst if burst is not None else max(1.0, rate / 5)
+        self.tokens = self.burst
+        self.last = time.monotonic()
+
+    def take(self) -> float | None:
+        """None when a token was taken; else the seconds until one is there (caller's lock)."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return None
+        return (1 - self.tokens) / self.rate
 
 
 class _State:
@@ -89,6 +116,7 @@ class _State:
         self.lock = threading.Lock()
         self.faults = Faults()
         self.random = random.Random(0)
+        self.bucket: _Bucket | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -104,6 +132,7 @@ class _State:
         self.dropped = 0
         self.events_posted = 0
         self.events_failed = 0
+        self.rate_limited = 0
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
@@ -120,6 +149,7 @@ class _State:
                 "dropped": self.dropped,
                 "events_posted": self.events_posted,
                 "events_failed": self.events_failed,
+                "rate_limited": self.rate_limited,
             }
 
 
@@ -173,6 +203,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.rfile.read(length)
             with state.lock:
                 state.reset()
+                state.bucket = None
                 state.faults = Faults()
             self._answer(200, b"{}")
             return
@@ -182,6 +213,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         faults = state.faults
         body = self.rfile.read(length)
+        if state.bucket is not None:
+            with state.lock:
+                wait = state.bucket.take()
+                if wait is not None:
+                    state.rate_limited += 1
+            if wait is not None:
+                self._count(429)
+                self._rate_limited(wait)
+                return
         if faults.latency:
             time.sleep(faults.latency)
         timing = self._choose_timing(state, faults)
@@ -260,6 +300,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._errors(
                 status, [error("Internal server error" if status < 503 else "Service unavailable")]
             )
+
+    def _rate_limited(self, wait: float) -> None:
+        reset = str(int(time.time() + wait) + 1)
+        self._answer(
+            429,
+            orjson.dumps({"errors": [error("too many requests")]}),
+            headers={"Retry-After": f"{wait:.3f}", "X-RateLimit-Reset": reset},
+        )
 
     def _count(self, status: int) -> None:
         with self.server.state.lock:
@@ -362,6 +410,7 @@ class SendGridServer:
         with self._state.lock:
             self._state.reset()
             self._state.faults = Faults()
+            self._state.bucket = None
 
     def configure(
         self,
@@ -381,8 +430,11 @@ class SendGridServer:
         events_key: Any = None,
         events_delay: float = 0.0,
         scopes: Iterable[str] = ("mail.send",),
+        rate_limit: float = 0.0,
+        rate_burst: float | None = None,
     ) -> None:
-        """Replace the faults. `script` statuses answer the next requests (0 = answer normally)."""
+        """Replace the faults. `script` statuses answer the next requests (0 = answer normally);
+        `rate_limit` requests per second (0: none), `rate_burst` the bucket's size."""
         faults = Faults(
             fail_rate=fail_rate,
             fail_statuses=tuple(fail_statuses),
@@ -399,10 +451,13 @@ class SendGridServer:
             events_key=events_key,
             events_delay=events_delay,
             scopes=tuple(scopes),
+            rate_limit=rate_limit,
+            rate_burst=rate_burst,
         )
         with self._state.lock:
             self._state.faults = faults
             self._state.random = random.Random(seed)
+            self._state.bucket = _Bucket(rate_limit, rate_burst) if rate_limit > 0 else None
 
 
 class ServerProcess:
@@ -459,6 +514,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events-url", help="post signed `processed` events here")
     parser.add_argument("--events-key-file", help="PEM ECDSA P-256 private key for events")
     parser.add_argument("--events-delay", type=float, default=0.0)
+    parser.add_argument("--rate-limit", type=float, default=0.0, help="requests/s; 429 above")
+    parser.add_argument("--rate-burst", type=float, help="token bucket size (default rate/5)")
     args = parser.parse_args(argv)
     events_key = None
     if args.events_key_file:
@@ -481,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
         events_url=args.events_url,
         events_key=events_key,
         events_delay=args.events_delay,
+        rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst,
     )
     print(server.url, flush=True)
     signal.signal(
