@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 
 from newsletter.accounts import audit
 from newsletter.articles.queries import find_article
-from newsletter.articles.selection import Selection
 from newsletter.db.models import Issue, MailingList
 from newsletter.delivery import issue_state, operations
 from newsletter.delivery.preflight import preflight
@@ -23,7 +22,8 @@ from newsletter.delivery.sendconfig import SendConfig
 from newsletter.delivery.status import recipient_status, send_status
 from newsletter.errors import UsageError
 from newsletter.issues import catalog, editorial
-from newsletter.issues.assembly import BuildResult, build_issue, get_issue, load_list
+from newsletter.issues.assembly import build_issue, get_issue, load_list
+from newsletter.issues.describe import explain, issue_dict, result_dict
 from newsletter.issues.variants import as_rendered, ensure_variants
 from newsletter.pipeline import send_in_background
 from newsletter.preview import preview_slots, send_test_email
@@ -92,57 +92,6 @@ def iso_day(text: str, field: str = "date") -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise UsageError(f"{field}: {text!r} is not a real date: expected YYYY-MM-DD") from None
-
-
-def _headline(article: Any) -> str:
-    for lang in ("ja", "en"):
-        content = article.content(lang)
-        if content is not None:
-            return str(content.title)
-    return ""
-
-
-def issue_dict(issue: Issue) -> dict[str, Any]:
-    approved = editorial.approval(issue)
-    return {
-        "id": issue.id,
-        "list": issue.mailing_list.slug,
-        "date": issue.issue_date.isoformat(),
-        "status": issue.status,
-        "window_start": issue.window_start.isoformat(),
-        "cutoff_at": issue.cutoff_at.isoformat(),
-        "approved_by": approved[0] if approved else None,
-        "approved_at": approved[1].isoformat() if approved else None,
-        "articles": [
-            {
-                "position": item.position,
-                "id": item.article.external_id,
-                "pinned": item.pinned,
-                "title": _headline(item.article),
-            }
-            for item in issue.articles
-        ],
-    }
-
-
-def explain(selection: Selection | None) -> list[dict[str, Any]]:
-    if selection is None:
-        return []
-    return [
-        {"id": d.external_id, "selected": d.selected, "position": d.position, "reason": d.reason}
-        for d in selection.decisions
-    ]
-
-
-def result_dict(result: BuildResult | None, reason: str | None = None) -> dict[str, Any]:
-    if result is None:
-        return {"issue": None, "created": False, "reason": reason, "explain": []}
-    return {
-        "issue": None if result.issue is None else issue_dict(result.issue),
-        "created": result.created,
-        "reason": result.reason,
-        "explain": explain(result.selection),
-    }
 
 
 def _issue(session: Session, ref: str) -> Issue:

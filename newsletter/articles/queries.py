@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from newsletter.articles.selection import Candidate
 from newsletter.db.models import Article, Issue, IssueArticle
 from newsletter.errors import NotFoundError
-from newsletter.types import IssueStatus
+from newsletter.types import CONTENT_LANGUAGES, IssueStatus
 
 # Issues whose articles reached readers (wholly or partly): never selected again.
 WENT_OUT = (
@@ -104,3 +104,12 @@ def articles_between(
         query = query.where(Article.published_at < end)
     query = query.order_by(Article.published_at.desc(), Article.id.desc()).limit(limit)
     return list(session.scalars(query))
+
+
+def headline(article: Article) -> str:
+    """The Japanese title if there is one, else the English one."""
+    for lang in CONTENT_LANGUAGES:
+        content = article.content(lang)
+        if content is not None:
+            return content.title
+    return ""

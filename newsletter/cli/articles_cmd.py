@@ -10,24 +10,13 @@ from typing import Any
 import click
 
 from newsletter.articles.ingest import import_sources
-from newsletter.articles.queries import articles_between, find_article
+from newsletter.articles.queries import articles_between, find_article, headline
 from newsletter.articles.samples import import_samples
 from newsletter.articles.schema import article_to_dict
 from newsletter.cli.context import ISO_DATE, AppContext, emit_json, handle_errors, pass_app
-from newsletter.db.models import Article
 from newsletter.errors import NotFoundError, ValidationError
-from newsletter.types import CONTENT_LANGUAGES
 
 JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-
-
-def headline(article: Article) -> str:
-    """The Japanese title if there is one, else the English one."""
-    for lang in CONTENT_LANGUAGES:
-        content = article.content(lang)
-        if content is not None:
-            return content.title
-    return ""
 
 
 @click.command("import")

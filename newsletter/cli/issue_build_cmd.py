@@ -11,8 +11,6 @@ from sqlalchemy.orm import Session
 
 from newsletter.accounts.actors import cli_actor
 from newsletter.articles.queries import find_article
-from newsletter.articles.selection import Selection
-from newsletter.cli.articles_cmd import headline
 from newsletter.cli.context import (
     ISO_DATE,
     AppContext,
@@ -21,10 +19,11 @@ from newsletter.cli.context import (
     pass_app,
     plural,
 )
-from newsletter.db.models import Issue, MailingList
+from newsletter.db.models import MailingList
 from newsletter.db.session import transaction
 from newsletter.issues import editorial
 from newsletter.issues.assembly import BuildResult, build_issue, get_issue, load_list
+from newsletter.issues.describe import result_dict
 from newsletter.issues.overrides import EXCLUDE, PIN
 from newsletter.schedule import issue_date_for
 from newsletter.urls import DEFAULT_LIST_SLUG
@@ -37,46 +36,6 @@ DATE = click.option(
 )
 LIST = click.option("--list", "list_slug", default=DEFAULT_LIST_SLUG, show_default=True)
 JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-
-
-def _issue_dict(issue: Issue) -> dict[str, Any]:
-    return {
-        "id": issue.id,
-        "list": issue.mailing_list.slug,
-        "date": issue.issue_date.isoformat(),
-        "status": issue.status,
-        "window_start": issue.window_start.isoformat(),
-        "cutoff_at": issue.cutoff_at.isoformat(),
-        "approved_by": issue.approved_by,
-        "approved_at": issue.approved_at.isoformat() if issue.approved_at else None,
-        "articles": [
-            {
-                "position": item.position,
-                "id": item.article.external_id,
-                "pinned": item.pinned,
-                "title": headline(item.article),
-            }
-            for item in issue.articles
-        ],
-    }
-
-
-def _explain(selection: Selection | None) -> list[dict[str, Any]]:
-    if selection is None:
-        return []
-    return [
-        {"id": d.external_id, "selected": d.selected, "position": d.position, "reason": d.reason}
-        for d in selection.decisions
-    ]
-
-
-def _result_dict(result: BuildResult) -> dict[str, Any]:
-    return {
-        "issue": None if result.issue is None else _issue_dict(result.issue),
-        "created": result.created,
-        "reason": result.reason,
-        "explain": _explain(result.selection),
-    }
 
 
 def _print(data: dict[str, Any], explain: bool) -> None:
@@ -128,7 +87,7 @@ def build_cmd(
             issue_date=day,
             rebuild=rebuild,
         )
-        data = _result_dict(result)
+        data = result_dict(result)
     if as_json:
         emit_json(data)
     else:
@@ -147,7 +106,7 @@ def _editor_change(
         mailing_list = load_list(session, runtime.settings, runtime.clock, list_slug)
         issue_date = day or issue_date_for(runtime.settings, mailing_list, runtime.clock.now())
         message, result = change(session, mailing_list, issue_date)
-        data = None if result is None else _result_dict(result)
+        data = None if result is None else result_dict(result)
     click.echo(f"{message} for {mailing_list.slug}:{issue_date.isoformat()}")
     if data is not None:
         _print(data, explain=False)

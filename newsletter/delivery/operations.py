@@ -14,18 +14,9 @@ from newsletter.accounts.actors import Actor
 from newsletter.accounts.roles import Permission
 from newsletter.clock import Clock
 from newsletter.config import Settings
-from newsletter.db.models import Issue
 from newsletter.delivery import in_doubt, issue_state
 from newsletter.delivery.ledger import get_issue_row
 from newsletter.delivery.planning import EnqueueReport, enqueue_issue
-from newsletter.errors import NotFoundError
-
-
-def _issue(session: Session, issue_id: int) -> Issue:
-    issue = session.get(Issue, issue_id)
-    if issue is None:
-        raise NotFoundError(f"issue {issue_id} does not exist")
-    return issue
 
 
 def start_send(
@@ -56,7 +47,7 @@ def start_send(
 
 def pause(session: Session, clock: Clock, actor: Actor, issue_id: int) -> None:
     actor.require(Permission.SEND)
-    issue = _issue(session, issue_id)
+    issue = get_issue_row(session, issue_id)
     issue_state.pause_issue(session, issue_id, f"by {actor.name}")
     audit.record(
         session, clock, actor, "issue.pause", issue=issue, before={"status": "sending"},
@@ -66,7 +57,7 @@ def pause(session: Session, clock: Clock, actor: Actor, issue_id: int) -> None:
 
 def resume(session: Session, clock: Clock, actor: Actor, issue_id: int) -> None:
     actor.require(Permission.SEND)
-    issue = _issue(session, issue_id)
+    issue = get_issue_row(session, issue_id)
     issue_state.resume_issue(session, issue_id)
     audit.record(
         session, clock, actor, "issue.resume", issue=issue, before={"status": "paused"},
@@ -77,7 +68,7 @@ def resume(session: Session, clock: Clock, actor: Actor, issue_id: int) -> None:
 def cancel(session: Session, clock: Clock, actor: Actor, issue_id: int) -> int:
     """Cancel the rest of the send; returns how many queued recipients will never get it."""
     actor.require(Permission.SEND)
-    issue = _issue(session, issue_id)
+    issue = get_issue_row(session, issue_id)
     before = issue.status
     cancelled = issue_state.cancel_issue(session, issue_id, clock)
     audit.record(
@@ -97,7 +88,7 @@ def retry(
     dry_run: bool = False,
 ) -> issue_state.RetryReport:
     actor.require(Permission.SEND)
-    issue = _issue(session, issue_id)
+    issue = get_issue_row(session, issue_id)
     before = issue.status
     report = issue_state.retry_failed(
         session, issue_id, clock, batch_size=batch_size, dry_run=dry_run
@@ -115,7 +106,7 @@ def resolve(
 ) -> in_doubt.ResolveReport:
     """The operator's choice for recipients still in doubt: resend them, or mark them skipped."""
     actor.require(Permission.SEND)
-    issue = _issue(session, issue_id)
+    issue = get_issue_row(session, issue_id)
     report = in_doubt.resolve_in_doubt(session, issue_id, resend=resend, clock=clock)
     audit.record(
         session, clock, actor, "issue.resolve", issue=issue,

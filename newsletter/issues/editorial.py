@@ -8,7 +8,7 @@ transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -108,57 +108,46 @@ def _article(session: Session, article_id: int) -> Article:
     return article
 
 
-def pin(
-    session: Session,
-    settings: Settings,
-    clock: Clock,
-    actor: Actor,
-    mailing_list: MailingList,
-    issue_date: date,
-    article_id: int,
-) -> BuildResult | None:
-    """Always include the article, first among the pins made after it."""
-    article = _article(session, article_id)
-    return _selection_change(
-        session, settings, clock, actor, mailing_list, issue_date, "issue.pin",
-        article.external_id,
-        lambda: set_override(session, clock, mailing_list, issue_date, article_id, PIN),
-    )  # fmt: skip
+OneArticleChange = Callable[
+    [Session, Settings, Clock, Actor, MailingList, date, int], BuildResult | None
+]
 
 
-def exclude(
-    session: Session,
-    settings: Settings,
-    clock: Clock,
-    actor: Actor,
-    mailing_list: MailingList,
-    issue_date: date,
-    article_id: int,
-) -> BuildResult | None:
-    article = _article(session, article_id)
-    return _selection_change(
-        session, settings, clock, actor, mailing_list, issue_date, "issue.exclude",
-        article.external_id,
-        lambda: set_override(session, clock, mailing_list, issue_date, article_id, EXCLUDE),
-    )  # fmt: skip
+def _one_article_change(action: str | None, name: str, doc: str) -> OneArticleChange:
+    """pin / exclude (an override `action`) or restore (`None`: forget the decision)."""
+
+    def change(
+        session: Session,
+        settings: Settings,
+        clock: Clock,
+        actor: Actor,
+        mailing_list: MailingList,
+        issue_date: date,
+        article_id: int,
+    ) -> BuildResult | None:
+        article = _article(session, article_id)
+
+        def apply() -> None:
+            if action is None:
+                clear_override(session, mailing_list, issue_date, article_id)
+            else:
+                set_override(session, clock, mailing_list, issue_date, article_id, action)
+
+        return _selection_change(
+            session, settings, clock, actor, mailing_list, issue_date, f"issue.{name}",
+            article.external_id, apply,
+        )  # fmt: skip
+
+    change.__name__ = change.__qualname__ = name
+    change.__doc__ = doc
+    return change
 
 
-def restore(
-    session: Session,
-    settings: Settings,
-    clock: Clock,
-    actor: Actor,
-    mailing_list: MailingList,
-    issue_date: date,
-    article_id: int,
-) -> BuildResult | None:
-    """Forget the pin, exclusion or position: the selection decides again."""
-    article = _article(session, article_id)
-    return _selection_change(
-        session, settings, clock, actor, mailing_list, issue_date, "issue.restore",
-        article.external_id,
-        lambda: clear_override(session, mailing_list, issue_date, article_id),
-    )  # fmt: skip
+pin = _one_article_change(PIN, "pin", "Always include the article, first among later pins.")
+exclude = _one_article_change(EXCLUDE, "exclude", "Keep the article out of the issue.")
+restore = _one_article_change(
+    None, "restore", "Forget the pin, exclusion or position: the selection decides again."
+)
 
 
 def reorder(
