@@ -9,13 +9,11 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 from openapi_spec_validator import validate
 from starlette.testclient import TestClient
@@ -30,7 +28,7 @@ from newsletter.runtime import Runtime
 from newsletter.web import create_app
 from subscribers import service
 from tests.fixtures.articles import article_dict, store_articles
-from tests.fixtures.web import free_port
+from tests.fixtures.web import serve_process
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-key-0123456789abcdef"
@@ -93,7 +91,6 @@ def served(tmp_path: Path, runtime: Runtime) -> Iterator[Served]:
         token = tokens.create_token(
             session, runtime.clock, cli_actor(), name="contract", role="admin"
         ).secret
-    port = free_port()
     env = {
         **os.environ,
         "NEWSLETTER_DATABASE_URL": runtime.settings.database_url,
@@ -105,30 +102,10 @@ def served(tmp_path: Path, runtime: Runtime) -> Iterator[Served]:
         "NEWSLETTER_API_RATE_LIMIT": "100000",
         "NEWSLETTER_CONFIG": "",
     }
-    command = [sys.executable, "-c", "from newsletter.cli.main import main; main()"]
-    server = subprocess.Popen(
-        [*command, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, server.stderr.read().decode()  # type: ignore[union-attr]
-                assert time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.1)
+    with serve_process(env) as (server, base):
         yield Served(base, token, runtime)
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
-        errors = server.stderr.read().decode()  # type: ignore[union-attr]
-        assert "Traceback" not in errors, errors
+    errors = server.stderr.read().decode()  # type: ignore[union-attr]
+    assert "Traceback" not in errors, errors
 
 
 def _seed(runtime: Runtime) -> None:

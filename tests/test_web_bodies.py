@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,7 @@ from newsletter.config import Secret, load_settings
 from newsletter.runtime import Runtime
 from newsletter.web.bodies import FORM_MAX_BYTES
 from subscribers.tokens import LinkSigner
-from tests.fixtures.web import Seeded, free_port, make_webhook_key
+from tests.fixtures.web import Seeded, make_webhook_key, serve_process
 
 SECRET = "test-secret-key-0123456789abcdef"
 MB = 1024 * 1024
@@ -97,7 +95,6 @@ def test_a_500_mb_chunked_webhook_body_is_refused_without_the_server_growing(
 ) -> None:
     settings = load_settings({}, database_url=sqlite_url, secret_keys=(Secret(SECRET),))
     Runtime.open(settings, migrate=True).close()
-    port = free_port()
     env = {
         **os.environ,
         "NEWSLETTER_DATABASE_URL": sqlite_url,
@@ -106,25 +103,7 @@ def test_a_500_mb_chunked_webhook_body_is_refused_without_the_server_growing(
         "NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY": make_webhook_key().public_b64,
         "NEWSLETTER_CONFIG": "",
     }
-    command = [sys.executable, "-c", "from newsletter.cli.main import main; main()"]
-    server = subprocess.Popen(
-        [*command, "serve", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{url}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, server.stderr.read().decode()  # type: ignore[union-attr]
-                assert time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.1)
+    with serve_process(env, cwd=tmp_path, timeout=20) as (server, url):
         # Warm up the webhook route, then reset the peak RSS so only this request counts.
         assert httpx.post(f"{url}/webhooks/sendgrid", content=b"[]").status_code == 403
         Path(f"/proc/{server.pid}/clear_refs").write_text("5", encoding="ascii")
@@ -147,6 +126,3 @@ def test_a_500_mb_chunked_webhook_body_is_refused_without_the_server_growing(
         assert elapsed < 20
         assert server.poll() is None  # still serving
         assert httpx.get(f"{url}/healthz", timeout=5).text == "ok"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -15,7 +12,7 @@ from click.testing import CliRunner
 from newsletter.cli.main import cli
 from newsletter.config import Secret, load_settings
 from newsletter.runtime import Runtime
-from tests.fixtures.web import free_port
+from tests.fixtures.web import serve_process
 
 SECRET = "test-secret-key-0123456789abcdef"
 
@@ -34,30 +31,11 @@ def _env(tmp_path: Path, sqlite_url: str) -> dict[str, str]:
 def test_serve_answers_on_the_chosen_port(tmp_path: Path, sqlite_url: str) -> None:
     settings = load_settings({}, database_url=sqlite_url, secret_keys=(Secret(SECRET),))
     Runtime.open(settings, migrate=True).close()
-    port = free_port()
-    command = [sys.executable, "-c", "from newsletter.cli.main import main; main()"]
-    server = subprocess.Popen(
-        [*command, "serve", "--port", str(port)],
-        env=_env(tmp_path, sqlite_url),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/subscribe", timeout=1)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, server.stderr.read().decode()  # type: ignore[union-attr]
-                assert time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.1)
-        assert response.status_code == 200
-        assert response.headers["x-frame-options"] == "DENY"
-        assert "server" not in response.headers
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with serve_process(_env(tmp_path, sqlite_url), timeout=20) as (_server, base):
+        response = httpx.get(f"{base}/subscribe", timeout=5)
+    assert response.status_code == 200
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "server" not in response.headers
 
 
 def test_serve_refuses_an_uninitialised_database_in_one_line(
