@@ -96,6 +96,8 @@ class Settings:
     metrics_token: Secret | None = None  # bearer for /metrics besides any API token
     api_rate_per_minute: int = 600  # HTTP API requests per token per minute (429 beyond)
     api_upload_max_bytes: int = 50 * 1024 * 1024  # largest CSV upload to the HTTP API (413)
+    click_tracking: bool = False  # first-party click tracking for lists created from now on
+    events_retention_days: int = 90  # raw click/open events kept; then only counts remain
 
     @property
     def secret_key(self) -> Secret:
@@ -262,6 +264,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], Any], str | None]] = {
     ),
     "webhook_insecure": ("NEWSLETTER_WEBHOOK_INSECURE", _bool, "false"),
     "soft_bounce_limit": ("NEWSLETTER_SOFT_BOUNCE_LIMIT", _int_range(0, 365), "3"),
+    "click_tracking": ("NEWSLETTER_CLICK_TRACKING", _bool, "false"),
+    "events_retention_days": ("NEWSLETTER_EVENTS_RETENTION_DAYS", _int_range(1, 3650), "90"),
     "sendgrid_timeout_s": ("NEWSLETTER_SENDGRID_TIMEOUT", _int_range(1, 600), "30"),
     "reconcile_after_s": ("NEWSLETTER_RECONCILE_AFTER", _int_range(1, 86400), "900"),
     "dkim_private_key": ("NEWSLETTER_DKIM_PRIVATE_KEY", lambda v, n: Path(v), None),

@@ -108,7 +108,11 @@ class SuppressionReason(StrEnum):
 SLOT_UNSUBSCRIBE_URL = "-unsubscribe_url-"
 SLOT_PREFERENCES_URL = "-preferences_url-"
 SLOT_NAME = "-subscriber_name-"
-SLOTS: tuple[str, ...] = (SLOT_UNSUBSCRIBE_URL, SLOT_PREFERENCES_URL, SLOT_NAME)
+# The recipient's signed engagement token, in tracked variants only: /c/TOKEN/N, /o/TOKEN.gif.
+SLOT_TRACKING_TOKEN = "-tracking_token-"
+SLOTS: tuple[str, ...] = (
+    SLOT_UNSUBSCRIBE_URL, SLOT_PREFERENCES_URL, SLOT_NAME, SLOT_TRACKING_TOKEN
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

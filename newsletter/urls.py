@@ -17,6 +17,16 @@ def preferences_url(base_url: str, token: str) -> str:
     return f"{base_url}/p/{token}"
 
 
+def click_url(base_url: str, token: str, link_no: int) -> str:
+    """A tracked link: records the click, then 302 to the issue's own link number `link_no`."""
+    return f"{base_url}/c/{token}/{link_no}"
+
+
+def open_pixel_url(base_url: str, token: str) -> str:
+    """The opt-in open pixel (a 1x1 GIF)."""
+    return f"{base_url}/o/{token}.gif"
+
+
 def confirm_url(base_url: str, token: str) -> str:
     return f"{base_url}/confirm/{token}"
 

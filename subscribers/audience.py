@@ -21,10 +21,17 @@ def _not_suppressed():  # type: ignore[no-untyped-def]
     return ~exists().where(Suppression.email_hash == Subscriber.email_hash)
 
 
-def eligible_recipients(list_id: int) -> Select[int, str, str | None, str]:
-    """(subscriber_id, email, name, language) of every mailable subscriber, by id."""
+def eligible_recipients(list_id: int) -> Select[int, str, str | None, str, bool]:
+    """(subscriber_id, email, name, language, tracking_off) of every mailable subscriber, by
+    id."""
     return (
-        select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.language)
+        select(
+            Subscriber.id,
+            Subscriber.email,
+            Subscriber.name,
+            Subscriber.language,
+            Subscriber.tracking_off,
+        )
         .join(Subscription, Subscription.subscriber_id == Subscriber.id)
         .where(
             Subscription.list_id == list_id,

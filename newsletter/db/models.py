@@ -10,6 +10,8 @@ Tables, by who writes them:
 - users, sign_in_links, api_tokens, idempotency_keys, audit_log: who may do what, and what
   they did (`newsletter.accounts`)
 - issue_notes: the editor's note per list and date (`newsletter.issues.editorial`)
+- issue_links, click_events, open_events, engagement_totals, subject_tests: what readers did
+  with an issue, first-party (`newsletter.engagement`)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -112,6 +115,9 @@ class MailingList(Base):
     min_articles: Mapped[int | None] = mapped_column(Integer)
     utm_params: Mapped[str | None] = mapped_column(String(500))
     double_opt_in: Mapped[bool] = mapped_column(Boolean, default=True)
+    # First-party engagement (newsletter.engagement): links through /c/, an opt-in pixel.
+    click_tracking: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    open_tracking: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -125,6 +131,8 @@ class Subscriber(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     language: Mapped[str] = mapped_column(String(8), default="ja")  # ja | en | both | both-en
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # The subscriber switched engagement tracking off: direct links, no pixel, no events.
+    tracking_off: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -293,14 +301,19 @@ class IssueNote(Base):
 
 
 class IssueVariant(Base):
-    """A rendered language variant, stored once so every worker sends the same bytes."""
+    """A rendered language variant, stored once so every worker sends the same bytes.
+
+    A list with click or open tracking has each variant twice: `tracked` (links through /c/,
+    the pixel) for most readers, and direct links for subscribers who switched tracking off.
+    """
 
     __tablename__ = "issue_variants"
-    __table_args__ = (UniqueConstraint("issue_id", "variant"),)
+    __table_args__ = (UniqueConstraint("issue_id", "variant", "tracked"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
     variant: Mapped[str] = mapped_column(String(8))  # ja | en | both | both-en
+    tracked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     subject: Mapped[str] = mapped_column(String(300))
     preheader: Mapped[str] = mapped_column(String(300))
     html: Mapped[str] = mapped_column(Text)
@@ -325,6 +338,9 @@ class SendBatch(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
     variant: Mapped[str] = mapped_column(String(8))
+    # Which form of the variant the batch's recipients get (see Delivery).
+    tracked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    subject_arm: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default="queued")  # BatchStatus
     size: Mapped[int] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -358,6 +374,10 @@ class Delivery(Base):
     )
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("send_batches.id"))
     variant: Mapped[str] = mapped_column(String(8))
+    # Tracked links and pixel (the list tracks and the subscriber did not switch it off).
+    tracked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # A subject-line test's arm (index into its subjects); None: the issue's own subject.
+    subject_arm: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default="queued")  # DeliveryStatus
     error: Mapped[str | None] = mapped_column(Text)
     failure_kind: Mapped[str | None] = mapped_column(String(16))  # FailureKind, when failed
@@ -502,3 +522,118 @@ class AuditEntry(Base):
     subject: Mapped[str | None] = mapped_column(String(320))  # what it acted on, in words
     before: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+# --- engagement -----------------------------------------------------------------------------
+
+
+class IssueLink(Base):
+    """A link of a tracked variant: `/c/TOKEN/<link_no>` redirects only to `url`.
+
+    Written when the tracked variants are rendered; the redirect can never lead anywhere the
+    issue's own snapshot did not link to, so it is not an open redirect.
+    """
+
+    __tablename__ = "issue_links"
+    __table_args__ = (UniqueConstraint("issue_id", "link_no"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    link_no: Mapped[int] = mapped_column(Integer)  # unique within the issue, across variants
+    variant: Mapped[str] = mapped_column(String(8))
+    article_id: Mapped[int | None] = mapped_column(Integer)  # None: not an article's link
+    kind: Mapped[str] = mapped_column(String(16))  # article | source | related
+    position: Mapped[int] = mapped_column(Integer)  # the article's place in the issue, from 1
+    url: Mapped[str] = mapped_column(String(2048))  # where the click goes, UTM included
+
+
+class ClickEvent(Base):
+    """One request to a tracked link. `machine` clicks (scanners, prefetchers) are kept apart,
+    with the reason, and never counted as readers."""
+
+    __tablename__ = "click_events"
+    __table_args__ = (
+        Index("ix_click_events_issue_article", "issue_id", "article_id"),
+        Index("ix_click_events_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    delivery_id: Mapped[int] = mapped_column(BigInteger)
+    link_no: Mapped[int] = mapped_column(Integer)
+    article_id: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # the link's kind
+    variant: Mapped[str] = mapped_column(String(8))
+    position: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    machine: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(String(16))  # why machine: head|early|burst|agent
+
+
+class OpenEvent(Base):
+    """One fetch of the opt-in pixel. `source` says how much it means: a `reader` fetch, or an
+    `apple_mpp` / `proxy` prefetch that happens whether or not anyone read the email."""
+
+    __tablename__ = "open_events"
+    __table_args__ = (
+        Index("ix_open_events_issue", "issue_id"),
+        Index("ix_open_events_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    delivery_id: Mapped[int] = mapped_column(BigInteger)
+    variant: Mapped[str] = mapped_column(String(8))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    source: Mapped[str] = mapped_column(String(16))  # reader | apple_mpp | proxy | machine
+
+
+class EngagementTotal(Base):
+    """What remains of raw events after NEWSLETTER_EVENTS_RETENTION_DAYS: counts, no people.
+
+    One row per issue, metric and breakdown; 0 / "" stand for "all" (issue-wide counts).
+    `events` counts requests, `people` distinct subscribers (computed before the raw rows go).
+    """
+
+    __tablename__ = "engagement_totals"
+    __table_args__ = (
+        UniqueConstraint("issue_id", "metric", "variant", "article_id", "kind", "position"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    metric: Mapped[str] = mapped_column(String(16))  # click | machine_click | open | proxy_open
+    variant: Mapped[str] = mapped_column(String(8), default="")
+    article_id: Mapped[int] = mapped_column(Integer, default=0)
+    kind: Mapped[str] = mapped_column(String(16), default="")
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    events: Mapped[int] = mapped_column(Integer, default=0)
+    people: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SubjectTest(Base):
+    """A subject-line test: a random sample gets the arms, the winner goes to the rest."""
+
+    __tablename__ = "subject_tests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), unique=True)
+    # {"ja": ["...", "..."], "en": ["...", "..."]}: arm i is the i-th subject of each language
+    subjects: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    sample_percent: Mapped[int] = mapped_column(Integer)
+    wait_seconds: Mapped[int] = mapped_column(Integer)
+    metric: Mapped[str] = mapped_column(String(16))  # clicks | opens
+    status: Mapped[str] = mapped_column(String(16))  # sampling | waiting | decided | done
+    sample_size: Mapped[int | None] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decide_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # sample sent + wait
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    winner_arm: Mapped[int | None] = mapped_column(Integer)
+    results: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # per arm: sent, metric

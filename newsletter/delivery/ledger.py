@@ -55,6 +55,8 @@ class ClaimedBatch:
     variant: str
     attempts: int
     size: int
+    tracked: bool = False  # the tracked form of the variant (links through /c/)
+    subject_arm: int | None = None  # a subject-line test's arm
 
 
 class RecipientRow(NamedTuple):
@@ -117,7 +119,9 @@ def claim_batch(
     session.commit()
     if row is None:
         return None
-    return ClaimedBatch(row.id, row.issue_id, row.variant, row.attempts, row.size)
+    return ClaimedBatch(
+        row.id, row.issue_id, row.variant, row.attempts, row.size, row.tracked, row.subject_arm
+    )
 
 
 @cache
@@ -152,7 +156,7 @@ def _claim_statement(one_issue: bool, postgres: bool) -> Any:
             lease_until=bindparam("p_lease_until", type_=UTCDateTime()),
             updated_at=now,
         )
-        .returning(b.id, b.issue_id, b.variant, b.attempts, b.size)
+        .returning(b.id, b.issue_id, b.variant, b.attempts, b.size, b.tracked, b.subject_arm)
     )
 
 

@@ -12,9 +12,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Integer,
     bindparam,
     case,
     exists,
+    false,
     func,
     insert,
     literal,
@@ -26,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.clock import Clock
 from newsletter.config import Settings
-from newsletter.db.models import Delivery, Issue, IssueVariant, SendBatch
+from newsletter.db.models import Delivery, Issue, IssueVariant, MailingList, SendBatch
 from newsletter.db.types import UTCDateTime
 from newsletter.delivery.ledger import get_issue_row, is_postgres
 from newsletter.errors import (
@@ -63,6 +65,7 @@ def enqueue_issue(
     clock: Clock,
     *,
     batch_size: int | None = None,
+    subject_arm: int | None = None,
 ) -> EnqueueReport:
     """Freeze and render the issue (first time), plan its deliveries, mark it `sending`.
 
@@ -80,7 +83,7 @@ def enqueue_issue(
             f"issue {issue.id} has no rendered variants: run `newsletter issue build` first"
         )
     size = batch_size or settings.send_batch_size
-    report = plan_deliveries(session, issue, size, clock)
+    report = plan_deliveries(session, issue, size, clock, subject_arm=subject_arm)
     if issue.status == IssueStatus.BUILT:
         issue.status = IssueStatus.SENDING
         issue.send_started_at = clock.now()
@@ -104,11 +107,22 @@ def _freeze_and_render(session: Session, issue: Issue, settings: Settings, clock
 # --- planning -------------------------------------------------------------------------------
 
 
-def plan_deliveries(session: Session, issue: Issue, batch_size: int, clock: Clock) -> EnqueueReport:
+def plan_deliveries(
+    session: Session,
+    issue: Issue,
+    batch_size: int,
+    clock: Clock,
+    *,
+    subject_arm: int | None = None,
+) -> EnqueueReport:
     """Add every eligible subscriber not yet in the ledger and group them into batches.
 
     Idempotent: (issue_id, subscriber_id) is unique and only new rows are inserted, so running
     it again adds only subscribers who became eligible since. Runs in the caller's transaction.
+
+    Each delivery gets its form: `tracked` when the list tracks clicks or opens and the
+    subscriber has not switched tracking off; `subject_arm` (a subject-line test's winner) when
+    given. A batch holds one variant in one form.
     """
     if batch_size < 1:
         raise StateError(f"batch size must be at least 1, got {batch_size}")
@@ -124,10 +138,14 @@ def plan_deliveries(session: Session, issue: Issue, batch_size: int, clock: Cloc
     already = exists().where(Delivery.issue_id == issue.id, Delivery.subscriber_id == eligible.c.id)
     language = eligible.c.language
     variant = case((language.in_(VARIANTS[1:]), language), else_=literal("ja"))
+    tracks = list_tracks(session, issue.list_id)
+    tracked: Any = eligible.c.tracking_off == false() if tracks else false()
     every_row = select(
         literal(issue.id),
         eligible.c.id,
         variant,
+        tracked,
+        literal(subject_arm, Integer()),
         literal(DeliveryStatus.QUEUED.value),
         literal(now, UTCDateTime()),
     )
@@ -145,7 +163,10 @@ def plan_deliveries(session: Session, issue: Issue, batch_size: int, clock: Cloc
             # First planning of this issue (and the write lock is ours): nobody is in the
             # ledger yet, so the per-row "not planned yet" probe can only say no.
             rows = every_row
-        batches = _plan_sqlite(session, issue.id, rows, language, eligible.c.id, batch_size, now)
+        batches = _plan_sqlite(
+            session, issue.id, rows, language, tracked if tracks else None, eligible.c.id,
+            batch_size, now,
+        )  # fmt: skip
         total = session.scalar(count) or 0
         return EnqueueReport(issue.id, total - before, batches, total)
     if is_postgres(session):
@@ -155,8 +176,17 @@ def plan_deliveries(session: Session, issue: Issue, batch_size: int, clock: Cloc
         session.execute(text("ANALYZE subscribers, subscriptions, suppressions"))
     session.execute(
         insert(Delivery).from_select(
-            ["issue_id", "subscriber_id", "variant", "status", "updated_at"], rows
-        )
+            [
+                "issue_id",
+                "subscriber_id",
+                "variant",
+                "tracked",
+                "subject_arm",
+                "status",
+                "updated_at",
+            ],
+            rows,
+        )  # fmt: skip
     )
     total = session.scalar(count) or 0
     if is_postgres(session) and total - before > 1000:
@@ -171,6 +201,7 @@ def _plan_sqlite(
     issue_id: int,
     rows: Any,
     language: Any,
+    tracked: Any | None,  # None: the list does not track, every row is untracked
     subscriber_id: Any,
     batch_size: int,
     now: datetime,
@@ -178,13 +209,13 @@ def _plan_sqlite(
     """SQLite: insert the new deliveries already cut into batches, then their batch rows.
 
     One pass instead of insert, group and update. The caller holds SQLite's write lock, so the
-    batch ids numbered from the table's largest id (variant k of group g gets base + g * 4 + k)
-    stay ours: the deliveries are inserted with them (the foreign key is checked at commit),
-    then the batch rows are made from the inserted deliveries.
+    batch ids numbered from the table's largest id (variant k of group g gets base + g * 8 + k,
+    plus 4 for the tracked form) stay ours: the deliveries are inserted with them (the foreign
+    key is checked at commit), then the batch rows are made from the inserted deliveries.
     """
     session.execute(text("PRAGMA defer_foreign_keys = ON"))  # until this transaction ends
     base = (session.scalar(select(func.max(_BATCHES.c.id))) or 0) + 1
-    stride = len(VARIANTS)  # 4: ja, en, both, both-en
+    stride = 2 * len(VARIANTS)  # ja, en, both, both-en; each untracked and tracked
     # The variant's position, from the language in one flat CASE (the variant is the language
     # when it names one, else `ja`): SQLite evaluates it per row, per mention, so it is
     # cheaper than comparing the variant's own CASE with each name. It also partitions.
@@ -192,10 +223,21 @@ def _plan_sqlite(
         *((language == literal(v), literal(n)) for n, v in enumerate(VARIANTS) if n),
         else_=literal(0),
     )
+    if tracked is not None:
+        index = index + case((tracked, literal(len(VARIANTS))), else_=literal(0))
     group = (func.row_number().over(partition_by=index, order_by=subscriber_id) - 1) // batch_size
     session.execute(
         insert(Delivery).from_select(
-            ["issue_id", "subscriber_id", "variant", "status", "updated_at", "batch_id"],
+            [
+                "issue_id",
+                "subscriber_id",
+                "variant",
+                "tracked",
+                "subject_arm",
+                "status",
+                "updated_at",
+                "batch_id",
+            ],
             rows.add_columns(literal(base) + group * stride + index),
         )
     )
@@ -203,12 +245,14 @@ def _plan_sqlite(
     return (
         session.execute(
             insert(_BATCHES).from_select(
-                ["id", "issue_id", "variant", "status", "size", "attempts", "created_at",
-                 "updated_at"],
+                ["id", "issue_id", "variant", "tracked", "subject_arm", "status", "size",
+                 "attempts", "created_at", "updated_at"],
                 select(
                     d.batch_id,
                     literal(issue_id),
                     func.min(d.variant),
+                    func.max(d.tracked),
+                    func.min(d.subject_arm),
                     literal(BatchStatus.QUEUED.value),
                     func.count(),
                     literal(0),
@@ -224,10 +268,19 @@ def _plan_sqlite(
 
 
 def group_into_batches(session: Session, issue_id: int, batch_size: int, now: datetime) -> int:
-    """Cut the unbatched deliveries of each variant into id ranges of `batch_size`, in SQL."""
-    number = func.row_number().over(partition_by=Delivery.variant, order_by=Delivery.id)
+    """Cut the unbatched deliveries of each variant and form into id ranges of `batch_size`,
+    in SQL."""
+    arm = func.coalesce(Delivery.subject_arm, -1)
+    form = (Delivery.variant, Delivery.tracked, arm)
+    number = func.row_number().over(partition_by=form, order_by=Delivery.id)
     unbatched = (
-        select(Delivery.id, Delivery.variant, number.label("rn"))
+        select(
+            Delivery.id,
+            Delivery.variant,
+            Delivery.tracked,
+            arm.label("arm"),
+            number.label("rn"),
+        )
         .where(
             Delivery.issue_id == issue_id,
             Delivery.batch_id.is_(None),
@@ -239,11 +292,13 @@ def group_into_batches(session: Session, issue_id: int, batch_size: int, now: da
     ranges = session.execute(
         select(
             unbatched.c.variant,
+            unbatched.c.tracked,
+            unbatched.c.arm,
             func.min(unbatched.c.id).label("lo"),
             func.max(unbatched.c.id).label("hi"),
             func.count().label("n"),
         )
-        .group_by(unbatched.c.variant, group)
+        .group_by(unbatched.c.variant, unbatched.c.tracked, unbatched.c.arm, group)
         .order_by(func.min(unbatched.c.id))
     ).all()
     if not ranges:
@@ -252,6 +307,8 @@ def group_into_batches(session: Session, issue_id: int, batch_size: int, now: da
         {
             "issue_id": issue_id,
             "variant": r.variant,
+            "tracked": bool(r.tracked),
+            "subject_arm": None if r.arm < 0 else r.arm,
             "status": BatchStatus.QUEUED.value,
             "size": r.n,
             "attempts": 0,
@@ -268,16 +325,28 @@ def group_into_batches(session: Session, issue_id: int, batch_size: int, now: da
         .where(
             _DELIVERIES.c.issue_id == issue_id,
             _DELIVERIES.c.variant == bindparam("v"),
+            _DELIVERIES.c.tracked == bindparam("t"),
+            func.coalesce(_DELIVERIES.c.subject_arm, -1) == bindparam("a"),
             _DELIVERIES.c.id.between(bindparam("lo"), bindparam("hi")),
             _DELIVERIES.c.batch_id.is_(None),
         )
         .values(batch_id=bindparam("b")),
         [
-            {"v": r.variant, "lo": r.lo, "hi": r.hi, "b": b}
+            {"v": r.variant, "t": bool(r.tracked), "a": r.arm, "lo": r.lo, "hi": r.hi, "b": b}
             for r, b in zip(ranges, ids, strict=True)
         ],
     )
     return len(ids)
+
+
+def list_tracks(session: Session, list_id: int) -> bool:
+    """The list records clicks or opens: its subscribers get the tracked form of the issue."""
+    row = session.execute(
+        select(MailingList.click_tracking, MailingList.open_tracking).where(
+            MailingList.id == list_id
+        )
+    ).one_or_none()
+    return row is not None and bool(row.click_tracking or row.open_tracking)
 
 
 def has_variants(session: Session, issue_id: int) -> bool:

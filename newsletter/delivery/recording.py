@@ -217,6 +217,8 @@ def _new_batch(
         .values(
             issue_id=batch.issue_id,
             variant=batch.variant,
+            tracked=batch.tracked,
+            subject_arm=batch.subject_arm,
             status=BatchStatus.IN_DOUBT if in_doubt else BatchStatus.QUEUED,
             size=len(delivery_ids),
             attempts=attempts,

@@ -27,11 +27,12 @@ from newsletter.delivery.concurrency import AdaptiveSettings
 from newsletter.delivery.gate import Gate
 from newsletter.delivery.gc_tuning import quiet_gc
 from newsletter.delivery.ledger import ClaimedBatch, PreparedBatch
-from newsletter.delivery.messages import prepare_messages
+from newsletter.delivery.messages import arm_subject, prepare_messages
 from newsletter.delivery.policy import Action, Decision, decide, describe, failure_kind, halves
 from newsletter.delivery.progress import Progress, ProgressCallback
 from newsletter.delivery.ratelimit import RateLimiter
 from newsletter.delivery.sendconfig import SendConfig
+from newsletter.engagement.tokens import TrackingSigner
 from newsletter.errors import (
     DatabaseError,
     InDoubtProviderError,
@@ -86,9 +87,10 @@ class Sender:
             config.breaker_consecutive, config.breaker_window, config.breaker_ratio
         )
         self.signer = LinkSigner(settings)
+        self.tracking = TrackingSigner(settings)
         # Can an in-doubt batch be settled from provider events (SendGrid with its webhook)?
         self.events_expected = bool(getattr(provider, "confirms_by_events", False))
-        self._messages: dict[tuple[int, str], PreparedMessage] = {}
+        self._messages: dict[tuple[int, str, bool, int | None], PreparedMessage] = {}
         self._list_ids: dict[int, int] = {}  # issue -> list (an issue never changes list)
         self._lock = threading.Lock()
         self._errors: list[BaseException] = []
@@ -232,7 +234,9 @@ class Sender:
     def _process(self, session: Session, claimed: ClaimedBatch, outcome: list[object]) -> None:
         """Send one claimed batch; `outcome` gets how the provider answered ("ok", "429" and
         its Retry-After, "error"), for the gate."""
-        message = self._message(session, claimed.issue_id, claimed.variant)
+        message = self._message(
+            session, claimed.issue_id, claimed.variant, claimed.tracked, claimed.subject_arm
+        )
         # Wait for the rate limit while the batch is only claimed: a claim that outlives its
         # lease is simply taken over, whereas a `sending` batch would turn in doubt.
         self.limiter.acquire(claimed.size, self.stop)
@@ -264,7 +268,7 @@ class Sender:
                     clock=self.clock,
                 )
             return
-        recipients = self._recipients(prepared)
+        recipients = self._recipients(prepared, message.tracked)
         outcome[0] = "error"
         started = time.perf_counter()
         try:
@@ -442,13 +446,17 @@ class Sender:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _recipients(self, prepared: PreparedBatch) -> list[Recipient]:
+    def _recipients(self, prepared: PreparedBatch, tracked: bool) -> list[Recipient]:
         links = self.signer.links_for_list(prepared.list_id)
         new = new_recipient
         recipients = [
             new(delivery_id, subscriber_id, email, name or "", *links(subscriber_id))
             for delivery_id, subscriber_id, email, name in prepared.recipients
         ]
+        if tracked:  # one more signature per recipient, only for the tracked form
+            token, set_token = self.tracking.token, _SET[8]
+            for r in recipients:
+                set_token(r, token(r.delivery_id))
         domain = self.settings.inbound_domain
         if domain is None:
             return recipients
@@ -469,19 +477,27 @@ class Sender:
             self._list_ids[issue_id] = list_id
         return list_id
 
-    def _message(self, session: Session, issue_id: int, variant: str) -> PreparedMessage:
-        key = (issue_id, variant)
+    def _message(
+        self, session: Session, issue_id: int, variant: str, tracked: bool, arm: int | None
+    ) -> PreparedMessage:
+        key = (issue_id, variant, tracked, arm)
         message = self._messages.get(key)
         if message is None:
             prepared = prepare_messages(session, self.settings, issue_id)
             with self._lock:
-                self._messages.update({(issue_id, v): m for v, m in prepared.items()})
-            if key not in self._messages:
+                self._messages.update({(issue_id, v, t, None): m for (v, t), m in prepared.items()})
+            plain = self._messages.get((issue_id, variant, tracked, None))
+            if plain is None:
+                form = "tracked " if tracked else ""
                 raise RenderError(
-                    f"issue {issue_id} has no rendered {variant!r} variant: "
+                    f"issue {issue_id} has no rendered {form}{variant!r} variant: "
                     "run `newsletter issue build` to render it"
                 )
-            message = self._messages[key]
+            message = plain
+            if arm is not None:
+                message = replace(plain, subject=arm_subject(session, issue_id, variant, arm))
+                with self._lock:
+                    self._messages[key] = message
         return message
 
     def _count(self, **deltas: int) -> None:
@@ -510,7 +526,7 @@ class Sender:
 
 _RECIPIENT_FIELDS = (
     "delivery_id", "subscriber_id", "email", "name", "unsubscribe_url", "preferences_url",
-    "unsubscribe_mailto", "return_path",
+    "unsubscribe_mailto", "return_path", "tracking_token",
 )  # fmt: skip
 assert tuple(f.name for f in fields(Recipient)) == _RECIPIENT_FIELDS, "new_recipient is stale"
 _SET = tuple(getattr(Recipient, name).__set__ for name in _RECIPIENT_FIELDS)
@@ -538,6 +554,7 @@ def new_recipient(
     _set[5](recipient, preferences_url)
     _set[6](recipient, None)
     _set[7](recipient, None)
+    _set[8](recipient, "")
     return recipient
 
 

@@ -48,6 +48,8 @@ class PreparedMessage:
     list_id: str | None = None  # List-Id header value, e.g. "AI日報 <daily.ainippo.example>"
     categories: tuple[str, ...] = ()
     bulk: bool = True  # adds List-Unsubscribe* and Precedence: bulk; False for transactional
+    # First-party tracking: links through /c/ (and maybe the pixel) carry SLOT_TRACKING_TOKEN.
+    tracked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,7 @@ class Recipient:
     preferences_url: str = ""
     unsubscribe_mailto: str | None = None  # mailto: alternative for List-Unsubscribe
     return_path: str | None = None  # SMTP envelope sender (VERP: bounces+TOKEN@domain)
+    tracking_token: str = ""  # signed delivery reference for tracked messages (SLOT_TRACKING_TOKEN)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,13 @@ from functools import lru_cache
 from newsletter.providers.base import PreparedMessage, Recipient
 from newsletter.providers.encoded_words import ENCODED_LINE_MAX, encoded_words
 from newsletter.providers.transfer import B64_LINE_BYTES, b64, choose_encoding, crlf, qp
-from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL, SLOTS
+from newsletter.types import (
+    SLOT_NAME,
+    SLOT_PREFERENCES_URL,
+    SLOT_TRACKING_TOKEN,
+    SLOT_UNSUBSCRIBE_URL,
+    SLOTS,
+)
 
 CRLF = b"\r\n"
 _SOFT_BREAK = b"=\r\n"
@@ -150,6 +156,7 @@ def slot_values(recipient: Recipient) -> dict[str, str]:
         SLOT_UNSUBSCRIBE_URL: recipient.unsubscribe_url,
         SLOT_PREFERENCES_URL: recipient.preferences_url,
         SLOT_NAME: clean_display_name(recipient.name),
+        SLOT_TRACKING_TOKEN: recipient.tracking_token,
     }
 
 
