@@ -163,10 +163,24 @@ def fold_header(name: str, value: str) -> str:
     return f"{name}: " + "\r\n ".join(words) + "\r\n"
 
 
+# What `email.policy.SMTP` writes back unchanged: a display name of atext words (no `=` or `?`,
+# which could read as an encoded word) and a plain dot-atom address, on one line of at most 78.
+_PLAIN_DISPLAY = re.compile(r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/^_`{|}~-]+)*")
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+)
+
+
 def address_header(name: str, display: str, address: str) -> str:
     """`Name: display <address>` CRLF with a non-ASCII display name in short encoded words."""
     display = clean_display_name(display)
     if display.isascii():
+        # `email.policy.SMTP` parses and re-folds the header (~200 µs); for a plain name and
+        # address on one short line its output is the line itself (a test holds them equal).
+        if _PLAIN_ADDRESS.fullmatch(address) and (not display or _PLAIN_DISPLAY.fullmatch(display)):
+            line = f"{name}: {display} <{address}>\r\n" if display else f"{name}: {address}\r\n"
+            if len(line) <= 80:
+                return line
         return fold_header(name, formataddr((display, address)))
     words = encoded_words(display, ENCODED_LINE_MAX - len(name) - 2)
     last = f"{words[-1]} <{address}>"
@@ -209,6 +223,11 @@ class _Body:
 
     def fill(self, values: tuple[str, ...]) -> bytes:
         out: list[bytes] = []
+        self.emit(values, out)
+        return b"".join(out)
+
+    def emit(self, values: tuple[str, ...], out: list[bytes]) -> bool:
+        """Append the filled part's pieces to `out` (joined once, with the whole message)."""
         for piece in self._pieces:
             if isinstance(piece, int):
                 value = values[piece]
@@ -220,7 +239,7 @@ class _Body:
                     out.append(_SOFT_BREAK)
             else:
                 out.append(piece)
-        return b"".join(out)
+        return True
 
 
 class _Body64(_Body):
@@ -249,16 +268,20 @@ class _Body64(_Body):
                 self._prefix = b64(first[:cut])
                 self._pieces[0] = first[cut:]
 
-    def fill(self, values: tuple[str, ...]) -> bytes:
-        out: list[bytes] = []
+    def emit(self, values: tuple[str, ...], out: list[bytes]) -> bool:
+        rest: list[bytes] = []
         for piece in self._pieces:
             if isinstance(piece, int):
                 value = values[piece]
-                out.append((html.escape(value, quote=True) if self._escape else value).encode())
+                rest.append((html.escape(value, quote=True) if self._escape else value).encode())
             else:
-                out.append(piece)
-        rest = b"".join(out)
-        return self._prefix + b64(rest) if rest or not self._prefix else self._prefix
+                rest.append(piece)
+        tail = b"".join(rest)
+        if self._prefix:
+            out.append(self._prefix)
+        if tail or not self._prefix:
+            out.append(b64(tail))
+        return True
 
 
 class _Body8:
@@ -290,6 +313,12 @@ class _Body8:
     def fill(self, values: tuple[str, ...]) -> bytes | None:
         """The filled part, or None when a value does not fit on an 8bit line."""
         out: list[bytes] = []
+        return b"".join(out) if self.emit(values, out) else None
+
+    def emit(self, values: tuple[str, ...], out: list[bytes]) -> bool:
+        """Append the filled part's pieces to `out`; False (and `out` as it was) when a value
+        does not fit on an 8bit line."""
+        mark = len(out)
         for piece in self._pieces:
             if isinstance(piece, int):
                 value = values[piece]
@@ -297,11 +326,12 @@ class _Body8:
                     value = html.escape(value, quote=True)
                 data = value.encode("utf-8")
                 if len(data) > SLOT_VALUE_BUDGET or b"\n" in data or b"\r" in data:
-                    return None
+                    del out[mark:]
+                    return False
                 out.append(data)
             else:
                 out.append(piece)
-        return b"".join(out)
+        return True
 
 
 def _part_head(boundary: bytes, content_type: bytes, encoding: bytes) -> bytes:
@@ -423,36 +453,31 @@ class MimeTemplate:
         7-bit quoted-printable by default; with `eightbit` (the server announced 8BITMIME)
         raw UTF-8 bodies when they fit, which are smaller and quicker to receive.
         """
-        values = tuple(slot_values(recipient)[marker] for marker in SLOTS)
-        text_open, text = self._part(self._text, self._text8, 0, values, eightbit)
-        html_open, html_part = self._part(self._html, self._html8, 1, values, eightbit)
-        return b"".join(
-            (
-                self._shared_headers,
-                self._recipient_headers(recipient, values),
-                CRLF,
-                text_open,
-                text,
-                html_open,
-                html_part,
-                self._close,
-            )
-        )
+        values = tuple(map(slot_values(recipient).__getitem__, SLOTS))
+        out = [self._shared_headers, self._recipient_headers(recipient, values), CRLF]
+        self._part(out, self._text, self._text8, 0, values, eightbit)
+        self._part(out, self._html, self._html8, 1, values, eightbit)
+        out.append(self._close)
+        return b"".join(out)  # the message's one copy of the shared pieces
 
     def _part(
         self,
+        out: list[bytes],
         seven: _Body,
         raw: _Body8 | None,
         index: int,
         values: tuple[str, ...],
         eightbit: bool,
-    ) -> tuple[bytes, bytes]:
-        """(part header, encoded body): raw UTF-8 when allowed and it fits, else 7-bit."""
+    ) -> None:
+        """Part header and encoded body onto `out`: raw UTF-8 when allowed and it fits, else
+        7-bit."""
         if eightbit and raw is not None:
-            body = raw.fill(values)
-            if body is not None:
-                return self._opens["8bit"][index], body
-        return self._opens[self.encodings[index]][index], seven.fill(values)
+            out.append(self._opens["8bit"][index])
+            if raw.emit(values, out):
+                return
+            out.pop()
+        out.append(self._opens[self.encodings[index]][index])
+        seven.emit(values, out)
 
 
 def list_unsubscribe(recipient: Recipient, *, fold: bool = False) -> str:
