@@ -128,3 +128,22 @@ def test_base64_lines_are_the_plain_line_by_line_construction(data):
     encoded = binascii.b2a_base64(data, newline=False)
     plain = b"\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76)) + b"\r\n"
     assert b64(data) == plain
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lines=st.lists(st.sampled_from([".", "..", ".x", "a.b", "", "text", "-subscriber_name-",
+                                    ".-unsubscribe_url-", "日本語.", "=2E"]), max_size=12),
+    name=st.sampled_from(["", ".dot", "Reader", "読者.", "."]),
+    eightbit=st.booleans(),
+)  # fmt: skip
+def test_dot_stuffed_pieces_are_the_whole_message_stuffed(lines, name, eightbit):
+    body = "\n".join(lines)
+    message = make_message(text=body + "\n-unsubscribe_url-\n", html="<p>" + body + "</p>")
+    template = template_for(message)
+    recipient = make_recipient(1, name=name)
+    pieces = template.render_pieces(recipient, eightbit=eightbit)
+    whole = b"".join(pieces)
+    plain = whole.replace(b"\r\n.", b"\r\n..")
+    plain = b"." + plain if plain.startswith(b".") else plain
+    assert b"".join(template.dot_stuffed(pieces)) == plain

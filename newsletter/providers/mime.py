@@ -226,6 +226,10 @@ class _Body:
         self.emit(values, out)
         return b"".join(out)
 
+    def shared_output(self) -> list[bytes]:
+        """The pieces `emit` puts out as they are, the same objects for every recipient."""
+        return [piece for piece in self._pieces if isinstance(piece, bytes)]
+
     def emit(self, values: tuple[str, ...], out: list[bytes]) -> bool:
         """Append the filled part's pieces to `out` (joined once, with the whole message)."""
         for piece in self._pieces:
@@ -267,6 +271,9 @@ class _Body64(_Body):
             if cut:
                 self._prefix = b64(first[:cut])
                 self._pieces[0] = first[cut:]
+
+    def shared_output(self) -> list[bytes]:
+        return [self._prefix] if self._prefix else []
 
     def emit(self, values: tuple[str, ...], out: list[bytes]) -> bool:
         rest: list[bytes] = []
@@ -310,6 +317,9 @@ class _Body8:
                 return False
         return True
 
+    def shared_output(self) -> list[bytes]:
+        return [piece for piece in self._pieces if isinstance(piece, bytes)]
+
     def fill(self, values: tuple[str, ...]) -> bytes | None:
         """The filled part, or None when a value does not fit on an 8bit line."""
         out: list[bytes] = []
@@ -332,6 +342,12 @@ class _Body8:
             else:
                 out.append(piece)
         return True
+
+
+def _stuff(data: bytes, *, at_line_start: bool = False) -> bytes:
+    """A line starting with `.` gets one more (the same object back when none does)."""
+    data = data.replace(b"\r\n.", b"\r\n..")
+    return b"." + data if at_line_start and data[:1] == b"." else data
 
 
 def _part_head(boundary: bytes, content_type: bytes, encoding: bytes) -> bytes:
@@ -398,6 +414,17 @@ class MimeTemplate:
             for encoding in ("quoted-printable", "base64", "8bit")
         }
         self._close = b"--" + b + b"--" + CRLF
+        # The shared pieces dot-stuffed once (SMTP, RFC 5321 4.5.2), by identity: `dot_stuff`
+        # then only searches the recipient's own pieces.
+        shared = [
+            self._shared_headers,
+            self._close,
+            *(o for pair in self._opens.values() for o in pair),
+        ]
+        for body in (self._text, self._html, self._text8, self._html8):
+            if body is not None:
+                shared += body.shared_output()
+        self._stuffed = {id(piece): _stuff(piece) for piece in shared if len(piece) > 64}
 
     def _build_shared_headers(self) -> bytes:
         message = self.message
@@ -453,12 +480,37 @@ class MimeTemplate:
         7-bit quoted-printable by default; with `eightbit` (the server announced 8BITMIME)
         raw UTF-8 bodies when they fit, which are smaller and quicker to receive.
         """
+        return b"".join(self.render_pieces(recipient, eightbit=eightbit))
+
+    def dot_stuffed(self, pieces: list[bytes]) -> list[bytes]:
+        """`pieces` (from `render_pieces`) dot-stuffed for SMTP's DATA: the same octets as
+        stuffing their join (a test holds them equal), the shared pieces from the copies
+        stuffed once, so a message is never searched or copied whole."""
+        out: list[bytes] = []
+        at_line_start = True
+        known = self._stuffed
+        for piece in pieces:
+            if not piece:
+                continue
+            if at_line_start and piece[:1] == b".":
+                out.append(b".")
+            stuffed = known.get(id(piece))
+            out.append(_stuff(piece) if stuffed is None else stuffed)
+            last = piece[-1:]
+            if last == b"\r":  # a CRLF cut in two (never from this module): the plain way
+                return [_stuff(b"".join(pieces), at_line_start=True)]
+            at_line_start = last == b"\n"
+        return out
+
+    def render_pieces(self, recipient: Recipient, *, eightbit: bool = False) -> list[bytes]:
+        """`render`'s message as the pieces it joins (shared ones are the same objects every
+        time)."""
         values = tuple(map(slot_values(recipient).__getitem__, SLOTS))
         out = [self._shared_headers, self._recipient_headers(recipient, values), CRLF]
         self._part(out, self._text, self._text8, 0, values, eightbit)
         self._part(out, self._html, self._html8, 1, values, eightbit)
         out.append(self._close)
-        return b"".join(out)  # the message's one copy of the shared pieces
+        return out
 
     def _part(
         self,

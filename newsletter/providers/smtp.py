@@ -410,19 +410,15 @@ class SmtpProvider:
             if not conn.utf8:
                 return "the address is not ASCII and the server lacks SMTPUTF8"
             options += " SMTPUTF8"
-        data = template.render(recipient, eightbit=eightbit)
+        pieces = template.render_pieces(recipient, eightbit=eightbit)
         if self.signer is not None:
             try:
-                data = self.signer.sign(data)
+                pieces = [self.signer.sign(b"".join(pieces))]
             except PermanentProviderError as err:
                 return str(err)
-        # Our messages are strictly CRLF: dot-stuffing is one replace (the same object back
-        # when no line starts with a dot), never smtplib's regex over the whole message.
-        data = data.replace(b"\r\n.", b"\r\n..")
-        if data.startswith(b"."):
-            data = b"." + data
-        if not data.endswith(b"\r\n"):
-            data += b"\r\n"
+        # Our messages are strictly CRLF and end with one: dot-stuffing is a replace per
+        # piece, the shared pieces stuffed once per variant; nothing is joined (one sendmsg).
+        data = template.dot_stuffed(pieces)
         sender = recipient.return_path or template.message.from_email
         # Addresses passed `address_problem` (no spaces, brackets or line breaks): no quoting.
         envelope = (
@@ -433,12 +429,13 @@ class SmtpProvider:
 
 
 class _Message:
-    __slots__ = ("recipient", "envelope", "data")
+    __slots__ = ("recipient", "envelope", "data", "size")
 
-    def __init__(self, recipient: Recipient, envelope: bytes, data: bytes) -> None:
+    def __init__(self, recipient: Recipient, envelope: bytes, data: list[bytes]) -> None:
         self.recipient = recipient
         self.envelope = envelope  # MAIL, RCPT and DATA, each with its CRLF
-        self.data = data  # dot-stuffed, ending CRLF; `.` CRLF ends it
+        self.data = data  # the message's pieces, dot-stuffed, ending CRLF; `.` CRLF ends it
+        self.size = sum(map(len, data)) + len(_END)  # octets up to the end of data
 
 
 _END = b".\r\n"
@@ -545,7 +542,7 @@ class _Transfer:
         pending: _Message | None = None  # its end of data is in `out`; its answer comes first
         reset = False  # an RSET is in `out`, before `current`'s envelope
         while True:
-            end_of_data = len(pending.data) + len(_END) if pending is not None else 0
+            end_of_data = pending.size if pending is not None else 0
             try:
                 conn.write(out)
             except _WriteFailed as err:
@@ -584,7 +581,7 @@ class _Transfer:
                 return
             if refusal is None:
                 following = self.take()
-                out = [current.data, _END]
+                out = [*current.data, _END]
                 if following is not None:
                     out.append(following.envelope)
                 pending, current = current, following
@@ -629,9 +626,9 @@ class _Transfer:
             self._lost(message, "deferred", f"connection lost: {err}")
             return False
         try:
-            conn.write([message.data, _END])
+            conn.write([*message.data, _END])
         except _WriteFailed as err:
-            outcome = "in_doubt" if err.written >= len(message.data) + len(_END) else "deferred"
+            outcome = "in_doubt" if err.written >= message.size else "deferred"
             self._lost(message, outcome, f"connection lost: {err}")
             return False
         try:
