@@ -8,7 +8,10 @@ default 1000), `timeout` (seconds, default 30), `helo` (EHLO name, default the F
 `cafile` (PEM file of the CA that signed a private relay's certificate; certificates are
 always verified).
 
-Connections are kept open and reused across batches; a connection is dropped on any error
+smtplib opens each connection (greeting, EHLO, STARTTLS, AUTH); the transactions are our own
+writes and reply reads on its socket, pipelined when the server announces PIPELINING (RFC 2920:
+a message, its end of data and the next envelope in one write). Connections are kept open and
+reused across batches; a connection is dropped on any error
 and renewed after `recycle` messages (Mailman's `Connection` does the same). Outcomes follow
 Mailman's rules: 2xx accepted; codes >= 500 except 552 are permanent (`failed`); 4xx and 552
 are transient (`deferred`); a connection dropped before the end of DATA defers the message in
@@ -525,6 +528,9 @@ class _Transfer:
         were taken, else the first refusal. Raises `_Lost`."""
         answers = [self.conn.reply() for _ in range(3)]
         (mail, mail_text), (rcpt, rcpt_text), (data, data_text) = answers
+        if data == 354 and (mail != 250 or rcpt not in (250, 251)):
+            # DATA taken although MAIL or RCPT was refused: the server now reads a message.
+            raise _Lost(f"DATA answered 354 after {mail} / {rcpt}")
         if mail != 250:
             return mail, mail_text
         if rcpt not in (250, 251):
@@ -589,9 +595,6 @@ class _Transfer:
             code, text = refusal
             if not self._refused(current, code, text):
                 return
-            if code == 354:  # DATA taken although MAIL or RCPT was refused: end it by closing
-                conn.smtp.close()
-                return
             current = self.take()
             if current is None:
                 out = [b"RSET\r\n"]
@@ -615,9 +618,6 @@ class _Transfer:
                 code, text = conn.reply()
                 if code not in ok:
                     if not self._refused(message, code, text):
-                        return False
-                    if code == 354:
-                        conn.smtp.close()
                         return False
                     conn.write([b"RSET\r\n"])
                     conn.reply()
