@@ -111,6 +111,13 @@ def migrated_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture
+def migrated_sqlite_url(sqlite_url: str, migrated_sqlite_template: Path) -> str:
+    """`sqlite_url` with the schema at head in place: a copy of the file migrated once."""
+    shutil.copyfile(migrated_sqlite_template, sqlite_url.removeprefix("sqlite:///"))
+    return sqlite_url
+
+
 @pytest.fixture(scope="session")
 def postgres_migration_statements() -> list[tuple[str, Any]]:
     """Every statement the migrations send to an empty PostgreSQL schema, recorded once per run
