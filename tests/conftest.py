@@ -67,6 +67,24 @@ def postgres_url_for_schema(schema: str) -> str:
     return f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
 
 
+def empty_postgres_tables(engine: Engine) -> None:
+    """Empty every table of the engine's schema and restart its sequences, as `TRUNCATE ...
+    RESTART IDENTITY CASCADE` would: DELETEs (children first) in one round trip, many times
+    faster than TRUNCATE on the few rows a test leaves (TRUNCATE makes new files per table)."""
+    from newsletter.db.models import Base
+
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name != "alembic_version"]
+    with engine.begin() as conn:
+        sequences = conn.exec_driver_sql(
+            "SELECT sequence_name FROM information_schema.sequences"
+            " WHERE sequence_schema = current_schema()"
+        ).scalars()
+        conn.exec_driver_sql(
+            "".join(f'DELETE FROM "{table}";' for table in tables)
+            + "".join(f'ALTER SEQUENCE "{sequence}" RESTART;' for sequence in sequences)
+        )
+
+
 @pytest.fixture
 def postgres_schema_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL schema for one test, dropped afterwards."""

@@ -232,3 +232,52 @@ def test_upgrading_a_database_with_sent_issues_keeps_every_row(
     engine.dispose()
     assert counts == [1, 1, 1]
     assert is_up_to_date(make_engine(url))
+
+
+@pytest.mark.postgres
+def test_emptying_a_shared_postgres_schema_leaves_it_as_truncate_would(
+    postgres_schema_url: str,
+) -> None:
+    """The web and subscribers tests share one migrated schema, emptied before each test:
+    every table empty, every id starting at 1 again, the schema still at head."""
+    from sqlalchemy import text
+
+    from newsletter.db.session import make_engine
+    from tests.conftest import empty_postgres_tables
+
+    engine = make_engine(postgres_schema_url)
+    upgrade(engine)
+    stamp = "'2026-06-13 00:00:00+00'"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO lists (slug, name, double_opt_in, created_at)"
+                f" VALUES ('daily', 'AI日報', true, {stamp})"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO issues (list_id, issue_date, status, window_start, cutoff_at,"
+                f" created_at, built_at) VALUES (1, '2026-06-13', 'sent', {stamp}, {stamp},"
+                f" {stamp}, {stamp})"
+            )
+        )
+    empty_postgres_tables(engine)
+    with engine.begin() as conn:
+        tables = conn.execute(
+            text(
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema = current_schema() AND table_name != 'alembic_version'"
+            )
+        ).scalars()
+        counts = {t: conn.execute(text(f'SELECT count(*) FROM "{t}"')).scalar() for t in tables}
+        new_id = conn.execute(
+            text(
+                "INSERT INTO lists (slug, name, double_opt_in, created_at)"
+                f" VALUES ('daily', 'AI日報', true, {stamp}) RETURNING id"
+            )
+        ).scalar()
+    assert len(counts) > 20 and set(counts.values()) == {0}
+    assert new_id == 1
+    assert is_up_to_date(engine)
+    engine.dispose()
