@@ -78,17 +78,14 @@ def _json_value(text: Any) -> Any:
         return json.loads(text)
 
 
-# SQL shared by both stores. Each chunk is a handful of statements whatever its size: lookups
-# bind one array (SQLite: a JSON array read by json_each; PostgreSQL: `= ANY`), rows go in
-# with one executemany (SQLite) or one COPY (PostgreSQL).
-_SQLITE_AMONG = "IN (SELECT value FROM json_each(?))"
-
-
 class _SqliteStore:
     """The chunk's statements on SQLite, on the session's own DBAPI connection.
 
     Values go to the driver already in SQLAlchemy's storage format (UTC datetime text, JSON
     text): SQLAlchemy's per-value bind and result processing cost more than the database work.
+    A lookup binds one JSON array and probes the table's index once per element
+    (`json_each(?) CROSS JOIN table`: the join order is fixed; `IN (SELECT ... json_each)`
+    took 17 times longer against an empty suppression list).
     """
 
     def __init__(self, session: Session) -> None:
@@ -104,7 +101,8 @@ class _SqliteStore:
         return {
             h
             for (h,) in self._rows(
-                f"SELECT email_hash FROM suppressions WHERE email_hash {_SQLITE_AMONG}",
+                "SELECT s.email_hash FROM json_each(?) AS j"
+                " CROSS JOIN suppressions AS s ON s.email_hash = j.value",
                 orjson.dumps(hashes).decode(),
             )
         }
@@ -113,8 +111,8 @@ class _SqliteStore:
         return {
             key: (sid, name, language, _json_value(attributes))
             for key, sid, name, language, attributes in self._rows(
-                "SELECT email_key, id, name, language, attributes FROM subscribers "
-                f"WHERE email_key {_SQLITE_AMONG}",
+                "SELECT s.email_key, s.id, s.name, s.language, s.attributes FROM json_each(?) AS j"
+                " CROSS JOIN subscribers AS s ON s.email_key = j.value",
                 orjson.dumps(keys).decode(),
             )
         }
@@ -122,7 +120,8 @@ class _SqliteStore:
     def ids(self, keys: list[str]) -> dict[str, int]:
         return dict(
             self._rows(
-                f"SELECT email_key, id FROM subscribers WHERE email_key {_SQLITE_AMONG}",
+                "SELECT s.email_key, s.id FROM json_each(?) AS j"
+                " CROSS JOIN subscribers AS s ON s.email_key = j.value",
                 orjson.dumps(keys).decode(),
             )
         )
@@ -170,10 +169,10 @@ class _SqliteStore:
     def statuses(self, list_id: int, subscriber_ids: list[int]) -> dict[int, str]:
         return dict(
             self._rows(
-                "SELECT subscriber_id, status FROM subscriptions WHERE list_id = ? "
-                f"AND subscriber_id {_SQLITE_AMONG}",
-                list_id,
+                "SELECT s.subscriber_id, s.status FROM json_each(?) AS j"
+                " CROSS JOIN subscriptions AS s ON s.subscriber_id = j.value AND s.list_id = ?",
                 orjson.dumps(subscriber_ids).decode(),
+                list_id,
             )
         )
 

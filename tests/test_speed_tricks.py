@@ -30,7 +30,7 @@ def test_the_hand_encoded_sqlite_datetime_is_what_sqlalchemy_stores() -> None:
     assert stored == [_sqlite_datetime(v) for v in values]
 
 
-def test_the_one_call_keyed_hash_is_hmac() -> None:
+def test_the_keyed_email_hash_is_hmac() -> None:
     key = b"k" * 32
     hasher = EmailHasher(key)
     for address in ("a@example.com", "山田@例え.jp"):
