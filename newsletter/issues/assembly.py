@@ -50,7 +50,13 @@ def load_list(session: Session, settings: Settings, clock: Clock, slug: str) -> 
         return get_list(session, slug)
     try:
         with session.begin_nested():  # two first-ever builders may race to create it
-            return get_or_create_list(session, clock, slug, name=settings.newsletter_name)
+            return get_or_create_list(
+                session,
+                clock,
+                slug,
+                name=settings.newsletter_name,
+                click_tracking=settings.click_tracking,
+            )
     except IntegrityError:
         return get_list(session, slug)
 
