@@ -327,34 +327,40 @@ def test_a_list_that_starts_tracking_during_a_send_does_not_change_it(
 
 def _seed_tracking_list(
     sessions: sessionmaker[Session], settings: Settings, clock: FixedClock
-) -> tuple[int, str, str]:
-    """A click-tracking list, a built issue, two subscribers: the second switched tracking off."""
+) -> tuple[int, list[str], str]:
+    """A click-tracking list, a built issue and three subscribers (ja, en, both): the third
+    switched tracking off. Japanese and English HTML travel in different transfer encodings."""
     with sessions.begin() as session:
         issue = _store(session, clock, articles=1, click_tracking=True)
-        tracked_reader, opted_out = add_subscribers(session, issue.list_id, 0, 2)
+        *tracked_readers, opted_out = add_subscribers(session, issue.list_id, 0, 3)
         session.execute(
             update(Subscriber).where(Subscriber.email == opted_out).values(tracking_off=True)
         )
         enqueue_issue(session, issue, settings, clock, batch_size=4)
-        return issue.id, tracked_reader, opted_out
+        return issue.id, tracked_readers, opted_out
 
 
-def _links(message: Message) -> tuple[list[str], str, str]:
-    """The HTML part's hrefs, the HTML and the text part of a received email."""
+def _parts(message: Message) -> tuple[str, str]:
+    """The decoded HTML and text parts of a received email."""
     parts = {p.get_content_type(): p for p in message.walk() if not p.is_multipart()}
     html = parts["text/html"].get_payload(decode=True).decode("utf-8")  # type: ignore[union-attr]
     text = parts["text/plain"].get_payload(decode=True).decode("utf-8")  # type: ignore[union-attr]
-    return _hrefs(html), html, text
+    return html, text
+
+
+CLICK = re.compile(rf"{re.escape(BASE)}/c/([^/\s\"]+)/(\d+)")
+FIRST_ARTICLE = f"https://ainippo.example/articles/1?{UTM}"
 
 
 def _check_received(
     sessions: sessionmaker[Session],
     settings: Settings,
-    issue_id: int,
     received: dict[str, Message],
-    tracked_reader: str,
+    tracked_readers: list[str],
     opted_out: str,
 ) -> None:
+    """Each tracked reader's links carry a token of their own delivery and a number that leads
+    to the issue's URL; the opted-out reader's email links straight to the article."""
     with sessions() as session:
         deliveries = dict(
             session.execute(
@@ -363,51 +369,65 @@ def _check_received(
                 )
             ).all()
         )
-        links = {r.link_no: r for r in session.scalars(select(IssueLink))}
+        links = {r.link_no: r.url for r in session.scalars(select(IssueLink))}
     signer = TrackingSigner(settings)
-    hrefs, html, text = _links(received[tracked_reader])
-    clicks = [re.fullmatch(rf"{re.escape(BASE)}/c/([^/]+)/(\d+)", h) for h in hrefs]
-    clicks_found = [m for m in clicks if m]
-    assert clicks_found
-    for match in clicks_found:
-        assert signer.verify(match.group(1)) == deliveries[tracked_reader]
-        link = links[int(match.group(2))]
-        assert link.issue_id == issue_id and link.url.startswith("https://")
-    first_article = f"https://ainippo.example/articles/1?{UTM}"
-    assert first_article in {links[int(m.group(2))].url for m in clicks_found}
-    assert first_article not in html and first_article not in text
-    assert SLOT_TRACKING_TOKEN not in html + text
-    hrefs, html, text = _links(received[opted_out])
+    for reader in tracked_readers:
+        html, text = _parts(received[reader])
+        for part in (html, text):
+            clicks = CLICK.findall(part)
+            assert clicks, reader
+            assert {signer.verify(token) for token, _ in clicks} == {deliveries[reader]}
+            assert FIRST_ARTICLE in {links[int(number)] for _, number in clicks}
+            assert FIRST_ARTICLE not in unescape(part) and SLOT_TRACKING_TOKEN not in part
+    html, text = _parts(received[opted_out])
     assert "/c/" not in html + text and "/o/" not in html
-    assert f'href="{first_article.replace("&", "&amp;")}"' in html
+    assert FIRST_ARTICLE in _hrefs(html) and FIRST_ARTICLE in text
 
 
 def test_outbox_readers_get_their_own_tracked_links_or_direct_ones(
     sessions: sessionmaker[Session], settings: Settings, clock: FixedClock, tmp_path: Path
 ) -> None:
-    issue_id, tracked_reader, opted_out = _seed_tracking_list(sessions, settings, clock)
+    issue_id, tracked_readers, opted_out = _seed_tracking_list(sessions, settings, clock)
     provider = OutboxProvider(tmp_path / "outbox")
     send_issue(sessions, settings, provider, issue_id, clock, worker_id="t", config=FAST)
     received = {}
     for path in (tmp_path / "outbox").rglob("*.eml"):
         message = email.message_from_bytes(path.read_bytes())
         received[email.utils.parseaddr(message["To"])[1]] = message
-    assert set(received) == {tracked_reader, opted_out}
-    _check_received(sessions, settings, issue_id, received, tracked_reader, opted_out)
+    assert set(received) == {*tracked_readers, opted_out}
+    _check_received(sessions, settings, received, tracked_readers, opted_out)
 
 
 def test_smtp_readers_get_their_own_tracked_links_or_direct_ones(
     sessions: sessionmaker[Session], settings: Settings, clock: FixedClock, smtp_sink: Any
 ) -> None:
-    issue_id, tracked_reader, opted_out = _seed_tracking_list(sessions, settings, clock)
+    issue_id, tracked_readers, opted_out = _seed_tracking_list(sessions, settings, clock)
     provider = SmtpProvider(parse_smtp_url(smtp_sink.url, default_pool=1))
     try:
         send_issue(sessions, settings, provider, issue_id, clock, worker_id="t", config=FAST)
     finally:
         provider.close()
     received = {m.rcpt_tos[0]: email.message_from_bytes(m.data) for m in smtp_sink.messages}
-    assert set(received) == {tracked_reader, opted_out}
-    _check_received(sessions, settings, issue_id, received, tracked_reader, opted_out)
+    assert set(received) == {*tracked_readers, opted_out}
+    _check_received(sessions, settings, received, tracked_readers, opted_out)
+
+
+@pytest.mark.parametrize("eightbit", [False, True])
+@pytest.mark.parametrize("body", ["ascii", "日本語"], ids=["quoted-printable", "base64"])
+def test_a_token_many_times_on_one_line_is_filled_everywhere(body: str, eightbit: bool) -> None:
+    """The MIME fast paths (QP pieces, base64 prefix, 8bit) fill every occurrence."""
+    from newsletter.providers.mime import MimeTemplate
+
+    line = " ".join(f'<a href="{BASE}/c/{SLOT_TRACKING_TOKEN}/{n}">{body}</a>' for n in range(60))
+    html = f"<p>{body * 200}</p>{line}<a href='{SLOT_UNSUBSCRIBE_URL}'>u</a>"
+    text = f"{body}\n" + "\n".join(f"[{n}] {BASE}/c/{SLOT_TRACKING_TOKEN}/{n}" for n in range(60))
+    message = make_message(html=html, text=text, tracked=True)
+    token = f"{123456:x}.{'s' * 22}"
+    data = MimeTemplate(message).render(make_recipient(1, tracking_token=token), eightbit=eightbit)
+    received_html, received_text = _parts(email.message_from_bytes(data))
+    for part in (received_html, received_text):
+        assert [n for t, n in CLICK.findall(part) if t == token] == [str(n) for n in range(60)]
+        assert SLOT_TRACKING_TOKEN not in part
 
 
 # --- SendGrid ---------------------------------------------------------------------------------

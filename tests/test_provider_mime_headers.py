@@ -81,14 +81,19 @@ def test_encoded_words_never_split_a_character_and_respect_the_first_room():
 
 
 @pytest.mark.parametrize("before", [0, 1, 56, 57, 58, 114, 5000])
-@pytest.mark.parametrize("values", [("", "", ""), ("https://x.example/u/tok", "p", "山田")])
+@pytest.mark.parametrize(
+    "values", [("", "", "", ""), ("https://x.example/u/tok", "p", "山田", "7b.signature")]
+)
 def test_a_base64_part_is_the_whole_filled_part_encoded(before, values):
     """The prefix encoded once per variant plus the rest per recipient: the same bytes."""
     from newsletter.providers.mime import _Body64
     from newsletter.providers.transfer import b64, crlf
     from newsletter.types import SLOTS
 
-    content = "日" * before + f"a{SLOTS[0]}b\n{SLOTS[1]}" + "本" * before + SLOTS[2] + "end\n"
+    links = f"/c/{SLOTS[3]}/1 /c/{SLOTS[3]}/2\n"  # a tracked form: one slot many times a line
+    content = (
+        "日" * before + f"a{SLOTS[0]}b\n{SLOTS[1]}" + "本" * before + SLOTS[2] + links * 3 + "end\n"
+    )
     filled = content
     for marker, value in zip(SLOTS, values, strict=True):
         filled = filled.replace(marker, value)
