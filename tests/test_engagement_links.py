@@ -322,6 +322,21 @@ def test_a_list_that_starts_tracking_during_a_send_does_not_change_it(
         assert session.scalars(select(IssueLink)).all() == []
 
 
+def test_readers_planned_after_tracking_was_switched_on_mid_send_get_the_direct_form(
+    sessions: sessionmaker[Session], settings: Settings, clock: FixedClock
+) -> None:
+    with sessions.begin() as session:
+        issue = _store(session, clock, articles=1)
+        add_subscribers(session, issue.list_id, 0, 2)
+        enqueue_issue(session, issue, settings, clock, batch_size=4)  # the send starts
+        session.execute(update(MailingList).values(click_tracking=True))
+        add_subscribers(session, issue.list_id, 2, 2)
+        report = enqueue_issue(session, issue, settings, clock, batch_size=4)
+    with sessions() as session:
+        forms = session.scalars(select(Delivery.tracked)).all()
+    assert report.total == 4 and forms == [False] * 4
+
+
 # --- what readers receive ---------------------------------------------------------------------
 
 
