@@ -56,7 +56,13 @@ def run_demo(runtime: Runtime) -> DemoReport:
     """Import the samples, build today's issue, render it and send it to the outbox."""
     settings = runtime.settings
     with transaction(runtime.sessions) as session:
-        get_or_create_list(session, runtime.clock, DEFAULT_LIST_SLUG, settings.newsletter_name)
+        get_or_create_list(
+            session,
+            runtime.clock,
+            DEFAULT_LIST_SLUG,
+            settings.newsletter_name,
+            click_tracking=settings.click_tracking,
+        )
     articles = import_samples(runtime.sessions, runtime.clock, settings)
     subscribers = import_csv(
         runtime.sessions,

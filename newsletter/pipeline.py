@@ -100,7 +100,13 @@ def record_skip(runtime: Runtime, list_slug: str, issue_date: date, note: str) -
     report = RunReport(list_slug=list_slug, outcome=Outcome.SKIPPED, issue_date=issue_date)
     try:
         with transaction(runtime.sessions) as session:
-            mailing_list = get_or_create_list(session, clock, list_slug, settings.newsletter_name)
+            mailing_list = get_or_create_list(
+                session,
+                clock,
+                list_slug,
+                settings.newsletter_name,
+                click_tracking=settings.click_tracking,
+            )
             existing = _issue(session, mailing_list.id, issue_date)
             if existing is None:
                 schedule = schedule_for(settings, mailing_list)
@@ -133,7 +139,13 @@ def record_skip(runtime: Runtime, list_slug: str, issue_date: date, note: str) -
                 report.status = IssueStatus.SKIPPED
     except IntegrityError:  # a concurrent scheduler recorded or built it first: read its result
         with runtime.sessions() as session:
-            mailing_list = get_or_create_list(session, clock, list_slug, settings.newsletter_name)
+            mailing_list = get_or_create_list(
+                session,
+                clock,
+                list_slug,
+                settings.newsletter_name,
+                click_tracking=settings.click_tracking,
+            )
             existing = _issue(session, mailing_list.id, issue_date)
             assert existing is not None
             report.issue_id, report.reused, report.status = existing.id, True, existing.status

@@ -107,7 +107,11 @@ def list_plans(
         if not lists:
             lists = [
                 get_or_create_list(
-                    session, runtime.clock, DEFAULT_LIST_SLUG, settings.newsletter_name
+                    session,
+                    runtime.clock,
+                    DEFAULT_LIST_SLUG,
+                    settings.newsletter_name,
+                    click_tracking=settings.click_tracking,
                 )
             ]
         plans = []

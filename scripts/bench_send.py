@@ -339,7 +339,7 @@ def server_limit(
     links = signer.links_for_list(1)
     recipients = [Recipient(n, sid, email, name or "", *links(sid))
                   for n, (sid, email, name) in enumerate(rows, 1)]  # fmt: skip
-    payload = build_payload(Batch(1, messages["ja"], recipients), recipients, sandbox=False)
+    payload = build_payload(Batch(1, messages["ja", False], recipients), recipients, sandbox=False)
     body = orjson.dumps(payload.body)
     queue: Any = multiprocessing.get_context("fork").Queue()
     procs = [

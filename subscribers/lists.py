@@ -23,11 +23,19 @@ def get_list(session: Session, slug: str = DEFAULT_LIST_SLUG) -> MailingList:
 
 
 def get_or_create_list(
-    session: Session, clock: Clock, slug: str = DEFAULT_LIST_SLUG, name: str | None = None
+    session: Session,
+    clock: Clock,
+    slug: str = DEFAULT_LIST_SLUG,
+    name: str | None = None,
+    *,
+    click_tracking: bool = False,
 ) -> MailingList:
+    """The list by slug, created on first use (`click_tracking`: NEWSLETTER_CLICK_TRACKING)."""
     found = session.scalar(select(MailingList).where(MailingList.slug == slug))
     if found is None:
-        found = MailingList(slug=slug, name=name or slug, created_at=clock.now())
+        found = MailingList(
+            slug=slug, name=name or slug, click_tracking=click_tracking, created_at=clock.now()
+        )
         session.add(found)
         session.flush()
     return found
@@ -57,8 +65,12 @@ def create_list(
     timezone: str | None = None,
     send_time: str | None = None,
     double_opt_in: bool = True,
+    click_tracking: bool = False,
+    open_tracking: bool = False,
 ) -> MailingList:
-    """A new list; ValidationError naming the field for a bad slug, time zone or send time."""
+    """A new list; ValidationError naming the field for a bad slug, time zone or send time.
+
+    The callers pass NEWSLETTER_CLICK_TRACKING as `click_tracking` unless told otherwise."""
     if not _SLUG.match(slug):
         raise ValidationError(
             f"slug: expected lower-case letters, digits and hyphens (e.g. weekly-en), got {slug!r}"
@@ -75,6 +87,8 @@ def create_list(
         timezone=timezone,
         send_time=send_time,
         double_opt_in=double_opt_in,
+        click_tracking=bool(click_tracking),
+        open_tracking=bool(open_tracking),
         created_at=clock.now(),
     )
     session.add(mailing_list)
@@ -93,11 +107,15 @@ def update_list(
     description: str | None = _UNSET,
     timezone: str | None = _UNSET,
     send_time: str | None = _UNSET,
+    click_tracking: bool | None = None,
+    open_tracking: bool | None = None,
 ) -> tuple[MailingList, dict[str, Any], dict[str, Any]]:
-    """Change a list's name, description, time zone or send time (None: back to the default).
+    """Change a list's name, description, time zone or send time (None: back to the default),
+    or switch its click or open tracking (None: unchanged).
 
     Returns the list and its settings before and after, for the audit log. The next issue
-    is scheduled by the new time; issues already built keep their window.
+    is scheduled by the new time; issues already built keep their window. Tracking applies
+    from the next send: an issue already sending keeps the forms it was rendered in.
     """
     mailing_list = get_list(session, slug)
     given = {
@@ -111,6 +129,11 @@ def update_list(
         if not name.strip():
             raise ValidationError("name: must not be empty")
         given["name"] = name.strip()
+    for key, flag in (("click_tracking", click_tracking), ("open_tracking", open_tracking)):
+        if flag is not None:
+            if not isinstance(flag, bool):
+                raise ValidationError(f"{key.replace('_', ' ')}: expected on or off, got {flag!r}")
+            given[key] = flag
     _check_settings(given.get("timezone"), given.get("send_time"))
     before = {key: getattr(mailing_list, key) for key in given}
     for key, value in given.items():
@@ -140,6 +163,8 @@ def list_summaries(session: Session, slug: str | None = None) -> list[dict[str, 
             "timezone": m.timezone,
             "send_time": m.send_time,
             "double_opt_in": m.double_opt_in,
+            "click_tracking": bool(m.click_tracking),
+            "open_tracking": bool(m.open_tracking),
             "created_at": m.created_at.isoformat(),
             "subscriptions": counts.get(m.id, {}),
         }

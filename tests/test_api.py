@@ -206,6 +206,25 @@ def test_japanese_is_sent_as_utf8_not_escaped(api: Api) -> None:
     assert b"\\u" not in response.content
 
 
+def test_a_list_switches_click_and_open_tracking_over_the_api(api: Api) -> None:
+    created = api.call(
+        "POST", "/lists", json={"slug": "weekly", "name": "W", "open_tracking": True}
+    )
+    assert created.status_code == 201, created.text
+    assert (created.json()["click_tracking"], created.json()["open_tracking"]) == (False, True)
+    changed = api.call("PATCH", "/lists/weekly", json={"click_tracking": True})
+    assert changed.json()["click_tracking"] is True and changed.json()["open_tracking"] is True
+    shown = api.call("GET", "/lists/weekly", "viewer").json()
+    assert (shown["click_tracking"], shown["open_tracking"]) == (True, True)
+
+
+def test_a_tracking_flag_that_is_not_a_boolean_is_refused_naming_the_field(api: Api) -> None:
+    api.call("POST", "/lists", json={"slug": "weekly", "name": "W"})
+    refused = api.call("PATCH", "/lists/weekly", json={"click_tracking": "sometimes"})
+    assert refused.status_code == 422
+    assert "click_tracking" in refused.text
+
+
 # --- Idempotency-Key, rate limit, body cap ---------------------------------------------------
 
 

@@ -12,8 +12,8 @@ from newsletter.db.models import Article, ArticleContent, Issue, IssueVariant
 from newsletter.errors import NotFoundError
 from newsletter.issues import variants as store
 from newsletter.issues.variants import as_rendered, ensure_variants, load_issue_view
+from newsletter.render.renderer import IssueForms
 from newsletter.render.view import IssueView
-from newsletter.types import RenderedVariant
 from tests.fixtures.render import make_article, store_issue
 
 
@@ -97,19 +97,17 @@ def test_variants_stored_meanwhile_by_another_process_are_kept(
 ) -> None:
     with sessions.begin() as session:
         issue_id = store_issue(session, [make_article(1)], built_at=clock.now()).id
-    real_render = store.render_issue_variants
+    real_render = store.render_issue_forms
     raced: list[bool] = []
 
-    def render_while_another_process_stores(
-        view: IssueView, settings: Settings
-    ) -> dict[str, RenderedVariant]:
+    def render_while_another_process_stores(view: IssueView, settings: Settings) -> IssueForms:
         if not raced:  # between our read and our insert, another process stores the variants
             raced.append(True)
             with sessions.begin() as other:
                 ensure_variants(other, other.get(Issue, issue_id), settings, clock)
         return real_render(view, settings)
 
-    monkeypatch.setattr(store, "render_issue_variants", render_while_another_process_stores)
+    monkeypatch.setattr(store, "render_issue_forms", render_while_another_process_stores)
     with sessions.begin() as first:
         rows = ensure_variants(first, first.get(Issue, issue_id), settings, clock)
         assert sorted(rows) == ["both", "both-en", "en", "ja"]

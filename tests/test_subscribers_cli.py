@@ -143,6 +143,41 @@ def test_lists_create_and_list(subs_app: AppContext) -> None:
     assert again.exit_code == 64 and "already exists" in again.output
 
 
+def test_a_new_list_tracks_clicks_as_newsletter_click_tracking_says(
+    subs_app: AppContext, settings: Settings
+) -> None:
+    from dataclasses import replace
+
+    subs_app._settings = replace(settings, click_tracking=True)
+    subs_app._runtime = replace(subs_app.runtime(), settings=subs_app._settings)
+    assert run(subs_app, "lists", "create", "weekly", "--name", "W").exit_code == 0
+    assert run(subs_app, "lists", "create", "plain", "--name", "P", "--click-tracking", "off")
+    data = {d["slug"]: d for d in json.loads(run(subs_app, "lists", "list", "--json").output)}
+    assert (data["weekly"]["click_tracking"], data["weekly"]["open_tracking"]) == (True, False)
+    assert data["plain"]["click_tracking"] is False
+
+
+def test_lists_update_switches_tracking_and_show_reports_it(subs_app: AppContext) -> None:
+    run(subs_app, "lists", "create", "weekly", "--name", "AI日報 Weekly")
+    updated = run(
+        subs_app, "lists", "update", "weekly", "--click-tracking", "on", "--open-tracking", "on"
+    )
+    assert updated.exit_code == 0, updated.output
+    assert "click_tracking on, open_tracking on" in updated.output
+    assert "next send" in updated.output
+    shown = run(subs_app, "lists", "show", "weekly").output
+    assert "click tracking:         on" in shown and "open tracking:          on" in shown
+    assert json.loads(run(subs_app, "lists", "show", "weekly", "--json").output)["open_tracking"]
+    assert "clicks+opens" in run(subs_app, "lists", "list").output
+
+
+def test_lists_update_refuses_a_tracking_value_other_than_on_or_off(subs_app: AppContext) -> None:
+    run(subs_app, "lists", "create", "weekly", "--name", "W")
+    refused = run(subs_app, "lists", "update", "weekly", "--click-tracking", "yes")
+    assert refused.exit_code == 64  # usage
+    assert "--click-tracking" in refused.output and "'on'" in refused.output
+
+
 @pytest.mark.parametrize(
     "command",
     [
@@ -162,7 +197,7 @@ def test_lists_create_and_list(subs_app: AppContext) -> None:
             "export",
         )
     ]
-    + [["lists", "create"], ["lists", "list"]],
+    + [["lists", "create"], ["lists", "list"], ["lists", "show"], ["lists", "update"]],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = CliRunner().invoke(cli, [*command, "--help"])

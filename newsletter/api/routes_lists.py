@@ -1,4 +1,4 @@
-"""Lists: create, list, show, change the send time or time zone."""
+"""Lists: create, list, show, change the send time, time zone or tracking."""
 
 from __future__ import annotations
 
@@ -37,6 +37,12 @@ def create_list(
             timezone=body.timezone,
             send_time=body.send_time,
             double_opt_in=body.double_opt_in,
+            click_tracking=(
+                runtime.settings.click_tracking
+                if body.click_tracking is None
+                else body.click_tracking
+            ),
+            open_tracking=body.open_tracking,
         )
         audit.record(
             session, runtime.clock, actor, "list.create", list_id=created.id,

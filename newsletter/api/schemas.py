@@ -57,6 +57,13 @@ class ListCreate(Closed):
     timezone: TimeZone | None = Field(None, description="IANA zone; null: NEWSLETTER_TIMEZONE")
     send_time: HHMM | None = Field(None, description="Local HH:MM; null: NEWSLETTER_SEND_TIME")
     double_opt_in: bool = True
+    click_tracking: bool | None = Field(
+        None, description="First-party click tracking; null: NEWSLETTER_CLICK_TRACKING"
+    )
+    open_tracking: bool = Field(False, description="First-party open pixel")
+
+
+_FROM_NEXT_SEND = "; from the next send (an issue already sending keeps its form)"
 
 
 class ListUpdate(Closed):
@@ -66,6 +73,10 @@ class ListUpdate(Closed):
     description: Annotated[str, Field(max_length=2000)] | None = None
     timezone: TimeZone | None = None
     send_time: HHMM | None = None
+    click_tracking: bool | None = Field(
+        None, description="First-party click tracking" + _FROM_NEXT_SEND
+    )
+    open_tracking: bool | None = Field(None, description="First-party open pixel" + _FROM_NEXT_SEND)
 
 
 class MailingListOut(BaseModel):
@@ -75,6 +86,8 @@ class MailingListOut(BaseModel):
     timezone: str | None
     send_time: str | None
     double_opt_in: bool
+    click_tracking: bool = Field(description="Links through /c/ count clicks")
+    open_tracking: bool = Field(description="A 1x1 image counts opens")
     created_at: str
     subscriptions: dict[str, int] = Field(description="Subscriptions per status")
 

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.clock import Clock
 from newsletter.config import Settings
-from newsletter.db.models import Delivery, Issue, IssueVariant, MailingList, SendBatch
+from newsletter.db.models import Delivery, Issue, IssueVariant, SendBatch
 from newsletter.db.types import UTCDateTime
 from newsletter.delivery.ledger import get_issue_row, is_postgres
 from newsletter.errors import (
@@ -120,9 +120,10 @@ def plan_deliveries(
     Idempotent: (issue_id, subscriber_id) is unique and only new rows are inserted, so running
     it again adds only subscribers who became eligible since. Runs in the caller's transaction.
 
-    Each delivery gets its form: `tracked` when the list tracks clicks or opens and the
-    subscriber has not switched tracking off; `subject_arm` (a subject-line test's winner) when
-    given. A batch holds one variant in one form.
+    Each delivery gets its form: `tracked` when the issue has a tracked form (its list tracked
+    clicks or opens when the forms were stored) and the subscriber has not switched tracking
+    off; `subject_arm` (a subject-line test's winner) when given. A batch holds one variant in
+    one form.
     """
     if batch_size < 1:
         raise StateError(f"batch size must be at least 1, got {batch_size}")
@@ -138,7 +139,7 @@ def plan_deliveries(
     already = exists().where(Delivery.issue_id == issue.id, Delivery.subscriber_id == eligible.c.id)
     language = eligible.c.language
     variant = case((language.in_(VARIANTS[1:]), language), else_=literal("ja"))
-    tracks = list_tracks(session, issue.list_id)
+    tracks = issue_tracks(session, issue.id)
     tracked: Any = eligible.c.tracking_off == false() if tracks else false()
     every_row = select(
         literal(issue.id),
@@ -339,14 +340,16 @@ def group_into_batches(session: Session, issue_id: int, batch_size: int, now: da
     return len(ids)
 
 
-def list_tracks(session: Session, list_id: int) -> bool:
-    """The list records clicks or opens: its subscribers get the tracked form of the issue."""
-    row = session.execute(
-        select(MailingList.click_tracking, MailingList.open_tracking).where(
-            MailingList.id == list_id
-        )
-    ).one_or_none()
-    return row is not None and bool(row.click_tracking or row.open_tracking)
+def issue_tracks(session: Session, issue_id: int) -> bool:
+    """The issue was rendered in a tracked form (its list tracked clicks or opens when the
+    forms were stored): its subscribers get that form. Read from the stored forms, not the
+    list's current setting, so switching tracking during a send does not change the send."""
+    found = session.scalar(
+        select(IssueVariant.id)
+        .where(IssueVariant.issue_id == issue_id, IssueVariant.tracked.is_(True))
+        .limit(1)
+    )
+    return found is not None
 
 
 def has_variants(session: Session, issue_id: int) -> bool:

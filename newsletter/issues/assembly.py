@@ -21,7 +21,7 @@ from newsletter.articles.schema import article_to_dict
 from newsletter.articles.selection import Selection, select_articles
 from newsletter.clock import Clock
 from newsletter.config import Settings
-from newsletter.db.models import Issue, IssueArticle, IssueVariant, MailingList
+from newsletter.db.models import Issue, IssueArticle, IssueLink, IssueVariant, MailingList
 from newsletter.errors import NotFoundError, StateError, UsageError
 from newsletter.issues.overrides import load_overrides
 
@@ -50,7 +50,13 @@ def load_list(session: Session, settings: Settings, clock: Clock, slug: str) -> 
         return get_list(session, slug)
     try:
         with session.begin_nested():  # two first-ever builders may race to create it
-            return get_or_create_list(session, clock, slug, name=settings.newsletter_name)
+            return get_or_create_list(
+                session,
+                clock,
+                slug,
+                name=settings.newsletter_name,
+                click_tracking=settings.click_tracking,
+            )
     except IntegrityError:
         return get_list(session, slug)
 
@@ -153,8 +159,10 @@ def _fill(
 ) -> None:
     if replace:
         session.execute(delete(IssueArticle).where(IssueArticle.issue_id == issue.id))
-        # Rendered variants describe the old selection: drop them so they are rendered again.
+        # Rendered variants and their tracked links describe the old selection: drop them so
+        # they are rendered again.
         session.execute(delete(IssueVariant).where(IssueVariant.issue_id == issue.id))
+        session.execute(delete(IssueLink).where(IssueLink.issue_id == issue.id))
         session.expire(issue, ["articles"])
         issue.window_start = selection.window_start
         issue.cutoff_at = selection.cutoff_at

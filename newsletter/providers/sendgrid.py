@@ -9,6 +9,11 @@ The payload is built as plain dicts and serialised with orjson, and sent over on
 keep-alive `httpx.Client` with explicit timeouts (the `sendgrid` package opens a connection per
 call and has no default timeout; docs/providers.md has the measurements).
 
+Newsletter (bulk) mail always switches SendGrid's own click and open tracking off
+(`tracking_settings`): first-party tracking replaces it, and a subscriber who switched tracking
+off must get untouched links whatever the account's defaults are. A tracked message's
+personalizations also carry the recipient's SLOT_TRACKING_TOKEN.
+
 Limits are enforced before sending: at most 1000 recipients (`BatchTooLarge` above), no address
 twice (the later one is reported `failed`), `substitutions`/`custom_args` under 10,000 bytes
 (that recipient `failed`), body under 30 MB (`BatchTooLarge`).
@@ -57,7 +62,12 @@ from newsletter.providers.mime import (
     transport_address,
 )
 from newsletter.providers.redact import redact_text
-from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL
+from newsletter.types import (
+    SLOT_NAME,
+    SLOT_PREFERENCES_URL,
+    SLOT_TRACKING_TOKEN,
+    SLOT_UNSUBSCRIBE_URL,
+)
 
 MAX_RECIPIENTS = 1000
 MAX_REQUEST_BYTES = 30 * 1024 * 1024
@@ -101,7 +111,11 @@ def _field_problem(item: dict[str, Any]) -> str | None:
 # JSON of a field with empty values; a value of n characters adds at most 6n bytes to it
 # (`\u00XX` is the longest form orjson writes for one character), so fields whose values
 # are shorter than the budget below cannot reach the limit and need no exact check.
-_SLOTS_JSON = len(orjson.dumps({SLOT_UNSUBSCRIBE_URL: "", SLOT_PREFERENCES_URL: "", SLOT_NAME: ""}))
+_SLOTS_JSON = len(
+    orjson.dumps(
+        {SLOT_UNSUBSCRIBE_URL: "", SLOT_PREFERENCES_URL: "", SLOT_NAME: "", SLOT_TRACKING_TOKEN: ""}
+    )
+)
 _ARGS_JSON = len(
     orjson.dumps({"batch_id": "", "delivery_id": "", "subscriber_id": "", "issue_id": ""})
 )
@@ -115,6 +129,12 @@ _PLAIN_ADDRESS = re.compile(f"[^{_RESERVED}]+@[^{_RESERVED}@]*\\.[^{_RESERVED}@]
 # without the general rule (`_UNSAFE_IN_URL`), which decides for anything else.
 _SAFE_LINKS = re.compile(r"[!#-&(-;=?-~]*")
 _LINK_PROBLEM = "a personal link contains whitespace, quotes or angle brackets"
+# SendGrid's own tracking, off for every newsletter: it would rewrite our links (or the direct
+# links of a subscriber who switched tracking off) and add its own pixel.
+_TRACKING_OFF: dict[str, Any] = {
+    "click_tracking": {"enable": False, "enable_text": False},
+    "open_tracking": {"enable": False},
+}
 
 
 def _shared_fields(message: PreparedMessage, sandbox: bool) -> dict[str, Any]:
@@ -139,6 +159,7 @@ def _shared_fields(message: PreparedMessage, sandbox: bool) -> dict[str, Any]:
         headers["List-Id"] = list_id_value(message.list_id)
     if message.bulk:
         headers["Precedence"] = "bulk"
+        body["tracking_settings"] = _TRACKING_OFF
     else:
         headers["Auto-Submitted"] = "auto-generated"
     body["headers"] = headers
@@ -171,6 +192,8 @@ def build_payload(batch: Batch, recipients: Sequence[Recipient], *, sandbox: boo
     seen: dict[str, int] = {}
     plain_address = _PLAIN_ADDRESS.fullmatch
     safe_links = _SAFE_LINKS.fullmatch
+    tracked = message.tracked
+    token = ""
     for recipient in recipients:
         email = recipient.email
         delivery_id = recipient.delivery_id
@@ -184,6 +207,11 @@ def build_payload(batch: Batch, recipients: Sequence[Recipient], *, sandbox: boo
         unsubscribe = recipient.unsubscribe_url
         preferences = recipient.preferences_url
         links = unsubscribe + preferences  # one check: the rule is about single characters
+        if tracked:
+            token = recipient.tracking_token
+            links += token
+            if not token and problem is None:
+                problem = "a tracked message needs the recipient's tracking token"
         if problem is None and safe_links(links) is None and unsafe(links) is not None:
             problem = _LINK_PROBLEM
         if problem is not None:
@@ -210,6 +238,8 @@ def build_payload(batch: Batch, recipients: Sequence[Recipient], *, sandbox: boo
             },
             "custom_args": custom_args,
         }
+        if tracked:
+            item["substitutions"][SLOT_TRACKING_TOKEN] = token
         if bulk:  # List-Unsubscribe as `list_unsubscribe` writes it; one-click needs https
             mailto = recipient.unsubscribe_mailto
             if unsubscribe:

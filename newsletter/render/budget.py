@@ -13,11 +13,19 @@ from newsletter.providers.transfer import choose_encoding
 from newsletter.providers.transfer import transmitted_size as encoded_size
 from newsletter.render.view import ArticleView, ContentView, IssueView
 from newsletter.render.width import truncate_width
-from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL
+from newsletter.types import (
+    SLOT_NAME,
+    SLOT_PREFERENCES_URL,
+    SLOT_TRACKING_TOKEN,
+    SLOT_UNSUBSCRIBE_URL,
+)
 
 GMAIL_CLIP_BYTES = 102_400
 # What a real recipient's slots look like once filled: a signed token is ~100-150 characters.
 _REALISTIC_TOKEN = "x" * 160
+# The longest tracking token (`newsletter.engagement.tokens`): a 64-bit delivery id in hex,
+# a dot, 22 characters of signature. It stands in every tracked link and in the pixel.
+REALISTIC_TRACKING_TOKEN = "f" * 16 + "." + "x" * 22
 
 
 def _filled(html: str, base_url: str) -> str:
@@ -25,6 +33,7 @@ def _filled(html: str, base_url: str) -> str:
         html.replace(SLOT_UNSUBSCRIBE_URL, f"{base_url}/u/{_REALISTIC_TOKEN}")
         .replace(SLOT_PREFERENCES_URL, f"{base_url}/p/{_REALISTIC_TOKEN}")
         .replace(SLOT_NAME, "山田 太郎 (Taro Yamada)")
+        .replace(SLOT_TRACKING_TOKEN, REALISTIC_TRACKING_TOKEN)
     )
 
 

@@ -1,12 +1,19 @@
-"""Render an issue's three variants (ja, en, both) to HTML and plain text, once each.
+"""Render an issue's variants (ja, en, both, both-en) to HTML and plain text, once each.
 
 Pure: no database, no clock. The Jinja environments and translations are cached; each variant
 compiles its MJML once (more only when the size budget forces a trim). Recipient-specific
 values are slot markers (`newsletter.types.SLOT_*`) filled at send time.
+
+A list that tracks clicks or opens gets each variant in two forms from the same trimmed view:
+direct (what an untracked list gets, and what previews show) and tracked (content links through
+`/c/TOKEN/N`, the open pixel when the list asks for it). Both forms are held to the size
+budget together, so a reader who switched tracking off reads the same content as everyone else.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,8 +23,9 @@ from newsletter.render import i18n
 from newsletter.render.budget import GMAIL_CLIP_BYTES, TRIM_STEPS, transmitted_size
 from newsletter.render.environment import compile_mjml, environment
 from newsletter.render.links import add_utm
-from newsletter.render.parts import article_parts, dateline, reading_order
+from newsletter.render.parts import ArticleParts, Text, article_parts, dateline, reading_order
 from newsletter.render.plaintext import LinkRefs, finish
+from newsletter.render.tracking import LinkCollector, TrackedLink, pixel_url
 from newsletter.render.view import ArticleView, IssueView, clean_text
 from newsletter.render.width import display_width, truncate_width
 from newsletter.types import (
@@ -145,7 +153,33 @@ def note_parts(note_ja: str | None, note_en: str | None, variant: str) -> dict[s
     return {"main": main, "other": other}
 
 
-def _context(view: IssueView, variant: str, settings: Settings) -> dict[str, Any]:
+def _tracked_related(parts: ArticleParts, wrap: Callable[[str], str]) -> ArticleParts:
+    """`parts` with every related article's URL replaced by `wrap(url)`."""
+    related = parts.related
+    if related is None:
+        return parts
+
+    def tracked(text: Text) -> Text:
+        url = text.value.url
+        return replace(text, value=replace(text.value, url=wrap(url))) if url else text
+
+    items = tuple(
+        replace(p, main=tracked(p.main), other=tracked(p.other) if p.other else None)
+        for p in related.items
+    )
+    extra = tuple(tracked(t) for t in related.extra)
+    return replace(parts, related=replace(related, items=items, extra=extra))
+
+
+def _context(
+    view: IssueView,
+    variant: str,
+    settings: Settings,
+    links: LinkCollector | None = None,
+    pixel: bool = False,
+) -> dict[str, Any]:
+    """What the templates see. With `links`, every content link is the collector's tracked
+    link (`/c/SLOT/N`); with `pixel`, the HTML ends with the open pixel."""
     lang = chrome_language(variant)
     utm = view.utm_params if view.utm_params is not None else settings.utm_params
     zone = ZoneInfo(view.timezone) if view.timezone else settings.timezone
@@ -155,6 +189,19 @@ def _context(view: IssueView, variant: str, settings: Settings) -> dict[str, Any
     for number, article in enumerate(view.articles, start=1):
         sections = article.sections(variant)
         missing = article.missing(variant)
+        url = add_utm(article.url, utm) if article.url else None
+        source_url = article.source_url
+        parts = article_parts(article, variant)
+        if links is not None:
+            key = article.key
+            if url:
+                url = links(url, kind="article", position=number, article_key=key)
+            if source_url:
+                source_url = links(source_url, kind="source", position=number, article_key=key)
+            parts = _tracked_related(
+                parts,
+                lambda u, n=number, k=key: links(u, kind="related", position=n, article_key=k),
+            )
         articles.append(
             {
                 "number": number,
@@ -163,11 +210,11 @@ def _context(view: IssueView, variant: str, settings: Settings) -> dict[str, Any
                 # The bilingual summary lists the English headline under the Japanese one.
                 "subheadline": sections[1].title if len(sections) > 1 else "",
                 "subheadline_lang": sections[1].language if len(sections) > 1 else "",
-                "url": add_utm(article.url, utm) if article.url else None,
-                "source_url": article.source_url,
+                "url": url,
+                "source_url": source_url,
                 "source_name": article.source_name,
                 "dateline": dateline(article, lang, zone),
-                "parts": article_parts(article, variant),
+                "parts": parts,
                 "missing": missing,
                 # the language the article lacks: the badge says "<other language> only"
                 "badge": sections[0].language if missing else "",
@@ -195,6 +242,7 @@ def _context(view: IssueView, variant: str, settings: Settings) -> dict[str, Any
             settings.base_url, view.issue_date, variant, view.list_slug
         ),
         "postal_address": settings.postal_address,
+        "open_pixel_url": pixel_url(settings.base_url) if pixel else "",
     }
 
 
@@ -217,28 +265,62 @@ def _text(context: dict[str, Any]) -> str:
     return finish(template.render({**context, "ref": refs, "refs": refs}))
 
 
-def render_variant(view: IssueView, variant: str, settings: Settings) -> RenderedVariant:
-    """One variant, trimmed step by step until its HTML fits under Gmail's clipping size."""
+@dataclass(frozen=True, slots=True)
+class VariantForms:
+    """One variant as stored: the direct form, and the tracked form with the links it numbered
+    (None and empty for a list that tracks nothing)."""
+
+    direct: RenderedVariant
+    tracked: RenderedVariant | None = None
+    links: tuple[TrackedLink, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IssueForms:
+    """Every variant of an issue in its forms; `links` numbered uniquely across variants."""
+
+    direct: dict[str, RenderedVariant]
+    tracked: dict[str, RenderedVariant]
+    links: tuple[TrackedLink, ...]
+
+
+def render_variant_forms(
+    view: IssueView, variant: str, settings: Settings, *, first_link_no: int = 1
+) -> VariantForms:
+    """One variant in its forms, trimmed step by step until every form's HTML fits under
+    Gmail's clipping size: the forms always carry the same content."""
     where = f"issue {view.issue_id} variant {variant}"
-    context = _context(view, variant, settings)
-    html = compile_mjml(_mjml_source(context), where=where)
-    size = transmitted_size(html, settings.base_url)
+    tracking = view.click_tracking or view.open_tracking
+    base_url = settings.base_url
     applied: list[str] = []
     current = view
-    for step in TRIM_STEPS:
-        if size <= GMAIL_CLIP_BYTES:
-            break
-        current = step.apply(current)
-        applied.append(step.description)
+    steps = iter(TRIM_STEPS)
+    while True:
         context = _context(current, variant, settings)
         html = compile_mjml(_mjml_source(context), where=where)
-        size = transmitted_size(html, settings.base_url)
-    if size > GMAIL_CLIP_BYTES:
-        raise RenderError(
-            f"{where}: {size} bytes of HTML as transmitted after every trim, over Gmail's "
-            f"{GMAIL_CLIP_BYTES}-byte limit: select fewer articles (NEWSLETTER_MAX_ARTICLES)"
-        )
-    return RenderedVariant(
+        size = transmitted_size(html, base_url)
+        collector: LinkCollector | None = None
+        tracked_context: dict[str, Any] | None = None
+        tracked_html = ""
+        if tracking:
+            if view.click_tracking:
+                collector = LinkCollector(base_url, variant, first_link_no)
+            tracked_context = _context(
+                current, variant, settings, links=collector, pixel=view.open_tracking
+            )
+            tracked_html = compile_mjml(_mjml_source(tracked_context), where=where + " (tracked)")
+            size = max(size, transmitted_size(tracked_html, base_url))
+        if size <= GMAIL_CLIP_BYTES:
+            break
+        step = next(steps, None)
+        if step is None:
+            raise RenderError(
+                f"{where}: {size} bytes of HTML as transmitted after every trim, over Gmail's "
+                f"{GMAIL_CLIP_BYTES}-byte limit: select fewer articles (NEWSLETTER_MAX_ARTICLES)"
+            )
+        current = step.apply(current)
+        applied.append(step.description)
+    direct = RenderedVariant(
         issue_id=view.issue_id,
         variant=variant,
         subject=context["subject"],
@@ -247,8 +329,31 @@ def render_variant(view: IssueView, variant: str, settings: Settings) -> Rendere
         text=_text(context),
         trimmed=tuple(applied),
     )
+    if tracked_context is None:
+        return VariantForms(direct)
+    tracked = replace(direct, html=tracked_html, text=_text(tracked_context))
+    return VariantForms(direct, tracked, tuple(collector.links) if collector else ())
+
+
+def render_variant(view: IssueView, variant: str, settings: Settings) -> RenderedVariant:
+    """One variant's direct form, trimmed until it fits under Gmail's clipping size."""
+    return render_variant_forms(view, variant, settings).direct
 
 
 def render_issue_variants(view: IssueView, settings: Settings) -> dict[str, RenderedVariant]:
-    """Every variant of an issue, keyed "ja", "en", "both", "both-en"."""
-    return {variant: render_variant(view, variant, settings) for variant in VARIANTS}
+    """Every variant of an issue in its direct form, keyed "ja", "en", "both", "both-en"."""
+    return render_issue_forms(view, settings).direct
+
+
+def render_issue_forms(view: IssueView, settings: Settings) -> IssueForms:
+    """Every variant in its forms; the tracked forms' link numbers never repeat in the issue."""
+    direct: dict[str, RenderedVariant] = {}
+    tracked: dict[str, RenderedVariant] = {}
+    links: list[TrackedLink] = []
+    for variant in VARIANTS:
+        forms = render_variant_forms(view, variant, settings, first_link_no=len(links) + 1)
+        direct[variant] = forms.direct
+        if forms.tracked is not None:
+            tracked[variant] = forms.tracked
+        links.extend(forms.links)
+    return IssueForms(direct, tracked, tuple(links))

@@ -110,6 +110,10 @@ class IssueView:
     timezone: str | None = None  # the list's own (datelines); None: the setting
     note_ja: str | None = None  # the editor's note for this issue, plain text
     note_en: str | None = None
+    # The list's first-party engagement (frozen with the issue's stored forms): a tracking
+    # list gets a second, tracked form of each variant (`newsletter.render.tracking`).
+    click_tracking: bool = False
+    open_tracking: bool = False
 
     def with_articles(self, articles: Iterable[ArticleView]) -> IssueView:
         return replace(self, articles=tuple(articles))

@@ -101,4 +101,54 @@ def validate_mail_send(payload: Any, reject: frozenset[str] = frozenset()) -> li
         c.get("type") == "text/plain" for c in content
     ):
         errors.append(error("If present, text/plain must be first.", "content.0.type"))
+    if "tracking_settings" in payload:
+        errors.extend(validate_tracking_settings(payload["tracking_settings"]))
+    return errors
+
+
+# tracking_settings as SendGrid's v3 mail/send reference documents it: each setting an object,
+# `enable` a boolean, the other members of the types below.
+TRACKING_SETTINGS: dict[str, dict[str, type]] = {
+    "click_tracking": {"enable": bool, "enable_text": bool},
+    "open_tracking": {"enable": bool, "substitution_tag": str},
+    "subscription_tracking": {"enable": bool, "text": str, "html": str, "substitution_tag": str},
+    "ganalytics": {
+        "enable": bool,
+        "utm_source": str,
+        "utm_medium": str,
+        "utm_term": str,
+        "utm_content": str,
+        "utm_campaign": str,
+    },
+}
+_TYPE_NAMES = {bool: "a boolean", str: "a string"}
+
+
+def validate_tracking_settings(value: Any) -> list[dict]:
+    """The shape of `tracking_settings`; an empty list means valid."""
+    if not isinstance(value, dict):
+        return [error("The tracking_settings field must be an object.", "tracking_settings")]
+    errors: list[dict] = []
+    for name, setting in value.items():
+        where = f"tracking_settings.{name}"
+        members = TRACKING_SETTINGS.get(name)
+        if members is None:
+            errors.append(error(f"The {where} field is not a tracking setting.", where))
+            continue
+        if not isinstance(setting, dict):
+            errors.append(error(f"The {where} field must be an object.", where))
+            continue
+        for member, member_value in setting.items():
+            expected = members.get(member)
+            if expected is None:
+                errors.append(
+                    error(f"The {where}.{member} field is not allowed.", f"{where}.{member}")
+                )
+            elif not isinstance(member_value, expected):
+                errors.append(
+                    error(
+                        f"The {where}.{member} field must be {_TYPE_NAMES[expected]}.",
+                        f"{where}.{member}",
+                    )
+                )
     return errors

@@ -52,6 +52,7 @@ def _archived_variant(session: Session, issue_date: date, slug: str, variant: st
             Issue.issue_date == issue_date,
             Issue.status.in_(_PUBLISHED),
             IssueVariant.variant == variant,
+            IssueVariant.tracked.is_(False),  # the direct form: no reader's tracked links
         )
     )
     if html is None:

@@ -63,12 +63,16 @@ def _variants(session: Session, issue: Issue, request: Request) -> list[IssueVar
 def stored_variants(
     session: Session, issue: Issue, settings: Settings, clock: Clock
 ) -> list[IssueVariant]:
-    """The stored variants; an issue not rendered yet is rendered (and stored) now."""
-    rows = list(session.scalars(select(IssueVariant).where(IssueVariant.issue_id == issue.id)))
+    """The stored variants in their direct form (never the tracked links of a send); an issue
+    not rendered yet is rendered (and stored) now."""
+    direct = select(IssueVariant).where(
+        IssueVariant.issue_id == issue.id, IssueVariant.tracked.is_(False)
+    )
+    rows = list(session.scalars(direct))
     if len(rows) < len(VARIANTS):
         ensure_variants(session, issue, settings, clock)
         session.flush()
-        rows = list(session.scalars(select(IssueVariant).where(IssueVariant.issue_id == issue.id)))
+        rows = list(session.scalars(direct))
     order = {v: i for i, v in enumerate(VARIANTS)}
     return sorted(rows, key=lambda r: order.get(r.variant, 99))
 
