@@ -56,7 +56,11 @@ def run_demo(runtime: Runtime) -> DemoReport:
     """Import the samples, build today's issue, render it and send it to the outbox."""
     settings = runtime.settings
     with transaction(runtime.sessions) as session:
-        get_or_create_list(session, runtime.clock, DEFAULT_LIST_SLUG, settings.newsletter_name)
+        demo_list = get_or_create_list(
+            session, runtime.clock, DEFAULT_LIST_SLUG, settings.newsletter_name
+        )
+        if settings.click_tracking:  # NEWSLETTER_CLICK_TRACKING: the demo's clicks can be shown
+            demo_list.click_tracking = True  # (scripts/simulate_clicks.py, `issue stats`)
     articles = import_samples(runtime.sessions, runtime.clock, settings)
     subscribers = import_csv(
         runtime.sessions,
