@@ -8,13 +8,15 @@ Where no server answers they skip with the reason; with NEWSLETTER_TEST_REQUIRE_
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.clock import FixedClock
@@ -65,6 +67,24 @@ def postgres_url_for_schema(schema: str) -> str:
     return f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
 
 
+def empty_postgres_tables(engine: Engine) -> None:
+    """Empty every table of the engine's schema and restart its sequences, as `TRUNCATE ...
+    RESTART IDENTITY CASCADE` would: DELETEs (children first) in one round trip, many times
+    faster than TRUNCATE on the few rows a test leaves (TRUNCATE makes new files per table)."""
+    from newsletter.db.models import Base
+
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name != "alembic_version"]
+    with engine.begin() as conn:
+        sequences = conn.exec_driver_sql(
+            "SELECT sequence_name FROM information_schema.sequences"
+            " WHERE sequence_schema = current_schema()"
+        ).scalars()
+        conn.exec_driver_sql(
+            "".join(f'DELETE FROM "{table}";' for table in tables)
+            + "".join(f'ALTER SEQUENCE "{sequence}" RESTART;' for sequence in sequences)
+        )
+
+
 @pytest.fixture
 def postgres_schema_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL schema for one test, dropped afterwards."""
@@ -99,10 +119,71 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'newsletter.db'}"
 
 
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    eng = make_engine(database_url)
+@pytest.fixture(scope="session")
+def migrated_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per run; `engine` copies it (same bytes)."""
+    path = tmp_path_factory.mktemp("migrated") / "template.db"
+    eng = make_engine(f"sqlite:///{path}")
     upgrade(eng)
+    eng.dispose()  # the last connection closed: the WAL is checkpointed into the file
+    return path
+
+
+@pytest.fixture
+def migrated_sqlite_url(sqlite_url: str, migrated_sqlite_template: Path) -> str:
+    """`sqlite_url` with the schema at head in place: a copy of the file migrated once."""
+    shutil.copyfile(migrated_sqlite_template, sqlite_url.removeprefix("sqlite:///"))
+    return sqlite_url
+
+
+@pytest.fixture(scope="session")
+def postgres_migration_statements() -> list[tuple[str, Any]]:
+    """Every statement the migrations send to an empty PostgreSQL schema, recorded once per run
+    on a scratch schema; `engine` sends the same statements to each test's own schema."""
+    global _PG_PROBLEM
+    if _PG_PROBLEM is False:
+        _PG_PROBLEM = _postgres_reachable()
+    if _PG_PROBLEM:
+        service_unavailable(str(_PG_PROBLEM))
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    recorded: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        recorded.append((statement, parameters))
+
+    eng = make_engine(postgres_url_for_schema(schema))
+    event.listen(eng, "before_cursor_execute", record)
+    try:
+        upgrade(eng)
+    finally:
+        eng.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+    return recorded
+
+
+@pytest.fixture
+def engine(database_url: str, request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """The test's database migrated to head, without running Alembic for every test: SQLite
+    gets a copy of a file migrated once, PostgreSQL (the test's own empty schema) the
+    statements the migrations sent once (tests/test_foundation.py holds both equal to
+    `upgrade`)."""
+    eng = make_engine(database_url)
+    if eng.dialect.name == "sqlite":
+        path = Path(eng.url.database or "")
+        if path.exists() and path.stat().st_size:  # a database already there: migrate it
+            upgrade(eng)
+        else:
+            shutil.copyfile(request.getfixturevalue("migrated_sqlite_template"), path)
+    else:
+        statements = request.getfixturevalue("postgres_migration_statements")
+        with eng.begin() as conn:
+            for statement, parameters in statements:
+                conn.exec_driver_sql(statement, parameters)
     yield eng
     eng.dispose()
 

@@ -14,23 +14,21 @@ from newsletter.cli.context import AppContext
 from newsletter.cli.main import cli
 from newsletter.clock import FixedClock
 from newsletter.config import Secret, load_settings
-from newsletter.db.migrate import upgrade
 from newsletter.db.session import make_engine, session_factory
 from newsletter.runtime import Runtime
 from tests.fixtures.articles import article_dict, write_json
 
 
 @pytest.fixture
-def app(sqlite_url: str, tmp_path: Path) -> AppContext:
+def app(migrated_sqlite_url: str, tmp_path: Path) -> AppContext:
     """A CLI context on a migrated SQLite database, with the clock at 06:30 JST, June 13."""
     settings = load_settings(
         {},
-        database_url=sqlite_url,
+        database_url=migrated_sqlite_url,
         var_dir=tmp_path / "var",
         secret_keys=(Secret("test-secret-key-0123456789abcdef"),),
     )
-    engine = make_engine(sqlite_url)
-    upgrade(engine)
+    engine = make_engine(migrated_sqlite_url)
     context = AppContext()
     context._settings = settings
     context._runtime = Runtime(

@@ -14,7 +14,6 @@ from newsletter.cli.context import AppContext, plural
 from newsletter.cli.main import cli
 from newsletter.clock import FixedClock
 from newsletter.config import Secret, Settings, load_settings
-from newsletter.db.migrate import upgrade
 from newsletter.db.session import make_engine, session_factory
 from newsletter.runtime import Runtime
 from tests.fixtures.articles import article_dict, write_json
@@ -32,9 +31,8 @@ def settings(tmp_path: Path, sqlite_url: str) -> Settings:  # SQLite only: the C
 
 
 @pytest.fixture
-def app(sqlite_url: str, settings: Settings, clock: FixedClock) -> AppContext:
-    engine: Engine = make_engine(sqlite_url)
-    upgrade(engine)
+def app(migrated_sqlite_url: str, settings: Settings, clock: FixedClock) -> AppContext:
+    engine: Engine = make_engine(migrated_sqlite_url)
     context = AppContext()
     context._settings = settings
     context._runtime = Runtime(

@@ -10,15 +10,81 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.config import load_settings
-from newsletter.db.migrate import head_revision, is_up_to_date
+from newsletter.db.migrate import head_revision, is_up_to_date, upgrade
 from newsletter.db.models import Issue, MailingList, Subscriber
 from newsletter.errors import ConfigError
 
 NOW = datetime(2026, 6, 13, tzinfo=UTC)
 
 
-def test_migrations_bring_the_schema_to_head(engine: Engine) -> None:
-    assert head_revision(engine) is not None
+def _schema(engine: Engine) -> list[tuple[object, ...]]:
+    """Everything the migrations leave in a database: tables, columns, constraints, indexes,
+    sequences, and the Alembic revision."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            # Alembic's batch mode writes a rebuilt table's constraints in no fixed order.
+            rows = [
+                (kind, name, table, sorted(line.strip(" ,") for line in (sql or "").splitlines()))
+                for kind, name, table, sql in conn.exec_driver_sql(
+                    "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
+                )
+            ]
+        else:
+            rows = conn.exec_driver_sql(
+                "SELECT 'column', table_name, column_name, data_type,"
+                " coalesce(character_maximum_length, -1)::text, is_nullable,"
+                " coalesce(column_default, '') FROM information_schema.columns"
+                " WHERE table_schema = current_schema()"
+                " UNION ALL SELECT 'constraint', c.conrelid::regclass::text, c.conname,"
+                " c.contype::text, pg_get_constraintdef(c.oid), '', '' FROM pg_constraint c"
+                " WHERE c.connamespace = current_schema()::regnamespace"
+                " UNION ALL SELECT 'index', tablename, indexname, indexdef, '', '', ''"
+                " FROM pg_indexes WHERE schemaname = current_schema()"
+                " UNION ALL SELECT 'sequence', sequence_name, data_type, start_value,"
+                " increment, '', '' FROM information_schema.sequences"
+                " WHERE sequence_schema = current_schema()"
+                " ORDER BY 1, 2, 3"
+            ).all()
+            schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
+            rows = [tuple(str(v).replace(f"{schema}.", "") for v in row) for row in rows]
+        version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    return [tuple(row) for row in rows] + [("alembic_version", *v) for v in version]
+
+
+def _migrated_like_the_fixture(migrated: Engine, engine: Engine) -> None:
+    upgrade(migrated)
+    assert head_revision(migrated) is not None
+    assert is_up_to_date(migrated)
+    assert _schema(migrated) == _schema(engine)
+
+
+def test_migrations_bring_the_schema_to_head(engine: Engine, tmp_path) -> None:
+    """`upgrade` on an empty database, and the `engine` fixture's migrated copy (a file
+    migrated once, or the migrations' statements replayed) is that same schema."""
+    from newsletter.db.session import make_engine
+    from tests.conftest import POSTGRES_URL, postgres_url_for_schema
+
+    if engine.dialect.name == "sqlite":
+        migrated = make_engine(f"sqlite:///{tmp_path / 'migrated.db'}")
+        _migrated_like_the_fixture(migrated, engine)
+        migrated.dispose()
+    else:
+        import uuid
+
+        from sqlalchemy import create_engine
+
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        admin = create_engine(POSTGRES_URL)
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
+        migrated = make_engine(postgres_url_for_schema(name))
+        try:
+            _migrated_like_the_fixture(migrated, engine)
+        finally:
+            migrated.dispose()
+            with admin.begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
+            admin.dispose()
     assert is_up_to_date(engine)
 
 
@@ -166,3 +232,52 @@ def test_upgrading_a_database_with_sent_issues_keeps_every_row(
     engine.dispose()
     assert counts == [1, 1, 1]
     assert is_up_to_date(make_engine(url))
+
+
+@pytest.mark.postgres
+def test_emptying_a_shared_postgres_schema_leaves_it_as_truncate_would(
+    postgres_schema_url: str,
+) -> None:
+    """The web and subscribers tests share one migrated schema, emptied before each test:
+    every table empty, every id starting at 1 again, the schema still at head."""
+    from sqlalchemy import text
+
+    from newsletter.db.session import make_engine
+    from tests.conftest import empty_postgres_tables
+
+    engine = make_engine(postgres_schema_url)
+    upgrade(engine)
+    stamp = "'2026-06-13 00:00:00+00'"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO lists (slug, name, double_opt_in, created_at)"
+                f" VALUES ('daily', 'AI日報', true, {stamp})"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO issues (list_id, issue_date, status, window_start, cutoff_at,"
+                f" created_at, built_at) VALUES (1, '2026-06-13', 'sent', {stamp}, {stamp},"
+                f" {stamp}, {stamp})"
+            )
+        )
+    empty_postgres_tables(engine)
+    with engine.begin() as conn:
+        tables = conn.execute(
+            text(
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema = current_schema() AND table_name != 'alembic_version'"
+            )
+        ).scalars()
+        counts = {t: conn.execute(text(f'SELECT count(*) FROM "{t}"')).scalar() for t in tables}
+        new_id = conn.execute(
+            text(
+                "INSERT INTO lists (slug, name, double_opt_in, created_at)"
+                f" VALUES ('daily', 'AI日報', true, {stamp}) RETURNING id"
+            )
+        ).scalar()
+    assert len(counts) > 20 and set(counts.values()) == {0}
+    assert new_id == 1
+    assert is_up_to_date(engine)
+    engine.dispose()

@@ -3,6 +3,7 @@ waits and retries, and at worst the command ends with one line and exit 69, not 
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import threading
 from pathlib import Path
@@ -15,7 +16,6 @@ from sqlalchemy.orm import Session
 from newsletter.cli.main import cli
 from newsletter.clock import SYSTEM_CLOCK
 from newsletter.config import Secret, load_settings
-from newsletter.db.migrate import upgrade
 from newsletter.db.models import SendBatch
 from newsletter.db.session import make_engine, session_factory
 from newsletter.delivery.sendconfig import SendConfig
@@ -26,28 +26,38 @@ from tests.fixtures.delivery import SECRET, seed_send
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> str:
+def database(tmp_path: Path, migrated_sqlite_template: Path) -> str:
     path = tmp_path / "locked.db"
+    shutil.copyfile(migrated_sqlite_template, path)
     engine = make_engine(f"sqlite:///{path}")
-    upgrade(engine)
     seed_send(session_factory(engine), 20)
     engine.dispose()
     return str(path)
 
 
-def _hold_write_lock(path: str, seconds: float) -> threading.Thread:
-    """Another process's long write transaction, as seen from here."""
-    ready = threading.Event()
+class _Holder(threading.Thread):
+    release: threading.Event
+
+    def let_go(self) -> None:
+        """End the transaction now (the test has seen what it waited for), then join."""
+        self.release.set()
+        self.join()
+
+
+def _hold_write_lock(path: str, seconds: float) -> _Holder:
+    """Another process's long write transaction (at most `seconds`), as seen from here."""
+    ready, release = threading.Event(), threading.Event()
 
     def hold() -> None:
         conn = sqlite3.connect(path, isolation_level=None)
         conn.execute("BEGIN IMMEDIATE")
         ready.set()
-        threading.Event().wait(seconds)
+        release.wait(seconds)
         conn.execute("ROLLBACK")
         conn.close()
 
-    thread = threading.Thread(target=hold, daemon=True)
+    thread = _Holder(target=hold, daemon=True)
+    thread.release = release
     thread.start()
     ready.wait(5)
     return thread
@@ -84,16 +94,17 @@ def test_a_lock_released_within_the_retries_is_waited_out(database: str, tmp_pat
 
 def test_a_lock_held_past_every_retry_is_one_database_error(database: str, tmp_path: Path) -> None:
     sender, session = _sender(database, tmp_path)
-    holder = _hold_write_lock(database, 10.0)
+    holder = _hold_write_lock(database, 30.0)
     with pytest.raises(DatabaseError, match="stayed locked"):
         sender._write(session, _touch_every_batch)
+    assert holder.is_alive()  # still held when the sender gave up
     session.rollback()
-    holder.join()
+    holder.let_go()
 
 
 def test_the_command_line_says_it_in_one_line_with_exit_69(database: str, tmp_path: Path) -> None:
     (tmp_path / "none.toml").write_text("", encoding="utf-8")
-    holder = _hold_write_lock(database, 4.0)
+    holder = _hold_write_lock(database, 30.0)
     result = CliRunner().invoke(
         cli,
         ["issue", "send", "1", "--enqueue"],
@@ -104,6 +115,7 @@ def test_the_command_line_says_it_in_one_line_with_exit_69(database: str, tmp_pa
             "NEWSLETTER_CONFIG": str(tmp_path / "none.toml"),
         },
     )
-    holder.join()
+    assert holder.is_alive()  # still held when the command gave up
+    holder.let_go()
     assert result.exit_code == 69, result.output
     assert result.stderr.strip().splitlines() == ["error: database unavailable: database is locked"]

@@ -7,6 +7,7 @@ busy timeout), so no batch is sent by two processes.
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections import Counter
 from functools import partial
@@ -18,7 +19,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.clock import SYSTEM_CLOCK
 from newsletter.config import Secret, Settings, load_settings
-from newsletter.db.migrate import upgrade
 from newsletter.db.models import Delivery, SendBatch
 from newsletter.db.session import make_engine, session_factory
 from newsletter.delivery.progress import Progress
@@ -33,9 +33,9 @@ SUBSCRIBERS = 1200
 
 
 @pytest.fixture
-def sqlite_sessions(tmp_path: Path):
+def sqlite_sessions(tmp_path: Path, migrated_sqlite_template: Path):
+    shutil.copyfile(migrated_sqlite_template, tmp_path / "send.db")
     engine = make_engine(f"sqlite:///{tmp_path / 'send.db'}")
-    upgrade(engine)
     yield session_factory(engine)
     engine.dispose()
 

@@ -10,7 +10,7 @@ from sqlalchemy import Column, Integer, MetaData, Table, create_engine, insert, 
 
 from newsletter.db.types import UTCDateTime
 from subscribers.hashing import EmailHasher
-from subscribers.importing import _SQLITE_CONVERT
+from subscribers.importing import _sqlite_datetime
 
 
 def test_the_hand_encoded_sqlite_datetime_is_what_sqlalchemy_stores() -> None:
@@ -27,10 +27,10 @@ def test_the_hand_encoded_sqlite_datetime_is_what_sqlalchemy_stores() -> None:
     with engine.begin() as conn:
         conn.execute(insert(table), [{"id": i, "at": v} for i, v in enumerate(values)])
         stored = [row[0] for row in conn.execute(text("SELECT at FROM t ORDER BY id"))]
-    assert stored == [_SQLITE_CONVERT["UTCDateTime"](v) for v in values]
+    assert stored == [_sqlite_datetime(v) for v in values]
 
 
-def test_the_one_call_keyed_hash_is_hmac() -> None:
+def test_the_keyed_email_hash_is_hmac() -> None:
     key = b"k" * 32
     hasher = EmailHasher(key)
     for address in ("a@example.com", "山田@例え.jp"):

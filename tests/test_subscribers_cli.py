@@ -21,13 +21,11 @@ from newsletter.runtime import Runtime
 
 
 @pytest.fixture
-def subs_app(sqlite_url: str, settings: Settings, clock: FixedClock) -> AppContext:
+def subs_app(migrated_sqlite_url: str, settings: Settings, clock: FixedClock) -> AppContext:
     """A CLI context on a migrated SQLite database with the test clock."""
-    from newsletter.db.migrate import upgrade
     from newsletter.db.session import make_engine
 
-    engine: Engine = make_engine(sqlite_url)
-    upgrade(engine)
+    engine: Engine = make_engine(migrated_sqlite_url)
     context = AppContext()
     context._settings = settings
     context._runtime = Runtime(

@@ -6,16 +6,17 @@ import re
 from datetime import date, timedelta
 
 import feedparser
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from starlette.testclient import TestClient
 
 from newsletter.clock import FixedClock
-from newsletter.db.models import Issue, IssueNote
+from newsletter.db.models import Article, Issue, IssueArticle, IssueNote, IssueVariant
 from newsletter.db.session import transaction
+from newsletter.db.snapshots import article_to_dict
 from newsletter.runtime import Runtime
-from newsletter.types import SLOTS
+from newsletter.types import SLOT_NAME, SLOT_UNSUBSCRIBE_URL, SLOTS
 from tests.fixtures.edition import FIRST_DAY, Edition, add_edition_issue
-from tests.fixtures.web import add_list
+from tests.fixtures.web import add_list, email_html
 
 EN = {"Accept-Language": "en"}
 NEWEST = FIRST_DAY + timedelta(days=2)
@@ -352,11 +353,38 @@ def test_an_index_of_1200_issues_pages_through_all_of_them(
 ) -> None:
     with transaction(web_runtime.sessions) as session:
         list_id = add_list(session, clock, "weekly", "AI週報")
-        article = edition.articles["article-1"]
-        start = date(2020, 1, 1)
-        for k in range(1197):
-            add_edition_issue(session, clock, list_id, start + timedelta(days=k), [article])
-        session.flush()
+        # The rows add_edition_issue writes for each of 1,197 sent issues, inserted in bulk.
+        article = session.get(Article, edition.articles["article-1"])
+        assert article is not None
+        snapshot, now = article_to_dict(article), clock.now()
+        days = [date(2020, 1, 1) + timedelta(days=k) for k in range(1197)]
+        ids = session.scalars(
+            insert(Issue).returning(Issue.id, sort_by_parameter_order=True),
+            [
+                {"list_id": list_id, "issue_date": day, "status": "sent", "window_start": now,
+                 "cutoff_at": now, "created_at": now, "built_at": now, "sent_at": now}
+                for day in days
+            ],
+        ).all()  # fmt: skip
+        session.execute(
+            insert(IssueVariant),
+            [
+                {"issue_id": issue_id, "variant": variant, "subject": f"AI日報 {day} {variant}",
+                 "preheader": "", "html": email_html(f"{variant} {day}"),
+                 "text": f"{variant} {day} {SLOT_NAME}\n{SLOT_UNSUBSCRIBE_URL}\n", "trimmed": [],
+                 "rendered_at": now}
+                for issue_id, day in zip(ids, days, strict=True)
+                for variant in ("ja", "en", "both", "both-en")
+            ],
+        )  # fmt: skip
+        session.execute(
+            insert(IssueArticle),
+            [
+                {"issue_id": issue_id, "article_id": article.id, "position": 0, "pinned": False,
+                 "snapshot": snapshot}
+                for issue_id in ids
+            ],
+        )  # fmt: skip
     seen: list[str] = []
     url: str | None = "/issues/"
     pages = 0
