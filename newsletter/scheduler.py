@@ -15,6 +15,8 @@ Jobs:
   how a scheduler started after the send time sends, or skips, the day), and it picks up lists
   created or rescheduled since.
 - `heartbeat`: writes `meta.scheduler_heartbeat` for `newsletter health`.
+- `engagement-retention`: daily at `RETENTION_AT` UTC, folds click and open events older than
+  NEWSLETTER_EVENTS_RETENTION_DAYS into counts (`newsletter.engagement.retention`).
 - `once` (`--at`): an operator's one-off run of the pipeline at a given instant.
 
 SIGTERM/SIGINT set a stop event the sending core watches: the batch in flight is finished and
@@ -45,6 +47,7 @@ from sqlalchemy.exc import IntegrityError
 from newsletter.catchup import CatchupAction, Decision, check_window, decide_catchup
 from newsletter.db.models import Issue, MailingList, Meta
 from newsletter.db.session import transaction
+from newsletter.engagement.retention import purge_events
 from newsletter.errors import ConfigError, NewsletterError, NotFoundError
 from newsletter.heartbeat import HEARTBEAT_INTERVAL, HEARTBEAT_KEY
 from newsletter.logs import log_event
@@ -64,6 +67,7 @@ from subscribers.lists import get_or_create_list
 log = logging.getLogger(__name__)
 
 CATCHUP_INTERVAL = timedelta(minutes=5)
+RETENTION_AT = (3, 17)  # hour, minute UTC: away from the morning sends
 
 
 @dataclass(frozen=True)
@@ -329,6 +333,17 @@ class Scheduler:
         except Exception as err:
             log_event(log, "scheduler.heartbeat_failed", level=logging.WARNING, error=str(err))
 
+    def retention(self) -> None:
+        """The daily fold of old engagement events; a failure is logged and retried tomorrow."""
+        if self.stopping.is_set():
+            return
+        try:
+            report = purge_events(self.runtime.sessions, self.runtime.settings, self.runtime.clock)
+            log_event(log, "scheduler.retention", issues=len(report.issues),
+                      clicks=report.clicks, opens=report.opens)  # fmt: skip
+        except Exception as err:
+            log_event(log, "scheduler.retention_failed", level=logging.ERROR, error=str(err))
+
     def next_runs(self) -> dict[str, str]:
         """Each list's next scheduled send, in the list's own zone (for `health`)."""
         runs = {}
@@ -411,6 +426,13 @@ class Scheduler:
                 id="catch-up",
                 next_run_time=now,
                 misfire_grace_time=None,
+            )
+            self._aps.add_job(
+                self.retention,
+                CronTrigger(hour=RETENTION_AT[0], minute=RETENTION_AT[1], timezone=UTC),
+                id="engagement-retention",
+                misfire_grace_time=None,
+                coalesce=True,
             )
         self._aps.add_job(
             self.heartbeat,

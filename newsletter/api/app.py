@@ -14,7 +14,14 @@ from fastapi import FastAPI
 from newsletter import __version__
 from newsletter.runtime import Runtime
 
-from . import routes_admin, routes_articles, routes_issues, routes_lists, routes_subscribers
+from . import (
+    routes_admin,
+    routes_articles,
+    routes_engagement,
+    routes_issues,
+    routes_lists,
+    routes_subscribers,
+)
 from .gate import ApiGate, RateLimiter
 from .problems import PROBLEMS, exception_handlers
 from .schemas import Problem
@@ -50,6 +57,7 @@ def create_api(runtime: Runtime, *, limiter: RateLimiter | None = None) -> FastA
     )
     for module in (routes_lists, routes_subscribers, routes_articles, routes_issues, routes_admin):
         api.include_router(module.router)
+    api.include_router(routes_engagement.router)
     api.state.runtime = runtime
     api.add_middleware(
         ApiGate,

@@ -100,6 +100,7 @@ def _register() -> None:
     from newsletter.cli import (
         articles_cmd,
         audit_cmd,
+        engagement_cmd,
         inbound_cmd,
         issue_build_cmd,
         issue_list_cmd,
@@ -122,11 +123,16 @@ def _register() -> None:
     cli.add_command(lists_cmd.lists)
     cli.add_command(users_cmd.users)
     cli.add_command(tokens_cmd.tokens)
+    cli.add_command(engagement_cmd.engagement)
+    for command in engagement_cmd.LIST_COMMANDS:
+        lists_cmd.lists.add_command(command)
     for command in articles_cmd.COMMANDS:
         articles.add_command(command)
     for module in (issue_build_cmd, issue_list_cmd, issue_preview_cmd, issue_send_cmd):
         for command in module.COMMANDS:
             issue.add_command(command)
+    for command in engagement_cmd.ISSUE_COMMANDS:
+        issue.add_command(command)
 
 
 _register()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime, timedelta
 
 from markupsafe import Markup, escape
@@ -72,5 +73,60 @@ def events_chart_svg(
             f"{escape(labels.get(metric, metric))} ({sum(series.values())})</text>"
         )
         legend_y += 16
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+LABEL_UNITS = 32  # what fits left of the bars at 12 px: a wide (CJK) character counts 2
+
+
+def _fit(label: str, units: int) -> str:
+    """`label`, cut with an ellipsis to `units` of display width."""
+    used = 0
+    for i, char in enumerate(label):
+        used += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+        if used > units:
+            return label[: max(i - 1, 0)] + "…"
+    return label
+
+
+def bars_chart_svg(
+    bars: list[tuple[str, int]],
+    *,
+    title: str,
+    description: str,
+    width: int = 600,
+    bar_height: int = 22,
+) -> Markup:
+    """Horizontal bars, one per (label, value), in the given order: accessible without sight
+    (role="img", a <title> and a <desc> carrying every value) and without script.
+
+    Labels are escaped; a long label is cut to fit, its full text stays in the <desc>.
+    """
+    if not bars:
+        return Markup("")
+    pad_left, pad_right, pad_top, gap = 220, 50, 8, 6
+    plot_w = width - pad_left - pad_right
+    peak = max(value for _, value in bars) or 1
+    height = pad_top * 2 + len(bars) * (bar_height + gap)
+    parts = [
+        f'<svg class="chart bars" xmlns="http://www.w3.org/2000/svg" '
+        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-labelledby="bars-title bars-desc">',
+        f'<title id="bars-title">{escape(title)}</title>',
+        f'<desc id="bars-desc">{escape(description)}</desc>',
+    ]
+    for i, (label, value) in enumerate(bars):
+        y = pad_top + i * (bar_height + gap)
+        w = plot_w * value / peak
+        short = _fit(label, LABEL_UNITS)
+        parts.append(
+            f'<g class="bar"><text x="{pad_left - 8}" y="{y + bar_height * 0.7:.1f}" '
+            f'text-anchor="end" font-size="12">{escape(short)}</text>'
+            f'<rect x="{pad_left}" y="{y}" width="{w:.1f}" height="{bar_height}" '
+            f'fill="#0b57d0"/>'
+            f'<text x="{pad_left + w + 4:.1f}" y="{y + bar_height * 0.7:.1f}" '
+            f'font-size="12">{value}</text></g>'
+        )
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -18,11 +18,12 @@ from newsletter.clock import Clock
 from newsletter.config import Settings
 from newsletter.db.models import Issue, IssueVariant, MailingList
 from newsletter.delivery.status import send_status
+from newsletter.engagement.stats import issue_engagement, list_trends, percent
 from newsletter.errors import NotFoundError
 from newsletter.issues.variants import ensure_variants
 from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL, VARIANTS
 from newsletter.urls import preferences_url, unsubscribe_url
-from newsletter.web.chart import events_chart_svg
+from newsletter.web.chart import bars_chart_svg, events_chart_svg
 from newsletter.web.context import in_transaction, page_language, parse_id, render, state_of
 from newsletter.web.i18n import MESSAGES
 from newsletter.web.security import EMAIL_CSP, PREVIEW_CSP, editor_authorized
@@ -181,4 +182,25 @@ def stats_values(session: Session, issue_id: int, lang: str) -> dict[str, Any]:
         "counts": stats.counts,
         "chart": events_chart_svg(stats.timeline, stats.bucket, labels),
         "ledger": _ledger(session, issue.id),
+        **engagement_values(session, issue, lang),
+    }
+
+
+def engagement_values(session: Session, issue: Issue, lang: str) -> dict[str, Any]:
+    """First-party engagement beside the provider's events: per-article clicks by variant as a
+    table and a bar chart (readers who clicked each article), and the list's 30-issue trend."""
+    t = MESSAGES
+    engagement = issue_engagement(session, issue, lang)
+    bars = [(f"{a.position}. {a.title or a.ref}", a.unique_clickers) for a in engagement.articles]
+    items = "; ".join(f"{label}: {value}" for label, value in bars)
+    chart = bars_chart_svg(
+        bars,
+        title=t["eng_chart_title"][lang],
+        description=t["eng_chart_desc"][lang].format(items=items),
+    )
+    return {
+        "engagement": engagement,
+        "engagement_chart": chart if engagement.reader_clicks else None,
+        "trends": list_trends(session, issue.mailing_list, lang),
+        "percent": percent,
     }

@@ -46,6 +46,7 @@ def routes() -> list[BaseRoute]:
         Route(sent + "/frame/{variant}", pages.frame, methods=["GET"]),
         Route(sent + "/sending", pages.sending_page, methods=["GET"]),
         Route(sent + "/stats", pages.stats_page, methods=["GET"]),
+        Route(sent + "/stats.csv", pages.stats_csv, methods=["GET"]),
         Route(sent + "/{action}", actions.sending_post, methods=["POST"]),
         Route("/desk/audit", pages.audit_page, methods=["GET"]),
     ]

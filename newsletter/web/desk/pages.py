@@ -12,6 +12,8 @@ from starlette.responses import Response
 from newsletter.accounts import audit
 from newsletter.accounts.roles import Permission
 from newsletter.db.models import Issue
+from newsletter.engagement.export import engagement_csv
+from newsletter.engagement.stats import issue_engagement
 from newsletter.errors import NotFoundError
 from newsletter.schedule import schedule_for
 from newsletter.types import FINISHED_ISSUE_STATUSES, VARIANTS, IssueStatus
@@ -221,10 +223,28 @@ async def stats_page(request: Request, desk: Desk) -> Response:
         values = stats_values(session, issue_id, desk.lang)
         issue = _issue(session, issue_id)
         values["slug"] = issue.mailing_list.slug
+        values["csv_url"] = f"/desk/issues/{issue.id}/stats.csv?hl={desk.lang}"
         return values
 
     return page(
         request, "desk/stats.html", desk.lang, desk=desk, **await in_transaction(request, work)
+    )
+
+
+@desk_route(Permission.READ)
+async def stats_csv(request: Request, desk: Desk) -> Response:
+    """The per-article clicks as CSV (UTF-8), titles in the desk's language."""
+    issue_id = _issue_id(request)
+
+    def work(session: Session) -> tuple[str, str]:
+        stats = issue_engagement(session, _issue(session, issue_id), desk.lang)
+        return f"engagement-{stats.list}-{stats.date.isoformat()}.csv", engagement_csv(stats)
+
+    name, body = await in_transaction(request, work)
+    return Response(
+        body.encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 
