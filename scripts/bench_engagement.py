@@ -93,6 +93,8 @@ def main() -> int:
             rows = []
             for _ in range(min(100_000, args.clicks - chunk)):
                 d = rng.randrange(1, args.deliveries + 1)
+                if (d - 1) % 20 == 0:  # an untracked delivery (tracking off) never clicks
+                    d = d + 1 if d < args.deliveries else d - 1
                 pos = min(int(rng.expovariate(0.4)), 9)
                 machine = rng.random() < 0.1
                 rows.append({"issue_id": issue_id, "subscriber_id": None, "delivery_id": d,

@@ -553,7 +553,12 @@ class ClickEvent(Base):
 
     __tablename__ = "click_events"
     __table_args__ = (
-        Index("ix_click_events_issue_article", "issue_id", "article_id"),
+        # Covers every statistics query (newsletter.engagement.tally): read from the index
+        # alone, an issue's million clicks are counted without touching the table.
+        Index(
+            "ix_click_events_issue_counts",
+            "issue_id", "machine", "article_id", "variant", "kind", "position", "delivery_id",
+        ),  # fmt: skip
         Index("ix_click_events_at", "at"),
     )
 

@@ -59,7 +59,9 @@ def upgrade() -> None:
     with op.batch_alter_table("click_events", schema=None) as batch_op:
         batch_op.create_index("ix_click_events_at", ["at"], unique=False)
         batch_op.create_index(
-            "ix_click_events_issue_article", ["issue_id", "article_id"], unique=False
+            "ix_click_events_issue_counts",
+            ["issue_id", "machine", "article_id", "variant", "kind", "position", "delivery_id"],
+            unique=False,
         )
         batch_op.create_index(
             batch_op.f("ix_click_events_subscriber_id"), ["subscriber_id"], unique=False
@@ -249,7 +251,7 @@ def downgrade() -> None:
     op.drop_table("engagement_totals")
     with op.batch_alter_table("click_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_click_events_subscriber_id"))
-        batch_op.drop_index("ix_click_events_issue_article")
+        batch_op.drop_index("ix_click_events_issue_counts")
         batch_op.drop_index("ix_click_events_at")
 
     op.drop_table("click_events")
