@@ -101,6 +101,7 @@ def _register() -> None:
         articles_cmd,
         audit_cmd,
         inbound_cmd,
+        issue_ab_test_cmd,
         issue_build_cmd,
         issue_list_cmd,
         issue_preview_cmd,
@@ -124,7 +125,13 @@ def _register() -> None:
     cli.add_command(tokens_cmd.tokens)
     for command in articles_cmd.COMMANDS:
         articles.add_command(command)
-    for module in (issue_build_cmd, issue_list_cmd, issue_preview_cmd, issue_send_cmd):
+    for module in (
+        issue_build_cmd,
+        issue_list_cmd,
+        issue_preview_cmd,
+        issue_send_cmd,
+        issue_ab_test_cmd,
+    ):
         for command in module.COMMANDS:
             issue.add_command(command)
 

@@ -19,6 +19,7 @@ from newsletter.clock import Clock
 from newsletter.db.models import Delivery, Issue, SendBatch
 from newsletter.delivery.ledger import OPEN_BATCH, chunks, get_issue_row, move_batches, open_work
 from newsletter.delivery.planning import group_into_batches
+from newsletter.engagement import subject_tests
 from newsletter.errors import StateError
 from newsletter.types import BatchStatus, DeliveryStatus, FailureKind, IssueStatus
 
@@ -63,12 +64,16 @@ def finish_if_done(session: Session, issue_id: int, clock: Clock) -> IssueStatus
     status = final_status(recipient_counts(session, issue_id))
     if status is None:
         return None
+    if subject_tests.hold_send(session, issue_id, clock.now()):
+        return None  # a subject-line test's sample: the issue waits for its decision
     done = session.execute(
         update(Issue)
         .where(Issue.id == issue_id, Issue.status == IssueStatus.SENDING)
         .values(status=status, sent_at=clock.now())
         .execution_options(synchronize_session=False)
     ).rowcount
+    if done:
+        subject_tests.finish_test(session, issue_id)
     return status if done else None
 
 
@@ -128,6 +133,7 @@ def cancel_issue(session: Session, issue_id: int, clock: Clock) -> int:
     set_issue_status(
         session, issue_id, IssueStatus.CANCELLED, (IssueStatus.SENDING, IssueStatus.PAUSED)
     )
+    subject_tests.cancel_test(session, issue_id)
     now = clock.now()
     pending = select(SendBatch.id).where(
         SendBatch.issue_id == issue_id,
