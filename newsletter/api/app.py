@@ -14,7 +14,14 @@ from fastapi import FastAPI
 from newsletter import __version__
 from newsletter.runtime import Runtime
 
-from . import routes_admin, routes_articles, routes_issues, routes_lists, routes_subscribers
+from . import (
+    routes_admin,
+    routes_articles,
+    routes_issues,
+    routes_lists,
+    routes_subject_tests,
+    routes_subscribers,
+)
 from .gate import ApiGate, RateLimiter
 from .problems import PROBLEMS, exception_handlers
 from .schemas import Problem
@@ -48,7 +55,14 @@ def create_api(runtime: Runtime, *, limiter: RateLimiter | None = None) -> FastA
         root_path_in_servers=False,
         exception_handlers=exception_handlers(),
     )
-    for module in (routes_lists, routes_subscribers, routes_articles, routes_issues, routes_admin):
+    for module in (
+        routes_lists,
+        routes_subscribers,
+        routes_articles,
+        routes_issues,
+        routes_subject_tests,
+        routes_admin,
+    ):
         api.include_router(module.router)
     api.state.runtime = runtime
     api.add_middleware(
