@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.testclient import TestClient
 
 from newsletter.accounts.actors import Actor, cli_actor
 from newsletter.accounts.roles import Role
@@ -50,6 +52,7 @@ from newsletter.engagement.subject_tests import (
     status_line,
 )
 from newsletter.errors import PermissionDeniedError, StateError, ValidationError
+from newsletter.issues.assembly import build_issue
 from newsletter.pipeline import decide_due_tests
 from newsletter.providers.base import Batch
 from newsletter.providers.outbox import OutboxProvider
@@ -619,3 +622,77 @@ def test_an_ab_test_on_10000_subscribers_mails_everyone_once_and_the_rest_get_th
     assert all(everyone[d] == variants[form[d][1]][1] for d in rest)
     assert (shown["status"], shown["winner_arm"]) == ("done", 1)
     assert [a["clicks"] for a in shown["arms"]] == [30, 60]
+
+
+# --- the desk -------------------------------------------------------------------------------
+
+
+def test_the_desks_issue_page_shows_the_test_and_each_subjects_results(
+    web_client: TestClient, web_runtime: Runtime, clock: FixedClock
+) -> None:
+    from tests.desk_support import make_user, sign_in
+    from tests.fixtures.scheduler import seed_articles
+    from tests.fixtures.web import add_list
+
+    with transaction(web_runtime.sessions) as session:
+        add_list(session, clock)
+    seed_articles(web_runtime.sessions, [clock.now() - timedelta(hours=h) for h in (1, 2, 3)])
+    with transaction(web_runtime.sessions) as session:
+        built = build_issue(session, web_runtime.settings, clock, list_slug="daily")
+        assert built.issue is not None
+        issue_id, list_id = built.issue.id, built.issue.list_id
+        session.execute(update(MailingList).values(click_tracking=True))
+        add_subscribers(session, list_id, 0, 40)
+    _start(web_runtime.sessions, web_runtime.settings, clock, issue_id, sample="50%")
+    _click(web_runtime.sessions, issue_id, 1, 2)
+    make_user(web_runtime, "viewer@example.com", "viewer")
+    sign_in(web_client, "viewer@example.com")
+    page = web_client.get("/desk/lists/daily/2026-06-13?hl=en").text
+    assert "Subject-line test: <span class=\"state\">sending the sample</span>" in page
+    assert "A random 50% of the audience (20 subscribers)" in page
+    assert f"<span lang=\"ja\">{JA[1]}</span><br><span lang=\"en\">{EN[1]}</span>" in page
+    assert "<td>0 / 10</td><td>2</td>" in page  # B: nobody accepted yet, 2 reader clicks
+    japanese = web_client.get("/desk/lists/daily/2026-06-13?hl=ja").text
+    assert "件名テスト: <span class=\"state\">サンプルに配信中</span>" in japanese
+
+
+# --- the HTTP API ---------------------------------------------------------------------------
+
+
+def test_the_api_starts_a_test_once_per_idempotency_key_shows_it_and_decides_it(
+    web_runtime: Runtime, clock: FixedClock
+) -> None:
+    from newsletter.accounts import tokens
+    from newsletter.web import create_app
+
+    issue_id = _seed(web_runtime.sessions, 30)
+    with transaction(web_runtime.sessions) as session:
+        secret = tokens.create_token(
+            session, clock, cli_actor(), name="ab-script", role="admin"
+        ).secret
+    auth = {"Authorization": f"Bearer {secret}"}
+    body = {"subjects_ja": list(JA), "subjects_en": list(EN), "sample": "20%", "wait": "0"}
+    path = f"/api/v1/issues/{issue_id}/subject-test"
+    with TestClient(create_app(web_runtime), base_url="https://news.example.com") as client:
+        bad = client.post(path, json={**body, "subjects_en": [EN[0]]}, headers=auth)
+        assert bad.status_code == 422 and "subjects_en: expected 2 to 5" in bad.json()["detail"]
+        key = {**auth, "Idempotency-Key": "ab-0613"}
+        first = client.post(path, json=body, headers=key)
+        assert first.status_code == 202, first.text
+        again = client.post(path, json=body, headers=key)
+        assert again.headers["idempotent-replayed"] == "true" and again.json() == first.json()
+        deadline = time.monotonic() + 20  # the server sends the sample in the background
+        while client.get(path, headers=auth).json()["status"] != "waiting":
+            assert time.monotonic() < deadline, "the sample was not sent"
+            time.sleep(0.05)
+        _click(web_runtime.sessions, issue_id, 1, 1)
+        decided = client.post(path + "/decide", headers=auth)
+        assert decided.status_code == 200, decided.text
+        assert decided.json()["test"]["winner_label"] == "B"
+        assert client.post(path + "/decide", headers=auth).status_code == 409
+        while client.get(f"/api/v1/issues/{issue_id}/status", headers=auth).json()[
+            "issue_status"
+        ] != "sent":  # the winner goes out in the background too
+            assert time.monotonic() < deadline + 20, "the winner was not sent"
+            time.sleep(0.05)
+    assert _arms(web_runtime.sessions, issue_id) == {0: 3, 1: 27}
