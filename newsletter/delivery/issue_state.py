@@ -4,7 +4,9 @@ An issue is `sent` only when every planned recipient was accepted or skipped by 
 longer subscribed, suppressed). When some failed it is `sent_with_failures`; when nobody was
 accepted and some failed, `failed` (a refused From or API key fails every batch). While any
 recipient is in doubt the send is not over: the issue stays `sending` until reconciliation
-or the operator settles them.
+or the operator settles them. An issue whose subject-line test is still sampling or waiting
+stays `sending` too: the rest of its audience is planned when the test decides
+(`newsletter.delivery.subject_tests`).
 """
 
 from __future__ import annotations
