@@ -129,8 +129,27 @@ class ChildPeakRss:
 # --- data -----------------------------------------------------------------------------------
 
 
-def seed(sessions: sessionmaker[Session], count: int) -> int:
-    """N active subscribers generated in SQL, a list, a built issue with three variants."""
+def demo_variants(tmp: str) -> dict[str, tuple[str, str, str, str]]:
+    """The variants `newsletter demo` renders from its sample articles: variant -> (subject,
+    preheader, html, text), read from the demo's own database (run in `tmp`)."""
+    import sqlite3
+
+    folder = Path(tmp) / "demo"
+    folder.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(NEWSLETTER_VAR_DIR=str(folder), NEWSLETTER_DATABASE_URL=f"sqlite:///{folder}/d.db")
+    subprocess.run(
+        [sys.executable, "-c", "from newsletter.cli.main import main; main()", "demo"],
+        env=env, check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    with sqlite3.connect(folder / "d.db") as db:
+        rows = db.execute("SELECT variant, subject, preheader, html, text FROM issue_variants")
+        return {variant: (subject, pre, html, text) for variant, subject, pre, html, text in rows}
+
+
+def seed(sessions: sessionmaker[Session], count: int, demo: dict[str, Any] | None = None) -> int:
+    """N active subscribers generated in SQL, a list, a built issue with three variants
+    (synthetic, or `demo`'s)."""
     with sessions.begin() as session:
         dialect = session.get_bind().dialect.name
         the_list = MailingList(slug="daily", name="AI日報", created_at=T0)
@@ -181,6 +200,16 @@ def seed(sessions: sessionmaker[Session], count: int) -> int:
         )
         body = "".join(article.format(i=i) for i in range(8))
         for variant in VARIANTS:  # every stored variant: the send renders nothing
+            if demo:
+                subject, preheader, html, text_part = demo[variant]
+                session.add(
+                    IssueVariant(
+                        issue_id=issue.id, variant=variant, subject=subject,
+                        preheader=preheader, html=html, text=text_part, trimmed=[],
+                        rendered_at=T0 + timedelta(minutes=1),
+                    )
+                )  # fmt: skip
+                continue
             session.add(
                 IssueVariant(
                     issue_id=issue.id,
@@ -227,15 +256,21 @@ def ledger_counts(sessions: sessionmaker[Session], issue_id: int) -> dict[str, i
 
 class Server:
     def __init__(
-        self, provider: str, fail_rate: float, latency: float = 0.0, rate_limit: float = 0.0
+        self,
+        provider: str,
+        fail_rate: float,
+        latency: float = 0.0,
+        rate_limit: float = 0.0,
+        sink: str = "counter",
     ) -> None:
         if provider == "sendgrid":
             args = ["-m", "newsletter.testing.sendgrid_server", "--port", "0", "--api-key", API_KEY,
                     "--fail-rate", str(fail_rate), "--retry-after", "0.1",
                     "--latency", str(latency), "--rate-limit", str(rate_limit)]  # fmt: skip
         else:
-            args = ["-m", "newsletter.testing.smtp_sink", "--port", "0", "--count-only",
-                    "--fast-data"]  # fmt: skip
+            args = ["-m", "newsletter.testing.smtp_sink", "--port", "0", "--count-only"]
+            if sink == "aiosmtpd":
+                args += ["--aiosmtpd", "--fast-data"]
         self.provider = provider
         self.proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
@@ -320,6 +355,117 @@ def server_limit(
     for proc in procs:
         proc.join()
     return requests * len(recipients) / (time.monotonic() - started)
+
+
+def _replay(url: str, messages: list[tuple[bytes, bytes]], seconds: float, conns: int,
+            out: Any) -> None:  # fmt: skip
+    """One client process: `conns` pipelined connections replaying pre-built messages (one
+    write and one wait a message: the message, its end of data and the next envelope)."""
+    import socket
+
+    host, port = url.split("://")[1].split("?")[0].rsplit(":", 1)
+    done = [0] * conns
+    cpu = time.process_time()
+    until = time.monotonic() + seconds
+
+    def answers(sock: socket.socket, count: int) -> list[bytes]:
+        buf = b""
+        while buf.count(b"\r\n") < count:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("sink closed")
+            buf += chunk
+        return [line[:3] for line in buf.split(b"\r\n")[:count]]
+
+    def run(n: int) -> None:
+        with socket.create_connection((host, int(port))) as sock:
+            answers(sock, 1)
+            sock.sendall(b"EHLO bench.example\r\n")
+            buf = b""
+            while b"\r\n250 " not in b"\r\n" + buf:
+                buf += sock.recv(65536)
+            i = n
+            sock.sendall(messages[i % len(messages)][0])
+            assert answers(sock, 3) == [b"250", b"250", b"354"]
+            while time.monotonic() < until:
+                envelope, data = (
+                    messages[(i + 1) % len(messages)][0],
+                    messages[i % len(messages)][1],
+                )
+                sock.sendmsg([data, b".\r\n", envelope])
+                final, *rest = answers(sock, 4)
+                assert rest == [b"250", b"250", b"354"], rest
+                done[n] += final == b"250"
+                i += 1
+
+    workers = [threading.Thread(target=run, args=(n,)) for n in range(conns)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    out.put((sum(done), time.process_time() - cpu))
+
+
+def smtp_sink_limit(
+    args: argparse.Namespace, sessions: sessionmaker[Session], settings: Any, connections: int
+) -> dict[str, Any]:
+    """Messages per second a fresh sink (the same kind, its own process) takes when nothing
+    else limits it: 300 of the issue's real messages (signed links, every variant, 8BITMIME as
+    the sink announces), rendered and dot-stuffed before the clock starts, replayed for
+    `--limit-seconds` over `connections` pipelined connections by `--limit-clients` processes."""
+    from newsletter.delivery.messages import prepare_messages
+    from newsletter.providers.base import Recipient
+    from newsletter.providers.mime import template_for
+    from subscribers.tokens import LinkSigner
+
+    signer = LinkSigner(settings)
+    with sessions() as session:
+        prepared = prepare_messages(session, settings, args.issue_id)
+        rows = session.execute(
+            select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.language)
+            .order_by(Subscriber.id).limit(300)
+        ).all()  # fmt: skip
+    links = signer.links_for_list(1)
+    messages = []
+    for n, (sid, email, name, language) in enumerate(rows, 1):
+        message = prepared[language]
+        data = template_for(message).render(
+            Recipient(n, sid, email, name or "", *links(sid)), eightbit=True
+        )
+        data = data.replace(b"\r\n.", b"\r\n..")
+        envelope = (
+            f"MAIL FROM:<{message.from_email}> BODY=8BITMIME\r\nRCPT TO:<{email}>\r\nDATA\r\n"
+        )
+        messages.append((envelope.encode(), data))
+    sink = Server("smtp", 0.0, sink=args.sink)
+    context = multiprocessing.get_context("fork")
+    queue: Any = context.Queue()
+    clients = max(1, min(args.limit_clients, connections))
+    shares = [connections // clients + (k < connections % clients) for k in range(clients)]
+    procs = [
+        context.Process(target=_replay, args=(sink.url, messages, args.limit_seconds, share, queue))
+        for share in shares
+    ]
+    started = time.monotonic()
+    cpu_before = sink.cpu_s()
+    for proc in procs:
+        proc.start()
+    results = [queue.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    elapsed = time.monotonic() - started
+    sink_cpu = sink.cpu_s() - cpu_before
+    counts = sink.close()
+    sent = sum(done for done, _ in results)
+    return {
+        "limit_per_s": sent / elapsed,
+        "connections": connections,
+        "messages": sent,
+        "sink_counted": counts.get("messages"),
+        "sink_cpu_us_per_message": round(sink_cpu / max(sent, 1) * 1e6, 1),
+        "client_cpu_us_per_message": round(sum(c for _, c in results) / max(sent, 1) * 1e6, 1),
+        "mean_message_bytes": round(sum(len(d) for _, d in messages) / len(messages)),
+    }
 
 
 # --- runs -----------------------------------------------------------------------------------
@@ -469,6 +615,21 @@ def run_core(
     }
 
 
+def smtp_sink_limit_for(args: argparse.Namespace, url: str, connections: int) -> dict[str, Any]:
+    settings = load_settings(
+        {"NEWSLETTER_FROM": FROM},
+        database_url=url,
+        secret_keys=(Secret(SECRET),),
+        base_url="https://news.example.com",
+        var_dir=Path(args.tmp),
+    )
+    engine = make_engine(url)
+    try:
+        return smtp_sink_limit(args, session_factory(engine), settings, connections)
+    finally:
+        engine.dispose()
+
+
 def run_naive(args: argparse.Namespace, url: str, server: Server, limit: int) -> dict[str, Any]:
     """The obvious approach: ORM rows, sendgrid's Mail helper and client, one mail per row."""
     from sendgrid import SendGridAPIClient
@@ -553,7 +714,8 @@ def main() -> int:
     )
     parser.add_argument(
         "--limit-seconds", type=float, default=5.0,
-        help="SendGrid: measure the server's own limit this long after each run (0: skip)",
+        help="measure the server's (SendGrid) or a fresh sink's (SMTP) own limit this long "
+        "after each run (0: skip)",
     )  # fmt: skip
     parser.add_argument("--limit-clients", type=int, default=3, help="client processes for it")
     parser.add_argument("--latency", type=float, default=0.0, help="SendGrid: seconds per answer")
@@ -563,6 +725,15 @@ def main() -> int:
         "reports the share of that rate achieved and the share of requests answered 429",
     )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument(
+        "--message", choices=("synthetic", "demo"), default="synthetic",
+        help="the issue's variants: synthetic (~12 KB of HTML, the name in the first line) or "
+        "the ones `newsletter demo` renders from its sample articles",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sink", choices=("counter", "aiosmtpd"), default="counter",
+        help="SMTP: the lean counting sink, or aiosmtpd (--fast-data)",
+    )  # fmt: skip
     parser.add_argument("--dkim", action="store_true", help="DKIM-sign (RSA-2048), SMTP only")
     parser.add_argument("--naive", action="store_true", help="also run the obvious approach")
     parser.add_argument("--naive-limit", type=int, default=3000, help="recipients for --naive")
@@ -582,7 +753,8 @@ def main() -> int:
     engine = make_engine(url)
     upgrade(engine)
     started = time.monotonic()
-    args.issue_id = seed(session_factory(engine), args.subscribers)
+    demo = demo_variants(args.tmp) if args.message == "demo" else None
+    args.issue_id = seed(session_factory(engine), args.subscribers, demo)
     engine.dispose()
     log(f"seeded {args.subscribers} subscribers in {time.monotonic() - started:.1f}s")
     results: list[dict[str, Any]] = []
@@ -591,7 +763,7 @@ def main() -> int:
         for w in (int(w) for w in args.workers.split(",")):
             runs += [(1, int(p)) for p in args.processes.split(",")] if w <= 1 else [(w, 1)]
         for workers, processes in runs:
-            server = Server(args.provider, args.fail_rate, args.latency, args.rate_limit)
+            server = Server(args.provider, args.fail_rate, args.latency, args.rate_limit, args.sink)
             try:
                 result = run_core(args, url, server, workers, processes)
             finally:
@@ -600,6 +772,20 @@ def main() -> int:
                 # The sink counts messages received; more than the ledger accepted = duplicates.
                 result["duplicates"] = max(0, sink["recipients"] - result["recipients"])
                 result["missing"] = max(0, args.subscribers - sink["recipients"])
+                result["sink_cpu_us_per_message"] = round(
+                    result["server_cpu_s"] / max(result["recipients"], 1) * 1e6, 1
+                )
+                result["sink_connections"] = sink.get("connections")
+                if args.limit_seconds > 0:
+                    limit = smtp_sink_limit_for(args, url, sink.get("max_open_connections") or 4)
+                    result["server_limit_per_s"] = round(limit["limit_per_s"])
+                    result["ratio"] = round(
+                        result["send_recipients_per_s"] / limit["limit_per_s"], 2
+                    )
+                    result["ratio_end_to_end"] = round(
+                        result["recipients_per_s"] / limit["limit_per_s"], 2
+                    )
+                    result["sink_limit"] = limit
             results.append(result)
             print(json.dumps(result), flush=True)
         if args.naive:

@@ -1,9 +1,10 @@
 """The right to be forgotten, and the right to see everything stored about oneself.
 
-`erase` deletes the subscriber row with its subscriptions, cuts consent records loose from the
-person (subscriber id, IP and user agent removed; the bare fact of consent stays, as the law
-asks), scrubs address fields from stored provider events, and leaves only the keyed hash on the
-suppression list so the address is never mailed again, by any path, including re-import.
+`erase` deletes the subscriber row with its subscriptions and every click and open recorded for
+them, cuts consent records loose from the person (subscriber id, IP and user agent removed; the
+bare fact of consent stays, as the law asks), scrubs address fields from stored provider events,
+and leaves only the keyed hash on the suppression list so the address is never mailed again, by
+any path, including re-import.
 """
 
 from __future__ import annotations
@@ -15,16 +16,21 @@ from sqlalchemy.orm import Session
 
 from newsletter.clock import Clock
 from newsletter.db.models import (
+    Article,
+    ClickEvent,
     ConsentRecord,
     Delivery,
     Event,
+    Issue,
+    IssueLink,
     MailingList,
+    OpenEvent,
     Suppression,
 )
 from newsletter.types import SuppressionReason
 from subscribers.hashing import EmailHasher, email_key
 from subscribers.records import record_consent
-from subscribers.service import find_subscriber
+from subscribers.service import find_subscriber, forget_engagement
 from subscribers.suppression import suppress
 
 # Keys in provider event payloads that hold an address or other personal detail.
@@ -57,6 +63,8 @@ def erase(session: Session, clock: Clock, *, email: str) -> bool:
     subscriber_id = subscriber.id if subscriber is not None else None
     found = subscriber is not None
     if subscriber_id is not None:
+        if forget_engagement(session, subscriber_id):
+            found = True
         session.execute(
             update(ConsentRecord)
             .where(ConsentRecord.subscriber_id == subscriber_id)
@@ -178,4 +186,64 @@ def export_personal_data(session: Session, *, email: str) -> dict[str, Any]:
         }
         for e in events
     ]
+    document["clicks"] = _clicks(session, subscriber.id, slugs)
+    document["opens"] = [
+        {
+            "list": slugs.get(r.list_id),
+            "issue_date": _iso(r.issue_date),
+            "variant": r.variant,
+            "at": _iso(r.at),
+            "source": r.source,
+        }
+        for r in session.execute(
+            select(
+                Issue.list_id, Issue.issue_date, OpenEvent.variant, OpenEvent.at, OpenEvent.source
+            )
+            .join(Issue, Issue.id == OpenEvent.issue_id)
+            .where(OpenEvent.subscriber_id == subscriber.id)
+            .order_by(OpenEvent.at, OpenEvent.id)
+        )
+    ]
     return document
+
+
+def _clicks(session: Session, subscriber_id: int, slugs: dict[int, str]) -> list[dict[str, Any]]:
+    """The person's recorded clicks: which link of which issue, and when (machine requests
+    included, marked, since they were recorded against their delivery too)."""
+    rows = session.execute(
+        select(
+            Issue.list_id,
+            Issue.issue_date,
+            ClickEvent.link_no,
+            ClickEvent.kind,
+            ClickEvent.position,
+            Article.external_id,
+            IssueLink.url,
+            ClickEvent.at,
+            ClickEvent.machine,
+            ClickEvent.reason,
+        )
+        .join(Issue, Issue.id == ClickEvent.issue_id)
+        .outerjoin(
+            IssueLink,
+            (IssueLink.issue_id == ClickEvent.issue_id) & (IssueLink.link_no == ClickEvent.link_no),
+        )
+        .outerjoin(Article, Article.id == ClickEvent.article_id)
+        .where(ClickEvent.subscriber_id == subscriber_id)
+        .order_by(ClickEvent.at, ClickEvent.id)
+    )
+    return [
+        {
+            "list": slugs.get(r.list_id),
+            "issue_date": _iso(r.issue_date),
+            "link": r.link_no,
+            "kind": r.kind,
+            "position": r.position,
+            "article": r.external_id,
+            "url": r.url,
+            "at": _iso(r.at),
+            "machine": r.machine,
+            "reason": r.reason,
+        }
+        for r in rows
+    ]

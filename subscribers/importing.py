@@ -214,6 +214,7 @@ def _write_chunk(
                     "name": r.name,
                     "language": r.language or default_language,
                     "attributes": r.attributes,
+                    "tracking_off": False,  # every column with a default: compiled once
                     "created_at": now,
                     "updated_at": now,
                 }

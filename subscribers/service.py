@@ -12,12 +12,19 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy import Select, delete, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from newsletter.clock import Clock
 from newsletter.config import Settings
-from newsletter.db.models import ConsentRecord, MailingList, Subscriber, Subscription
+from newsletter.db.models import (
+    ClickEvent,
+    ConsentRecord,
+    MailingList,
+    OpenEvent,
+    Subscriber,
+    Subscription,
+)
 from newsletter.errors import NotFoundError, StateError, SuppressedError, ValidationError
 from newsletter.types import Preference, SubscriptionStatus, control_character_problem
 from newsletter.urls import DEFAULT_LIST_SLUG
@@ -342,6 +349,72 @@ def set_preferences(
     return subscriber
 
 
+def forget_engagement(session: Session, subscriber_id: int) -> int:
+    """Delete every click and open recorded for a subscriber; how many events went.
+
+    Explicit deletes, not the foreign keys' cascade: SQLite enforces those only when asked.
+    Per-issue totals already folded from old events hold no subscriber and stay.
+    """
+    clicks = session.execute(
+        delete(ClickEvent)
+        .where(ClickEvent.subscriber_id == subscriber_id)
+        .execution_options(synchronize_session=False)
+    )
+    opens = session.execute(
+        delete(OpenEvent)
+        .where(OpenEvent.subscriber_id == subscriber_id)
+        .execution_options(synchronize_session=False)
+    )
+    return int(clicks.rowcount or 0) + int(opens.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def set_tracking(
+    session: Session,
+    clock: Clock,
+    *,
+    subscriber_id: int,
+    allowed: bool | None,
+    delete_events: bool = False,
+    source: str = "web",
+) -> int:
+    """The subscriber's choice about engagement tracking; how many recorded events were deleted.
+
+    `allowed=False` (tracking_off) means: from the next issue on, direct links and no pixel,
+    and from now on no new events even from emails already sent. What was recorded stays unless
+    `delete_events` asks for it to go. None leaves the choice as it is. Recorded as consent.
+    """
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        raise NotFoundError(f"no subscriber with id {subscriber_id}")
+    now = clock.now()
+    changed = allowed is not None and subscriber.tracking_off == allowed
+    if allowed is not None:
+        subscriber.tracking_off = not allowed
+    deleted = forget_engagement(session, subscriber_id) if delete_events else 0
+    if changed:
+        subscriber.updated_at = now
+        record_consent(
+            session,
+            subscriber_id=subscriber_id,
+            list_id=None,
+            action="tracking_on" if allowed else "tracking_off",
+            source=source,
+            at=now,
+        )
+    if delete_events:
+        record_consent(
+            session,
+            subscriber_id=subscriber_id,
+            list_id=None,
+            action="tracking_events_deleted",
+            source=source,
+            detail=f"events={deleted}",
+            at=now,
+        )
+    session.flush()
+    return deleted
+
+
 def update_subscriber(
     session: Session,
     settings: Settings,
@@ -351,9 +424,12 @@ def update_subscriber(
     name: str | None = None,
     language: str | None = None,
     lists: Sequence[str] | None = None,
+    tracking: bool | None = None,
+    delete_events: bool = False,
     source: str = "admin",
 ) -> Subscriber:
-    """An admin's change to one subscriber: name, language, and the lists they are active on.
+    """An admin's change to one subscriber: name, language, the lists they are active on, and
+    engagement tracking (on behalf of the person: `set_tracking`).
 
     `lists` is the whole set wanted: lists missing from it are unsubscribed, new ones are
     added through `add_subscriber`, so a list the person left is refused (StateError) and a
@@ -383,6 +459,15 @@ def update_subscriber(
             unsubscribe(
                 session, clock, subscriber_id=subscriber.id, list_id=list_id, source=source
             )
+    if tracking is not None or delete_events:
+        set_tracking(
+            session,
+            clock,
+            subscriber_id=subscriber.id,
+            allowed=tracking,
+            delete_events=delete_events,
+            source=source,
+        )
     session.flush()
     session.refresh(subscriber)
     return subscriber
@@ -425,6 +510,7 @@ def describe(session: Session, subscriber: Subscriber) -> dict[str, Any]:
         "attributes": subscriber.attributes,
         "created_at": _iso(subscriber.created_at),
         "suppressed": is_suppressed_hash(session, subscriber.email_hash),
+        "tracking": not subscriber.tracking_off,
         "subscriptions": [
             {
                 "list": slugs.get(s.list_id),

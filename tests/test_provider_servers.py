@@ -4,6 +4,7 @@ counts across requests; both servers run as processes for benchmarks."""
 from __future__ import annotations
 
 import smtplib
+import socket
 
 import httpx
 import pytest
@@ -160,3 +161,79 @@ def test_the_sink_refuses_recipients_and_data_as_configured():
             "refused_recipients": 1,
             "data_commands": 2,
         }
+
+
+def _counting_dialogue(lines: bytes) -> tuple[bytes, dict]:
+    """Send `lines` at once (pipelined) to a counting sink process; its answers and counts."""
+    sink = SinkProcess.start("--count-only")
+    try:
+        port = int(sink.url.split(":")[2].split("?")[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            answers = conn.recv(1000)
+            conn.sendall(lines)
+            conn.shutdown(socket.SHUT_WR)
+            while chunk := conn.recv(65536):
+                answers += chunk
+    finally:
+        stats = sink.stop()
+    return answers, stats
+
+
+def test_the_counting_sink_answers_a_pipelined_dialogue_in_order_and_counts_it():
+    message = b"Subject: x\r\n\r\n..dot-stuffed\r\n" + b"y" * 998 + b"\r\n.\r\n"
+    answers, stats = _counting_dialogue(
+        b"EHLO client.example\r\n"
+        + b"MAIL FROM:<a@example.com> BODY=8BITMIME\r\nRCPT TO:<b@example.com>\r\n"
+        + b"RCPT TO:<c@example.com>\r\nDATA\r\n" + message
+        + b"MAIL FROM:<a@example.com>\r\nRCPT TO:<d@example.com>\r\nDATA\r\n.\r\nQUIT\r\n"
+    )  # fmt: skip
+    codes = [line[:3] for line in answers.split(b"\r\n") if line]
+    assert b"250-PIPELINING" in answers
+    assert b" ".join(codes[-10:]) == b"250 250 250 354 250 250 250 354 250 221"
+    assert (stats["messages"], stats["recipients"], stats["connections"]) == (2, 3, 1)
+
+
+@pytest.mark.parametrize(
+    ("dialogue", "refused"),
+    [
+        (b"MAIL FROM:<a@example.com>\r\n", b"503"),  # no EHLO
+        (b"EHLO x\r\nRCPT TO:<b@example.com>\r\n", b"503"),  # no MAIL
+        (b"EHLO x\r\nMAIL FROM:<a@example.com>\r\nDATA\r\n", b"503"),  # no RCPT
+        (b"EHLO x\r\nMAIL FROM:a@example.com\r\n", b"501"),  # no angle brackets
+        (b"EHLO x\r\nMAIL FROM:<a@example.com> FOO=1\r\n", b"555"),  # unknown parameter
+        (b"EHLO x\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<nobody>\r\n", b"501"),
+        (b"EHLO x\r\nVRFY a\r\n", b"500"),
+        (b"EHLO x\r\nMAIL FROM:<" + b"a" * 600 + b"@example.com>\r\n", b"500"),  # > 512
+    ],
+)
+def test_the_counting_sink_refuses_malformed_commands(dialogue, refused):
+    answers, stats = _counting_dialogue(dialogue)
+    assert answers.split(b"\r\n")[-2].startswith(refused)
+    assert stats["messages"] == 0
+
+
+def test_the_counting_sink_refuses_a_message_with_a_line_over_998_octets():
+    answers, stats = _counting_dialogue(
+        b"EHLO x\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n"
+        + b"ok\r\n" * 400 + b"z" * 999 + b"\r\n.\r\n"
+    )  # fmt: skip
+    assert answers.split(b"\r\n")[-2].startswith(b"500")
+    assert (stats["messages"], stats["refused_messages"]) == (0, 1)
+
+
+def test_the_provider_sends_through_the_counting_sink():
+    from newsletter.providers.smtp import SmtpProvider, parse_smtp_url
+    from tests.fixtures.providers import make_batch
+
+    sink = SinkProcess.start("--count-only")
+    try:
+        smtp = SmtpProvider(parse_smtp_url(sink.url + "&recycle=7"))
+        try:
+            result = smtp.send_batch(make_batch(20))
+        finally:
+            smtp.close()
+    finally:
+        stats = sink.stop()
+    assert len(result.accepted) == 20
+    assert (stats["messages"], stats["recipients"], stats["connections"]) == (20, 20, 3)
+    assert stats["refused_commands"] == 0

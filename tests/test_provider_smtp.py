@@ -16,6 +16,14 @@ from newsletter.testing.smtp_sink import SmtpSink, server_tls_context
 from tests.fixtures.providers import JA_SUBJECT, make_batch, make_message, make_recipient
 
 
+@pytest.fixture(params=["pipelining", "lockstep"])
+def smtp_sink(request: pytest.FixtureRequest):
+    """The aiosmtpd sink, announcing PIPELINING (one write and one wait a message) or not (each
+    command waits for its answer): every test here runs against both."""
+    with SmtpSink(pipelining=request.param == "pipelining") as sink:
+        yield sink
+
+
 @pytest.fixture
 def provider(smtp_sink: SmtpSink):
     smtp = SmtpProvider(parse_smtp_url(smtp_sink.url, default_pool=2))

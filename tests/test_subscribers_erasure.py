@@ -8,14 +8,26 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.clock import FixedClock
 from newsletter.config import Settings
-from newsletter.db.models import ConsentRecord, Event, Subscriber, Suppression
+from newsletter.db.models import (
+    Article,
+    ClickEvent,
+    ConsentRecord,
+    Event,
+    Issue,
+    IssueLink,
+    OpenEvent,
+    Subscriber,
+    Suppression,
+)
 from newsletter.errors import SuppressedError
 from subscribers.erasure import erase, export_personal_data
 from subscribers.hashing import EmailHasher
 from subscribers.importing import import_csv
 from subscribers.service import add_subscriber
 from subscribers.suppression import is_suppressed
+from tests.fixtures.events import ARTICLE_URL, add_click, add_link, add_open
 from tests.fixtures.subscribers import subscribe
+from tests.fixtures.web import add_delivery, add_issue
 
 
 @pytest.fixture
@@ -102,3 +114,73 @@ def test_export_personal_data_gives_everything_stored_about_one_person(
 def test_export_personal_data_for_an_unknown_address_says_so(sub_session: Session) -> None:
     data = export_personal_data(sub_session, email="nobody@example.com")
     assert data == {"email": "nobody@example.com", "found": False, "suppression": None}
+
+
+# --- engagement events: erased with the person, exported to them ------------------------------
+
+
+def _engaged(session: Session, settings: Settings, clock: FixedClock, email: str) -> int:
+    """A subscriber with a delivery of a sent issue, one click on an article link and one open;
+    returns the issue id."""
+    subscription = subscribe(session, settings, clock, email)
+    issue_id = session.scalar(select(Issue.id).where(Issue.list_id == subscription.list_id))
+    if issue_id is None:
+        issue_id = add_issue(session, clock, subscription.list_id, variants=False)
+        article = Article(
+            external_id="2026-06-12-openai-o5",
+            url="https://example.com/o5",
+            published_at=clock.now(),
+            content_hash="0" * 64,
+            created_at=clock.now(),
+            updated_at=clock.now(),
+        )
+        session.add(article)
+        session.flush()
+        add_link(session, issue_id, 1, ARTICLE_URL, article_id=article.id, position=1)
+    delivery_id = add_delivery(session, clock, issue_id, subscription.subscriber_id)
+    article_id = session.scalar(select(IssueLink.article_id).where(IssueLink.link_no == 1))
+    ids = (issue_id, subscription.subscriber_id, delivery_id)
+    add_click(session, *ids, clock.now(), article_id=article_id)
+    add_open(session, *ids, clock.now())
+    return issue_id
+
+
+def test_erase_deletes_the_persons_clicks_and_opens_and_no_one_elses(
+    sub_session: Session, settings: Settings, clock: FixedClock
+) -> None:
+    _engaged(sub_session, settings, clock, "forget.me@example.com")
+    _engaged(sub_session, settings, clock, "stay@example.com")
+    assert erase(sub_session, clock, email="forget.me@example.com") is True
+    stay = sub_session.scalar(select(Subscriber.id).where(Subscriber.email == "stay@example.com"))
+    assert sub_session.scalars(select(ClickEvent.subscriber_id)).all() == [stay]
+    assert sub_session.scalars(select(OpenEvent.subscriber_id)).all() == [stay]
+
+
+def test_export_personal_data_includes_the_persons_clicks_and_opens(
+    sub_session: Session, settings: Settings, clock: FixedClock
+) -> None:
+    _engaged(sub_session, settings, clock, "me@example.com")
+    data = export_personal_data(sub_session, email="me@example.com")
+    assert data["clicks"] == [
+        {
+            "list": "daily",
+            "issue_date": "2026-06-13",
+            "link": 1,
+            "kind": "article",
+            "position": 1,
+            "article": "2026-06-12-openai-o5",
+            "url": ARTICLE_URL,
+            "at": clock.now().isoformat(),
+            "machine": False,
+            "reason": None,
+        }
+    ]
+    assert data["opens"] == [
+        {
+            "list": "daily",
+            "issue_date": "2026-06-13",
+            "variant": "ja",
+            "at": clock.now().isoformat(),
+            "source": "reader",
+        }
+    ]

@@ -217,7 +217,9 @@ def show(email: EmailPath, runtime: RuntimeDep, actor: Reader) -> Any:
         return service.show_subscriber(session, email=email)
 
 
-@router.patch("/{email}", response_model=SubscriberOut, summary="Change language, name, lists")
+@router.patch(
+    "/{email}", response_model=SubscriberOut, summary="Change language, name, lists, tracking"
+)
 def update(
     email: EmailPath, body: SubscriberUpdate, runtime: RuntimeDep, actor: SubscriberAdmin
 ) -> Any:
@@ -225,7 +227,8 @@ def update(
         before = service.show_subscriber(session, email=email)
         subscriber = service.update_subscriber(
             session, runtime.settings, runtime.clock, email=email, name=body.name,
-            language=body.language, lists=body.lists, source="api",
+            language=body.language, lists=body.lists, tracking=body.tracking,
+            delete_events=body.delete_events, source="api",
         )  # fmt: skip
         after = service.describe(session, subscriber)
         _audit(runtime, session, actor, "subscriber.update", email,
@@ -237,6 +240,7 @@ def _summary(described: dict[str, Any]) -> dict[str, Any]:
     return {
         "language": described["language"],
         "lists": sorted(s["list"] for s in described["subscriptions"] if s["status"] == "active"),
+        "tracking": described["tracking"],
     }
 
 

@@ -99,6 +99,14 @@ class SubscriberUpdate(Closed):
     lists: Annotated[list[Slug], Field(max_length=100)] | None = Field(
         None, description="Every list the subscriber should be active on; others end"
     )
+    tracking: bool | None = Field(
+        None,
+        description="false: record no clicks or opens for this person (their choice); "
+        "true: allow again; null: unchanged",
+    )
+    delete_events: bool = Field(
+        False, description="Also delete the clicks and opens recorded for this person so far"
+    )
 
 
 class SubscriptionOut(BaseModel):
@@ -118,6 +126,7 @@ class SubscriberOut(BaseModel):
     attributes: dict[str, Any]
     created_at: str | None
     suppressed: bool
+    tracking: bool = Field(description="Clicks and opens may be recorded (false: switched off)")
     subscriptions: list[SubscriptionOut]
 
 

@@ -121,7 +121,10 @@ def show(app: AppContext, email: str, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    click.echo(f"{data['email']}  name={data['name'] or '-'}  language={data['language']}")
+    click.echo(
+        f"{data['email']}  name={data['name'] or '-'}  language={data['language']}  "
+        f"tracking={'on' if data['tracking'] else 'off'}"
+    )
     if data["suppressed"]:
         click.echo("  SUPPRESSED: never mailed")
     for sub in data["subscriptions"]:
@@ -176,6 +179,59 @@ def stats(app: AppContext, list_slug: str | None, as_json: bool) -> None:
     click.echo("active by language:")
     for language, count in data["active_by_language"].items():
         click.echo(f"  {language:<13}{count:>10}")
+
+
+@subscribers.command("update")
+@click.argument("email")
+@click.option("--name", help="Display name used in the greeting.")
+@click.option("--language", type=LANGUAGES)
+@click.option(
+    "--tracking",
+    type=click.Choice(["on", "off"]),
+    help="off: record no clicks or opens for this person (their choice); on: allow again.",
+)
+@click.option(
+    "--delete-events", is_flag=True, help="Also delete the clicks and opens recorded so far."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the subscriber as JSON.")
+@pass_app
+@handle_errors
+def update(
+    app: AppContext,
+    email: str,
+    name: str | None,
+    language: str | None,
+    tracking: str | None,
+    delete_events: bool,
+    as_json: bool,
+) -> None:
+    """Change EMAIL's name, language or engagement tracking (recorded as consent)."""
+    if name is None and language is None and tracking is None and not delete_events:
+        raise click.UsageError(
+            "nothing to change: give --name, --language, --tracking or --delete-events"
+        )
+    runtime = app.runtime()
+    with transaction(runtime.sessions) as session:
+        subscriber = service.update_subscriber(
+            session,
+            app.settings,
+            runtime.clock,
+            email=email,
+            name=name,
+            language=language,
+            tracking=None if tracking is None else tracking == "on",
+            delete_events=delete_events,
+        )
+        described = service.describe(session, subscriber)
+    if as_json:
+        emit_json(described)
+        return
+    state = "on" if described["tracking"] else "off"
+    deleted = "; recorded clicks and opens deleted" if delete_events else ""
+    click.echo(
+        f"{mask_email(described['email'])}: language={described['language']} "
+        f"tracking={state}{deleted}"
+    )
 
 
 @subscribers.command("remove")

@@ -170,10 +170,24 @@ def fold_header(name: str, value: str) -> str:
     return f"{name}: " + "\r\n ".join(words) + "\r\n"
 
 
+# What `email.policy.SMTP` writes back unchanged: a display name of atext words (no `=` or `?`,
+# which could read as an encoded word) and a plain dot-atom address, on one line of at most 78.
+_PLAIN_DISPLAY = re.compile(r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/^_`{|}~-]+)*")
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+)
+
+
 def address_header(name: str, display: str, address: str) -> str:
     """`Name: display <address>` CRLF with a non-ASCII display name in short encoded words."""
     display = clean_display_name(display)
     if display.isascii():
+        # `email.policy.SMTP` parses and re-folds the header (~200 µs); for a plain name and
+        # address on one short line its output is the line itself (a test holds them equal).
+        if _PLAIN_ADDRESS.fullmatch(address) and (not display or _PLAIN_DISPLAY.fullmatch(display)):
+            line = f"{name}: {display} <{address}>\r\n" if display else f"{name}: {address}\r\n"
+            if len(line) <= 80:
+                return line
         return fold_header(name, formataddr((display, address)))
     words = encoded_words(display, ENCODED_LINE_MAX - len(name) - 2)
     last = f"{words[-1]} <{address}>"
@@ -216,6 +230,15 @@ class _Body:
 
     def fill(self, values: tuple[str, ...]) -> bytes:
         out: list[bytes] = []
+        self.emit(values, out)
+        return b"".join(out)
+
+    def shared_output(self) -> list[bytes]:
+        """The pieces `emit` puts out as they are, the same objects for every recipient."""
+        return [piece for piece in self._pieces if isinstance(piece, bytes)]
+
+    def emit(self, values: tuple[str, ...], out: list[bytes]) -> bool:
+        """Append the filled part's pieces to `out` (joined once, with the whole message)."""
         for piece in self._pieces:
             if isinstance(piece, int):
                 value = values[piece]
@@ -227,7 +250,7 @@ class _Body:
                     out.append(_SOFT_BREAK)
             else:
                 out.append(piece)
-        return b"".join(out)
+        return True
 
 
 class _Body64(_Body):
@@ -256,16 +279,23 @@ class _Body64(_Body):
                 self._prefix = b64(first[:cut])
                 self._pieces[0] = first[cut:]
 
-    def fill(self, values: tuple[str, ...]) -> bytes:
-        out: list[bytes] = []
+    def shared_output(self) -> list[bytes]:
+        return [self._prefix] if self._prefix else []
+
+    def emit(self, values: tuple[str, ...], out: list[bytes]) -> bool:
+        rest: list[bytes] = []
         for piece in self._pieces:
             if isinstance(piece, int):
                 value = values[piece]
-                out.append((html.escape(value, quote=True) if self._escape else value).encode())
+                rest.append((html.escape(value, quote=True) if self._escape else value).encode())
             else:
-                out.append(piece)
-        rest = b"".join(out)
-        return self._prefix + b64(rest) if rest or not self._prefix else self._prefix
+                rest.append(piece)
+        tail = b"".join(rest)
+        if self._prefix:
+            out.append(self._prefix)
+        if tail or not self._prefix:
+            out.append(b64(tail))
+        return True
 
 
 class _Body8:
@@ -294,9 +324,18 @@ class _Body8:
                 return False
         return True
 
+    def shared_output(self) -> list[bytes]:
+        return [piece for piece in self._pieces if isinstance(piece, bytes)]
+
     def fill(self, values: tuple[str, ...]) -> bytes | None:
         """The filled part, or None when a value does not fit on an 8bit line."""
         out: list[bytes] = []
+        return b"".join(out) if self.emit(values, out) else None
+
+    def emit(self, values: tuple[str, ...], out: list[bytes]) -> bool:
+        """Append the filled part's pieces to `out`; False (and `out` as it was) when a value
+        does not fit on an 8bit line."""
+        mark = len(out)
         for piece in self._pieces:
             if isinstance(piece, int):
                 value = values[piece]
@@ -304,11 +343,18 @@ class _Body8:
                     value = html.escape(value, quote=True)
                 data = value.encode("utf-8")
                 if len(data) > SLOT_VALUE_BUDGET or b"\n" in data or b"\r" in data:
-                    return None
+                    del out[mark:]
+                    return False
                 out.append(data)
             else:
                 out.append(piece)
-        return b"".join(out)
+        return True
+
+
+def _stuff(data: bytes, *, at_line_start: bool = False) -> bytes:
+    """A line starting with `.` gets one more (the same object back when none does)."""
+    data = data.replace(b"\r\n.", b"\r\n..")
+    return b"." + data if at_line_start and data[:1] == b"." else data
 
 
 def _part_head(boundary: bytes, content_type: bytes, encoding: bytes) -> bytes:
@@ -375,6 +421,17 @@ class MimeTemplate:
             for encoding in ("quoted-printable", "base64", "8bit")
         }
         self._close = b"--" + b + b"--" + CRLF
+        # The shared pieces dot-stuffed once (SMTP, RFC 5321 4.5.2), by identity: `dot_stuff`
+        # then only searches the recipient's own pieces.
+        shared = [
+            self._shared_headers,
+            self._close,
+            *(o for pair in self._opens.values() for o in pair),
+        ]
+        for body in (self._text, self._html, self._text8, self._html8):
+            if body is not None:
+                shared += body.shared_output()
+        self._stuffed = {id(piece): _stuff(piece) for piece in shared if len(piece) > 64}
 
     def _build_shared_headers(self) -> bytes:
         message = self.message
@@ -430,36 +487,56 @@ class MimeTemplate:
         7-bit quoted-printable by default; with `eightbit` (the server announced 8BITMIME)
         raw UTF-8 bodies when they fit, which are smaller and quicker to receive.
         """
-        values = tuple(slot_values(recipient)[marker] for marker in SLOTS)
-        text_open, text = self._part(self._text, self._text8, 0, values, eightbit)
-        html_open, html_part = self._part(self._html, self._html8, 1, values, eightbit)
-        return b"".join(
-            (
-                self._shared_headers,
-                self._recipient_headers(recipient, values),
-                CRLF,
-                text_open,
-                text,
-                html_open,
-                html_part,
-                self._close,
-            )
-        )
+        return b"".join(self.render_pieces(recipient, eightbit=eightbit))
+
+    def dot_stuffed(self, pieces: list[bytes]) -> list[bytes]:
+        """`pieces` (from `render_pieces`) dot-stuffed for SMTP's DATA: the same octets as
+        stuffing their join (a test holds them equal), the shared pieces from the copies
+        stuffed once, so a message is never searched or copied whole."""
+        out: list[bytes] = []
+        at_line_start = True
+        known = self._stuffed
+        for piece in pieces:
+            if not piece:
+                continue
+            if at_line_start and piece[:1] == b".":
+                out.append(b".")
+            stuffed = known.get(id(piece))
+            out.append(_stuff(piece) if stuffed is None else stuffed)
+            last = piece[-1:]
+            if last == b"\r":  # a CRLF cut in two (never from this module): the plain way
+                return [_stuff(b"".join(pieces), at_line_start=True)]
+            at_line_start = last == b"\n"
+        return out
+
+    def render_pieces(self, recipient: Recipient, *, eightbit: bool = False) -> list[bytes]:
+        """`render`'s message as the pieces it joins (shared ones are the same objects every
+        time)."""
+        values = tuple(map(slot_values(recipient).__getitem__, SLOTS))
+        out = [self._shared_headers, self._recipient_headers(recipient, values), CRLF]
+        self._part(out, self._text, self._text8, 0, values, eightbit)
+        self._part(out, self._html, self._html8, 1, values, eightbit)
+        out.append(self._close)
+        return out
 
     def _part(
         self,
+        out: list[bytes],
         seven: _Body,
         raw: _Body8 | None,
         index: int,
         values: tuple[str, ...],
         eightbit: bool,
-    ) -> tuple[bytes, bytes]:
-        """(part header, encoded body): raw UTF-8 when allowed and it fits, else 7-bit."""
+    ) -> None:
+        """Part header and encoded body onto `out`: raw UTF-8 when allowed and it fits, else
+        7-bit."""
         if eightbit and raw is not None:
-            body = raw.fill(values)
-            if body is not None:
-                return self._opens["8bit"][index], body
-        return self._opens[self.encodings[index]][index], seven.fill(values)
+            out.append(self._opens["8bit"][index])
+            if raw.emit(values, out):
+                return
+            out.pop()
+        out.append(self._opens[self.encodings[index]][index])
+        seven.emit(values, out)
 
 
 def list_unsubscribe(recipient: Recipient, *, fold: bool = False) -> str:

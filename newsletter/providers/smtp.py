@@ -8,7 +8,10 @@ default 1000), `timeout` (seconds, default 30), `helo` (EHLO name, default the F
 `cafile` (PEM file of the CA that signed a private relay's certificate; certificates are
 always verified).
 
-Connections are kept open and reused across batches; a connection is dropped on any error
+smtplib opens each connection (greeting, EHLO, STARTTLS, AUTH); the transactions are our own
+writes and reply reads on its socket, pipelined when the server announces PIPELINING (RFC 2920:
+a message, its end of data and the next envelope in one write). Connections are kept open and
+reused across batches; a connection is dropped on any error
 and renewed after `recycle` messages (Mailman's `Connection` does the same). Outcomes follow
 Mailman's rules: 2xx accepted; codes >= 500 except 552 are permanent (`failed`); 4xx and 552
 are transient (`deferred`); a connection dropped before the end of DATA defers the message in
@@ -22,6 +25,7 @@ from __future__ import annotations
 import smtplib
 import ssl
 import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -122,22 +126,96 @@ def classify_smtp_code(code: int) -> str:
     return "deferred"
 
 
+_REPLY_LINE_MAX = 8192  # octets of one reply line we read before calling the reply malformed
+
+
+class _Lost(Exception):
+    """The connection failed: closed, reset, timed out, or a reply we cannot read."""
+
+
+class _WriteFailed(_Lost):
+    def __init__(self, written: int, err: BaseException) -> None:
+        super().__init__(f"{type(err).__name__}: {err}")
+        self.written = written  # octets handed to the kernel before the error
+
+
 class _Connection:
-    __slots__ = ("smtp", "sent")
+    """One SMTP connection: smtplib did the greeting, EHLO, STARTTLS and AUTH; transactions
+    are our own writes and reply reads on its socket (smtplib's NOOP/QUIT share the reader)."""
+
+    __slots__ = ("smtp", "sent", "_sock", "_file", "_plain", "pipelining", "eightbit", "utf8")
 
     def __init__(self, smtp: smtplib.SMTP) -> None:
         self.smtp = smtp
         self.sent = 0
+        self._sock = smtp.sock
+        if smtp.file is None:
+            smtp.file = smtp.sock.makefile("rb")
+        self._file = smtp.file
+        # sendmsg writes the message and the commands after it without joining them;
+        # an SSL socket has no sendmsg.
+        self._plain = not isinstance(smtp.sock, ssl.SSLSocket)
+        self.pipelining = smtp.has_extn("pipelining")
+        self.eightbit = smtp.has_extn("8bitmime")
+        self.utf8 = smtp.has_extn("smtputf8")
 
     @property
     def alive(self) -> bool:
         return self.smtp.sock is not None
 
+    def write(self, pieces: list[bytes]) -> None:
+        """Write every piece in order; `_WriteFailed` says how many octets went out first."""
+        sock = self._sock
+        written = 0
+        try:
+            if self._plain:
+                while pieces:
+                    count = sock.sendmsg(pieces)
+                    written += count
+                    while pieces and count >= len(pieces[0]):
+                        count -= len(pieces[0])
+                        pieces = pieces[1:]
+                    if count:
+                        pieces = [memoryview(pieces[0])[count:], *pieces[1:]]
+            else:
+                view = memoryview(b"".join(pieces))
+                while written < len(view):
+                    written += sock.send(view[written:])
+        except (OSError, AttributeError) as err:  # AttributeError: the socket was closed
+            raise _WriteFailed(written, err) from None
+
+    def reply(self) -> tuple[int, str]:
+        """One reply (all lines of a multi-line one): (code, text)."""
+        lines: list[bytes] = []
+        try:
+            while True:
+                line = self._file.readline(_REPLY_LINE_MAX + 1)
+                if not line:
+                    raise _Lost("the server closed the connection")
+                if len(line) > _REPLY_LINE_MAX or not line[:3].isdigit():
+                    raise _Lost(f"malformed reply {line[:40]!r}")
+                more = line[3:4] == b"-"
+                if not more and line[3:4] not in (b" ", b"\r", b"\n", b""):
+                    raise _Lost(f"malformed reply {line[:40]!r}")
+                lines.append(line[4:].strip())
+                if not more:
+                    text = b" ".join(lines).decode("utf-8", "replace")
+                    return int(line[:3]), text
+        except (OSError, ValueError, AttributeError) as err:
+            raise _Lost(f"{type(err).__name__}: {err}") from None
+
+    def noop_ok(self) -> bool:
+        try:
+            self.write([b"NOOP\r\n"])
+            return self.reply()[0] == 250
+        except _Lost:
+            return False
+
     def close(self) -> None:
         try:
             if self.alive:
                 self.smtp.quit()
-        except (smtplib.SMTPException, OSError):
+        except (smtplib.SMTPException, OSError, ValueError):
             pass
         finally:
             self.smtp.close()
@@ -216,11 +294,8 @@ class SmtpPool:
                 if not self._idle:
                     return None
                 conn = self._idle.pop()
-            try:
-                if conn.alive and conn.smtp.noop()[0] == 250:
-                    return conn
-            except (smtplib.SMTPException, OSError):
-                pass
+            if conn.alive and conn.noop_ok():
+                return conn
             conn.close()
 
     def give_back(self, conn: _Connection) -> None:
@@ -291,13 +366,9 @@ class SmtpProvider:
     def send_batch(self, batch: Batch) -> BatchResult:
         template = template_for(batch.message)
         result = BatchResult(requests=0)
-        recipients = list(batch.recipients)
+        queue = deque(batch.recipients)
         with self.pool.slot() as holder:
-            for position, recipient in enumerate(recipients):
-                problem = address_problem(recipient.email)
-                if problem:
-                    result.failed[recipient.delivery_id] = problem
-                    continue
+            while queue:
                 try:
                     conn = holder.get()
                 except ProviderError as err:
@@ -305,19 +376,10 @@ class SmtpProvider:
                     # far stand and the rest is retried later.
                     if not result.accepted and not result.failed and not result.deferred:
                         raise
-                    for rest in recipients[position:]:
+                    for rest in queue:
                         result.deferred[rest.delivery_id] = str(err)
                     break
-                result.requests += 1
-                outcome, detail = self._send_one(conn, template, recipient)
-                if outcome == "accepted":
-                    result.accepted.append(recipient.delivery_id)
-                elif outcome == "failed":
-                    result.failed[recipient.delivery_id] = detail
-                elif outcome == "in_doubt":
-                    result.in_doubt[recipient.delivery_id] = detail
-                else:
-                    result.deferred[recipient.delivery_id] = detail
+                _Transfer(self, conn, template, queue, result).run()
                 if not conn.alive:
                     holder.drop()
         return result
@@ -335,83 +397,246 @@ class SmtpProvider:
         """Say QUIT on every idle connection. Idempotent."""
         self.pool.close()
 
-    def _send_one(
+    def _prepare(
         self, conn: _Connection, template: MimeTemplate, recipient: Recipient
-    ) -> tuple[str, str]:
-        """One SMTP transaction -> (outcome, detail). Never raises."""
-        smtp = conn.smtp
-        options: list[str] = []
-        eightbit = template.eightbit_ok and smtp.has_extn("8bitmime")
+    ) -> _Message | str:
+        """The envelope commands and the dot-stuffed message for one recipient, or why it
+        cannot be sent (a permanent failure of that recipient)."""
+        problem = address_problem(recipient.email)
+        if problem:
+            return problem
+        options = ""
+        eightbit = template.eightbit_ok and conn.eightbit
         if eightbit:
-            options.append("BODY=8BITMIME")
+            options = " BODY=8BITMIME"
         if not recipient.email.isascii():
-            if not smtp.has_extn("smtputf8"):
-                return "failed", "the address is not ASCII and the server lacks SMTPUTF8"
-            options.append("SMTPUTF8")
-        conn.sent += 1
-        data = template.render(recipient, eightbit=eightbit)
+            if not conn.utf8:
+                return "the address is not ASCII and the server lacks SMTPUTF8"
+            options += " SMTPUTF8"
+        pieces = template.render_pieces(recipient, eightbit=eightbit)
         if self.signer is not None:
             try:
-                data = self.signer.sign(data)
+                pieces = [self.signer.sign(b"".join(pieces))]
             except PermanentProviderError as err:
-                return "failed", str(err)
-        try:
-            sender = recipient.return_path or template.message.from_email
-            return transaction(smtp, sender, recipient, data, options)
-        except (smtplib.SMTPException, OSError) as err:
-            smtp.close()
-            return "deferred", f"connection lost: {type(err).__name__}: {err}"
+                return str(err)
+        # Our messages are strictly CRLF and end with one: dot-stuffing is a replace per
+        # piece, the shared pieces stuffed once per variant; nothing is joined (one sendmsg).
+        data = template.dot_stuffed(pieces)
+        sender = recipient.return_path or template.message.from_email
+        # Addresses passed `address_problem` (no spaces, brackets or line breaks): no quoting.
+        envelope = (
+            f"MAIL FROM:<{sender}>{options}\r\n"
+            f"RCPT TO:<{transport_address(recipient.email)}>\r\nDATA\r\n"
+        ).encode()
+        return _Message(recipient, envelope, data)
 
 
-def transaction(
-    smtp: smtplib.SMTP, sender: str, recipient: Recipient, data: bytes, options: list[str]
-) -> tuple[str, str]:
-    """MAIL, RCPT, DATA for one message through smtplib's `docmd`/`send`/`getreply`.
+class _Message:
+    __slots__ = ("recipient", "envelope", "data", "size")
 
-    What `smtplib.sendmail` does, minus two costs measured in docs/providers.md: our messages
-    are strictly CRLF, so dot-stuffing is one `bytes.replace` instead of smtplib's multiline
-    regex (~1.2 ms on a 117 KB newsletter), and validated addresses skip `parseaddr`.
-    Socket errors propagate to the caller.
+    def __init__(self, recipient: Recipient, envelope: bytes, data: list[bytes]) -> None:
+        self.recipient = recipient
+        self.envelope = envelope  # MAIL, RCPT and DATA, each with its CRLF
+        self.data = data  # the message's pieces, dot-stuffed, ending CRLF; `.` CRLF ends it
+        self.size = sum(map(len, data)) + len(_END)  # octets up to the end of data
+
+
+_END = b".\r\n"
+
+
+class _Transfer:
+    """Messages from the front of `queue` over one connection, until the queue is empty, the
+    connection's message allowance (`recycle`) is used, or the connection is lost.
+
+    With PIPELINING (RFC 2920) every message costs one write and one wait: the message, its
+    end of data and the next message's MAIL, RCPT and DATA go out together, and the answers
+    come back together (the end of data's, then the next envelope's three). Without it each
+    command waits for its answer. Outcomes:
+
+    - the final answer to the end of data: 2xx accepted, else by `classify_smtp_code`; lost
+      (closed, reset, timed out, unreadable) or a write that failed after the end of data went
+      out: **in doubt** (the server may have queued it; never sent again on a guess);
+    - MAIL, RCPT or DATA refused: that recipient's outcome by the code, the transaction reset
+      (RSET) and the next one goes on; 421, or the connection lost before the end of data:
+      that message is **deferred** (nothing of it was taken);
+    - a message whose envelope only rode along behind a message that was lost goes back to
+      the front of the queue and is sent on a fresh connection in this same batch.
     """
-    # Addresses passed `address_problem` (no spaces, brackets or line breaks): no quoting needed.
-    code, reply = smtp.docmd("mail", f"FROM:<{sender}>" + "".join(" " + o for o in options))
-    if code == 250:
-        code, reply = smtp.docmd("rcpt", f"TO:<{transport_address(recipient.email)}>")
-        if code in (250, 251):
-            code, reply = smtp.docmd("data")
-            if code == 354:
-                stuffed = data.replace(b"\r\n.", b"\r\n..")
-                if stuffed.startswith(b"."):
-                    stuffed = b"." + stuffed
-                if not stuffed.endswith(b"\r\n"):
-                    stuffed += b"\r\n"
-                smtp.send(stuffed + b".\r\n")
+
+    def __init__(
+        self,
+        provider: SmtpProvider,
+        conn: _Connection,
+        template: MimeTemplate,
+        queue: deque[Recipient],
+        result: BatchResult,
+    ) -> None:
+        self.provider = provider
+        self.conn = conn
+        self.template = template
+        self.queue = queue
+        self.result = result
+        self.allowance = provider.target.recycle_after
+
+    def take(self) -> _Message | None:
+        """The next sendable message from the queue (refused addresses are failed on the
+        way), or None when the queue is empty or this connection has sent its allowance."""
+        queue, result = self.queue, self.result
+        while queue and self.conn.sent < self.allowance:
+            recipient = queue.popleft()
+            prepared = self.provider._prepare(self.conn, self.template, recipient)
+            if isinstance(prepared, str):
+                result.failed[recipient.delivery_id] = prepared
+                continue
+            result.requests += 1
+            self.conn.sent += 1
+            return prepared
+        return None
+
+    def run(self) -> None:
+        if self.conn.pipelining:
+            self._pipelined()
+        else:
+            current = self.take()
+            while current is not None and self._lockstep(current):
+                current = self.take()
+
+    def _lost(self, message: _Message | None, outcome: str, detail: str) -> None:
+        """The connection is gone: `message` gets `outcome`; the connection is closed."""
+        if message is not None:
+            getattr(self.result, outcome)[message.recipient.delivery_id] = detail
+        self.conn.smtp.close()
+
+    def _requeue(self, message: _Message | None) -> None:
+        if message is not None:
+            self.queue.appendleft(message.recipient)
+            self.result.requests -= 1
+
+    def _refused(self, message: _Message, code: int, text: str) -> bool:
+        """Record a refused MAIL, RCPT or DATA (or final answer); False when the server is
+        closing the connection (421)."""
+        recipient = message.recipient
+        if code == 421:
+            self._lost(message, "deferred", f"{code} the server closed the connection")
+            return False
+        detail = f"{code} {text.replace(recipient.email, mask_email(recipient.email))}".strip()
+        getattr(self.result, classify_smtp_code(code))[recipient.delivery_id] = detail
+        return True
+
+    def _envelope_answers(self, message: _Message) -> tuple[int, str] | None:
+        """Read MAIL's, RCPT's and DATA's answers: None when DATA said 354 after MAIL and RCPT
+        were taken, else the first refusal. Raises `_Lost`."""
+        answers = [self.conn.reply() for _ in range(3)]
+        (mail, mail_text), (rcpt, rcpt_text), (data, data_text) = answers
+        if data == 354 and (mail != 250 or rcpt not in (250, 251)):
+            # DATA taken although MAIL or RCPT was refused: the server now reads a message.
+            raise _Lost(f"DATA answered 354 after {mail} / {rcpt}")
+        if mail != 250:
+            return mail, mail_text
+        if rcpt not in (250, 251):
+            return rcpt, rcpt_text
+        if data != 354:
+            return data, data_text
+        return None
+
+    def _pipelined(self) -> None:
+        conn = self.conn
+        current = self.take()
+        if current is None:
+            return
+        out = [current.envelope]
+        pending: _Message | None = None  # its end of data is in `out`; its answer comes first
+        reset = False  # an RSET is in `out`, before `current`'s envelope
+        while True:
+            end_of_data = pending.size if pending is not None else 0
+            try:
+                conn.write(out)
+            except _WriteFailed as err:
+                if pending is None:  # nothing of `current` but (part of) its envelope went out
+                    self._lost(current, "deferred", f"connection lost: {err}")
+                    return
+                sent_whole = err.written >= end_of_data
+                outcome = "in_doubt" if sent_whole else "deferred"
+                self._lost(pending, outcome, f"connection lost: {err}")
+                self._requeue(current)
+                return
+            if pending is not None:
                 try:
-                    code, reply = smtp.getreply()
-                except (smtplib.SMTPException, OSError) as err:
-                    # The whole message went out; only the server's answer was lost.
-                    smtp.close()
-                    return "in_doubt", f"no answer after end of DATA: {type(err).__name__}"
+                    code, text = conn.reply()
+                except _Lost as err:
+                    self._lost(pending, "in_doubt", f"no answer after end of DATA: {err}")
+                    self._requeue(current)
+                    return
                 if code == 250:
-                    return "accepted", ""
-                if code == -1:
-                    smtp.close()
-                    return "in_doubt", "the connection closed after end of DATA"
-                return _outcome(code, reply, recipient, smtp)
-    if code not in (421, -1):
+                    self.result.accepted.append(pending.recipient.delivery_id)
+                elif not self._refused(pending, code, text):
+                    self._requeue(current)
+                    return
+                pending = None
+            if current is None:
+                return
+            try:
+                if reset:
+                    code, text = conn.reply()
+                    if code != 250:
+                        raise _Lost(f"RSET answered {code} {text}")
+                    reset = False
+                refusal = self._envelope_answers(current)
+            except _Lost as err:
+                self._lost(current, "deferred", f"connection lost: {err}")
+                return
+            if refusal is None:
+                following = self.take()
+                out = [*current.data, _END]
+                if following is not None:
+                    out.append(following.envelope)
+                pending, current = current, following
+                continue
+            code, text = refusal
+            if not self._refused(current, code, text):
+                return
+            current = self.take()
+            if current is None:
+                out = [b"RSET\r\n"]
+                try:
+                    conn.write(out)
+                    conn.reply()
+                except _Lost:
+                    conn.smtp.close()
+                return
+            out = [b"RSET\r\n", current.envelope]
+            reset = True
+
+    def _lockstep(self, message: _Message) -> bool:
+        """One transaction with a server without PIPELINING; False when the connection is
+        gone (the message's outcome is recorded either way)."""
+        conn = self.conn
+        envelope = message.envelope.split(b"\r\n")[:3]
         try:
-            smtp.rset()  # end the refused transaction; the connection stays usable
-        except (smtplib.SMTPException, OSError):
-            smtp.close()
-    return _outcome(code, reply, recipient, smtp)
-
-
-def _outcome(
-    code: int, reply: bytes | str, recipient: Recipient, smtp: smtplib.SMTP
-) -> tuple[str, str]:
-    if code == 421 or code == -1:  # the server is closing (-1: smtplib saw no valid reply)
-        smtp.close()
-        return "deferred", f"{code} the server closed the connection"
-    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-    text = text.replace(recipient.email, mask_email(recipient.email))
-    return classify_smtp_code(code), f"{code} {text}".strip()
+            for command, ok in zip(envelope, ((250,), (250, 251), (354,)), strict=True):
+                conn.write([command, b"\r\n"])
+                code, text = conn.reply()
+                if code not in ok:
+                    if not self._refused(message, code, text):
+                        return False
+                    conn.write([b"RSET\r\n"])
+                    conn.reply()
+                    return True
+        except _Lost as err:
+            self._lost(message, "deferred", f"connection lost: {err}")
+            return False
+        try:
+            conn.write([*message.data, _END])
+        except _WriteFailed as err:
+            outcome = "in_doubt" if err.written >= message.size else "deferred"
+            self._lost(message, outcome, f"connection lost: {err}")
+            return False
+        try:
+            code, text = conn.reply()
+        except _Lost as err:
+            self._lost(message, "in_doubt", f"no answer after end of DATA: {err}")
+            return False
+        if code == 250:
+            self.result.accepted.append(message.recipient.delivery_id)
+            return True
+        return self._refused(message, code, text)

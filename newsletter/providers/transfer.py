@@ -30,10 +30,24 @@ def qp(data: str) -> bytes:
     return binascii.b2a_qp(normalised.encode("utf-8"), istext=True).replace(b"\n", CRLF)
 
 
+_LINES: tuple[slice, ...] = ()  # slice(i * 76, (i + 1) * 76) per line; replaced when grown
+
+
 def b64(data: bytes) -> bytes:
-    """Base64 in lines of 76 characters, each ending CRLF (the last one too)."""
+    """Base64 in lines of 76 characters, each ending CRLF (the last one too).
+
+    The lines are cut by `map` over prepared slices (no Python loop per line) and joined with
+    a trailing empty piece for the last CRLF: one copy of the encoded text.
+    """
+    global _LINES
     encoded = binascii.b2a_base64(data, newline=False)
-    return CRLF.join(encoded[i : i + B64_LINE] for i in range(0, len(encoded), B64_LINE)) + CRLF
+    count = -(-len(encoded) // B64_LINE) or 1
+    lines = _LINES
+    if count > len(lines):  # a new tuple, never one grown in place: threads share it
+        lines = _LINES = tuple(
+            slice(i, i + B64_LINE) for i in range(0, count * 2 * B64_LINE, B64_LINE)
+        )
+    return CRLF.join([*map(encoded.__getitem__, lines[:count]), b""])
 
 
 def b64_size(length: int) -> int:

@@ -6,11 +6,15 @@ answers RCPT for that address with the given reply; `data_replies={3: "451 4.3.0
 answers the 3rd DATA with it; `drop_at={5}` cuts the connection when the 5th message's data
 arrives, without a reply (the whole message was sent: the client cannot know it was not kept);
 `drop_at_rcpt={"addr"}` cuts the connection at that address's RCPT (nothing was sent).
-Connections are counted so tests can check reuse.
+Connections are counted so tests can check reuse. The sink announces PIPELINING (aiosmtpd reads
+pipelined commands in order); `SmtpSink(pipelining=False)` does not, for clients that must then
+wait for each answer.
 
-As a process, for benchmarks: `python -m newsletter.testing.smtp_sink --port 0 --count-only
---fast-data` prints its `smtp://127.0.0.1:PORT?starttls=never` URL on the first stdout line and, on
-SIGTERM/SIGINT, one JSON line of stats.
+As a process, for benchmarks: `python -m newsletter.testing.smtp_sink --port 0 --count-only`
+prints its `smtp://127.0.0.1:PORT?starttls=never` URL on the first stdout line and, on
+SIGTERM/SIGINT, one JSON line of stats. `--count-only` runs the lean counting server of
+`smtp_counter.py` (PIPELINING, ~10× cheaper than aiosmtpd); `--aiosmtpd --fast-data` counts
+with aiosmtpd instead.
 """
 
 from __future__ import annotations
@@ -56,8 +60,9 @@ class _Faults:
 class SinkHandler:
     """aiosmtpd handler: counts, optionally stores, and answers with the configured faults."""
 
-    def __init__(self, *, store: bool = True) -> None:
+    def __init__(self, *, store: bool = True, pipelining: bool = True) -> None:
         self.store = store
+        self.pipelining = pipelining
         self.faults = _Faults()
         self._lock = threading.Lock()
         self.messages: list[SinkMessage] = []
@@ -71,6 +76,21 @@ class SinkHandler:
         with self._lock:
             self.connections += 1
             return self.connections
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        """aiosmtpd reads pipelined commands correctly but does not say so: announce
+        PIPELINING (RFC 2920) unless the sink was made without it."""
+        session.host_name = hostname  # what aiosmtpd does itself when there is no hook
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -168,12 +188,22 @@ class _FastDataSMTP(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         data = bytearray()
-        while not (data.endswith(b"\r\n.\r\n") or data == b".\r\n"):
+        while True:
             chunk = await self._reader.read(1 << 18)
             if not chunk:
                 return  # the client went away mid-message
             data += chunk
-        body = bytes(data[:-3]).replace(b"\r\n..", b"\r\n.")
+            if data.startswith(b".\r\n"):  # an empty message
+                end = 0
+                break
+            found = data.find(b"\r\n.\r\n")
+            if found >= 0:
+                end = found + 2  # the message keeps its last CRLF
+                break
+        # A pipelining client's next commands may have come in the same read: give them back
+        # to the reader (asyncio.StreamReader's buffer) for the command loop.
+        self._reader._buffer[:0] = data[end + 3 :]  # type: ignore[attr-defined]
+        body = bytes(data[:end]).replace(b"\r\n..", b"\r\n.")
         if body.startswith(b".."):
             body = body[1:]
         if self.data_size_limit and len(body) > self.data_size_limit:
@@ -219,8 +249,9 @@ class SmtpSink:
         login: tuple[str, str] | None = None,
         tls: ssl.SSLContext | None = None,
         implicit_tls: bool = False,
+        pipelining: bool = True,
     ) -> None:
-        self.handler = SinkHandler(store=store)
+        self.handler = SinkHandler(store=store, pipelining=pipelining)
         self.login = login
         self.tls = tls
         self.implicit_tls = implicit_tls and tls is not None
@@ -393,7 +424,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fast-data", action="store_true", help="read DATA in chunks, not lines (benchmarks)"
     )
+    parser.add_argument(
+        "--aiosmtpd",
+        action="store_true",
+        help="count with aiosmtpd instead of the lean counting server (smtp_counter.py)",
+    )
     args = parser.parse_args(argv)
+    if args.count_only and not args.aiosmtpd:
+        from newsletter.testing.smtp_counter import serve_counting
+
+        stats = serve_counting(args.host, args.port, lambda url: print(url, flush=True))
+        print(json.dumps(stats), flush=True)
+        return 0
     sink = SmtpSink(
         host=args.host, port=args.port, store=not args.count_only, fast_data=args.fast_data
     ).start()

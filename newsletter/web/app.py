@@ -29,7 +29,15 @@ from newsletter.errors import (
 from newsletter.logs import log_event
 from newsletter.paths import templates_dir
 from newsletter.runtime import Runtime
-from newsletter.web import archive, edition, editor, signup, subscriber_links, webhook_routes
+from newsletter.web import (
+    archive,
+    edition,
+    editor,
+    signup,
+    subscriber_links,
+    tracking_routes,
+    webhook_routes,
+)
 from newsletter.web.context import WebState, make_environment, page_language, render
 from newsletter.web.i18n import MESSAGES
 from newsletter.web.security import DEFAULT_HEADERS, CsrfSigner, SecurityHeaders, SignupThrottle
@@ -134,6 +142,7 @@ def create_app(
         Route("/confirm/{token}", signup.confirm_page, methods=["GET"]),
         Route("/confirm/{token}", signup.confirm_post, methods=["POST"]),
         Route("/webhooks/sendgrid", webhook_routes.sendgrid_webhook, methods=["POST"]),
+        *tracking_routes.routes(settings),  # /c/ tracked links, /o/ pixel, /privacy
         # The web edition (home, index, issue and article pages, feeds) and the email as sent.
         *edition.routes(),
         Route("/issues/{date}/email", archive.archive_issue, methods=["GET"]),

@@ -37,9 +37,19 @@ _COOKIE_PATH = "/subscribe"
 logger = logging.getLogger(__name__)
 
 
-def _list_name(request: Request, session: Session, slug: str) -> str:
-    """The list's name; the default list exists from the first visit on, others must exist."""
-    return resolve_list(session, state_of(request).runtime.clock, slug).name
+@dataclass(frozen=True, slots=True)
+class _ListInfo:
+    """What the form says about the list: its name, and what it records about readers."""
+
+    name: str
+    tracking_clicks: bool
+    tracking_opens: bool
+
+
+def _list_info(request: Request, session: Session, slug: str) -> _ListInfo:
+    """The list; the default list exists from the first visit on, others must exist."""
+    found = resolve_list(session, state_of(request).runtime.clock, slug)
+    return _ListInfo(found.name, bool(found.click_tracking), bool(found.open_tracking))
 
 
 def _form(
@@ -47,7 +57,7 @@ def _form(
     lang: str,
     *,
     list_slug: str,
-    list_name: str,
+    info: _ListInfo,
     status: int = 200,
     error: str | None = None,
     email: str = "",
@@ -63,7 +73,9 @@ def _form(
         status=status,
         csrf=csrf,
         list_slug=list_slug,
-        list_name=list_name,
+        list_name=info.name,
+        tracking_clicks=info.tracking_clicks,
+        tracking_opens=info.tracking_opens,
         wording_version=CONSENT_WORDING_VERSION,
         error=error,
         email=email,
@@ -98,8 +110,8 @@ def set_csrf_cookie(request: Request, response: Response, nonce: str) -> None:
 
 async def subscribe_page(request: Request) -> Response:
     slug = request.query_params.get("list", DEFAULT_LIST_SLUG)
-    list_name = await in_transaction(request, lambda s: _list_name(request, s, slug))
-    return _form(request, page_language(request), list_slug=slug, list_name=list_name)
+    info = await in_transaction(request, lambda s: _list_info(request, s, slug))
+    return _form(request, page_language(request), list_slug=slug, info=info)
 
 
 async def subscribe_post(request: Request) -> Response:
@@ -122,8 +134,8 @@ async def subscribe_post(request: Request) -> Response:
     email = fields.get("email", "").strip()
     name = fields.get("name", "").strip()[:200]
     language = fields.get("language", lang)
-    list_name = await in_transaction(request, lambda s: _list_name(request, s, slug))
-    again = {"list_slug": slug, "list_name": list_name, "email": email, "name": name}
+    info = await in_transaction(request, lambda s: _list_info(request, s, slug))
+    again = {"list_slug": slug, "info": info, "email": email, "name": name}
     if not state.csrf.check(fields.get("csrf"), request.cookies.get(CsrfSigner.COOKIE)):
         return _form(request, lang, status=403, error=MESSAGES["form_expired"][lang], **again)
     if fields.get("consent") != "yes":

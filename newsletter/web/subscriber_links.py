@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from newsletter.db.models import MailingList, Subscriber, Subscription
+from newsletter.engagement.recording import lists_that_track
 from newsletter.errors import NotFoundError, TokenError, ValidationError
 from newsletter.logs import mask_email
 from newsletter.types import VARIANTS, SubscriptionStatus
@@ -24,7 +25,7 @@ from newsletter.web.bodies import FORM_MAX_BYTES, is_form, parse_form, read_form
 from newsletter.web.context import in_transaction, page_language, parse_id, render, state_of
 from newsletter.web.i18n import MESSAGES, translator
 from newsletter.web.security import client_ip
-from subscribers.service import set_preferences, unsubscribe
+from subscribers.service import set_preferences, set_tracking, unsubscribe
 from subscribers.tokens import LinkClaim
 
 ONE_CLICK = "One-Click"
@@ -118,6 +119,8 @@ class _Preferences:
     language: str
     lists: list[dict[str, object]]
     subscribed: set[int]
+    tracking: bool  # the subscriber allows engagement tracking (not tracking_off)
+    tracking_lists: list[str]  # names of the lists that record clicks or opens
 
 
 def _load_preferences(session: Session, claim: LinkClaim) -> _Preferences:
@@ -136,11 +139,19 @@ def _load_preferences(session: Session, claim: LinkClaim) -> _Preferences:
             )
         )
     )
-    return _Preferences(subscriber.language, lists, subscribed)
+    tracking_lists = [str(item["name"]) for item in lists_that_track(session)]
+    return _Preferences(
+        subscriber.language, lists, subscribed, not subscriber.tracking_off, tracking_lists
+    )
 
 
 def _preferences_page(
-    request: Request, prefs: _Preferences, *, saved: bool = False, error: str | None = None
+    request: Request,
+    prefs: _Preferences,
+    *,
+    saved: bool = False,
+    deleted: bool = False,
+    error: str | None = None,
 ) -> Response:
     state = state_of(request)
     token = request.path_params["token"]
@@ -155,7 +166,10 @@ def _preferences_page(
         language=prefs.language,
         lists=prefs.lists,
         subscribed=prefs.subscribed,
+        tracking=prefs.tracking,
+        tracking_lists=prefs.tracking_lists,
         saved=saved,
+        deleted=deleted,
         error=error,
     )
 
@@ -182,6 +196,9 @@ async def preferences_post(request: Request) -> Response:
     if not all(v.isascii() and v.isdigit() for v in values):
         raise ValidationError("lists: expected list ids")
     list_ids = sorted({parse_id(v, MailingList.id) for v in values})  # too large: 404, unknown
+    # An unticked checkbox is not sent: the hidden field says the choice was on the form.
+    tracking = form.get("tracking") == "on" if form.get("tracking_shown") == "1" else None
+    delete_events = form.get("forget_events") == "yes"
 
     def work(session: Session) -> _Preferences:
         _load_preferences(session, claim)  # the subscriber and list still exist
@@ -195,11 +212,19 @@ async def preferences_post(request: Request) -> Response:
             language=language,
             list_ids=list_ids,
         )
+        if tracking is not None or delete_events:
+            set_tracking(
+                session,
+                state.runtime.clock,
+                subscriber_id=claim.subscriber_id,
+                allowed=tracking,
+                delete_events=delete_events,
+            )
         session.flush()
         return _load_preferences(session, claim)
 
     prefs = await in_transaction(request, work)
-    return _preferences_page(request, prefs, saved=True)
+    return _preferences_page(request, prefs, saved=True, deleted=delete_events)
 
 
 def _field(value: object) -> str | None:
