@@ -30,6 +30,7 @@ from newsletter.db.models import (
     OpenEvent,
     SubjectTest,
 )
+from newsletter.engagement import classify
 from newsletter.errors import NotFoundError, StateError, ValidationError
 from newsletter.render.renderer import SUBJECT_MAX, subject_for
 from newsletter.render.view import IssueView
@@ -385,7 +386,7 @@ def arm_counts(session: Session, issue_id: int, metric: str, arms: int) -> list[
         reader = ClickEvent.machine == false()
     else:
         event = OpenEvent
-        reader = OpenEvent.source == "reader"
+        reader = OpenEvent.source == classify.READER
     readers = dict(
         session.execute(
             select(Delivery.subject_arm, func.count(func.distinct(event.delivery_id)))
