@@ -63,6 +63,8 @@ def finish_if_done(session: Session, issue_id: int, clock: Clock) -> IssueStatus
     # still `sending`, so the others skip counting every recipient of it.
     if session.scalar(select(Issue.status).where(Issue.id == issue_id)) != IssueStatus.SENDING:
         return None
+    if subject_tests.is_waiting(session, issue_id):
+        return None  # an idle worker asks every poll: no count of the sample's recipients
     status = final_status(recipient_counts(session, issue_id))
     if status is None:
         return None

@@ -285,6 +285,12 @@ def planning_arm(session: Session, issue_id: int) -> tuple[bool, int | None]:
     return row.status in PENDING, row.winner_arm
 
 
+def is_waiting(session: Session, issue_id: int) -> bool:
+    """The issue's sample is out and its test waits for the decision (one indexed lookup)."""
+    status = session.scalar(select(SubjectTest.status).where(SubjectTest.issue_id == issue_id))
+    return status == SubjectTestStatus.WAITING
+
+
 def hold_send(session: Session, issue_id: int, now: datetime) -> bool:
     """The issue's send looks over: if it was a test's sample, start the wait and keep the
     issue `sending` (True); False when no test holds it. Caller's transaction."""
