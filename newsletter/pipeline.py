@@ -31,6 +31,9 @@ from newsletter.delivery.preflight import preflight
 from newsletter.delivery.progress import default_worker_id
 from newsletter.delivery.send_claim import ClaimKeeper, claim_send
 from newsletter.delivery.sending import send_issue
+from newsletter.delivery.subject_tests import SCHEDULER, decide_test, due_issue_ids
+from newsletter.engagement.subject_tests import describe_test, find_test, status_line
+from newsletter.errors import StateError
 from newsletter.issues.assembly import build_issue
 from newsletter.logs import log_event
 from newsletter.providers.base import Provider
@@ -60,6 +63,7 @@ class Outcome:
     CLAIMED_ELSEWHERE = "claimed_elsewhere"  # another process is sending it right now
     SKIPPED = "skipped"  # recorded as skipped (missed the catch-up deadline)
     AWAITING_APPROVAL = "awaiting_approval"  # NEWSLETTER_REQUIRE_APPROVAL and not approved yet
+    SUBJECT_TEST = "subject_test"  # a subject-line test's sample is out: the rest waits for it
 
 
 @dataclass
@@ -251,6 +255,7 @@ def run_daily(
             report.status = session.get_one(Issue, issue.id).status
         if _finished(report):
             return report
+        decide_if_due(runtime, issue.id)
         if settings.workers == "external":
             _enqueue(runtime, issue.id, report)
             report.outcome = Outcome.ENQUEUED
@@ -402,12 +407,67 @@ def _send_inline(
         IssueStatus.FAILED: Outcome.FAILED,
         IssueStatus.PAUSED: Outcome.PAUSED,
     }.get(IssueStatus(report.status), Outcome.INTERRUPTED)
+    waiting = _test_waiting(runtime, issue_id)
+    if report.outcome == Outcome.INTERRUPTED and waiting and not sent.in_doubt:
+        report.outcome, report.reason = Outcome.SUBJECT_TEST, waiting
     if report.outcome == Outcome.INTERRUPTED and sent.in_doubt and not (stop and stop.is_set()):
         report.outcome = Outcome.IN_DOUBT
         report.reason = (
             f"{sent.in_doubt} recipients are in doubt; provider events settle them, or "
             f"`newsletter issue resolve {issue_id}`"
         )
+
+
+# --- subject-line tests ---------------------------------------------------------------------
+
+
+def decide_if_due(runtime: Runtime, issue_id: int) -> bool:
+    """Decide the issue's subject-line test when its wait is over (the winner's recipients are
+    planned); True when this call decided it. Another process deciding first is no error."""
+    with transaction(runtime.sessions) as session:
+        if issue_id not in due_issue_ids(session, runtime.clock.now()):
+            return False
+    try:
+        with transaction(runtime.sessions) as session:
+            report = decide_test(
+                session, runtime.settings, runtime.clock, SCHEDULER, issue_id,
+                batch_size=runtime.settings.send_batch_size,
+            )  # fmt: skip
+    except StateError:  # decided (or cancelled) meanwhile by someone else
+        return False
+    log_event(
+        log, "pipeline.subject_test_decided", issue_id=issue_id,
+        winner_arm=report.winner_arm, added=report.added,
+    )  # fmt: skip
+    return True
+
+
+def decide_due_tests(
+    runtime: Runtime, *, stop: threading.Event | None = None, owner: str | None = None
+) -> list[RunReport]:
+    """Every subject-line test whose wait is over: decide it, then send the winner to the rest
+    (in-process under the send claim, or for workers with NEWSLETTER_WORKERS=external)."""
+    with transaction(runtime.sessions) as session:
+        due = due_issue_ids(session, runtime.clock.now())
+    reports = []
+    for issue_id in due:
+        if stop is not None and stop.is_set():
+            break
+        if not decide_if_due(runtime, issue_id):
+            continue
+        if runtime.settings.workers == "external":
+            continue
+        reports.append(send_started(runtime, issue_id, stop=stop, owner=owner))
+    return reports
+
+
+def _test_waiting(runtime: Runtime, issue_id: int) -> str | None:
+    """Why an unfinished send is not interrupted: its subject-line test is waiting."""
+    with runtime.sessions() as session:
+        test = find_test(session, issue_id)
+        if test is None or test.status not in ("sampling", "waiting"):
+            return None
+        return status_line(describe_test(session, test))
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

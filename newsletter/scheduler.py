@@ -17,6 +17,9 @@ Jobs:
 - `heartbeat`: writes `meta.scheduler_heartbeat` for `newsletter health`.
 - `engagement-retention`: daily at `RETENTION_AT` UTC, folds click and open events older than
   NEWSLETTER_EVENTS_RETENTION_DAYS into counts (`newsletter.engagement.retention`).
+- `subject-tests`: every `SUBJECT_TEST_INTERVAL`, decides the subject-line tests whose wait is
+  over and sends the winner to the rest (`pipeline.decide_due_tests`), whatever the time of
+  day: the wait was chosen by whoever started the test.
 - `once` (`--at`): an operator's one-off run of the pipeline at a given instant.
 
 SIGTERM/SIGINT set a stop event the sending core watches: the batch in flight is finished and
@@ -54,6 +57,7 @@ from newsletter.logs import log_event
 from newsletter.pipeline import (
     Outcome,
     RunReport,
+    decide_due_tests,
     process_owner,
     record_skip,
     run_daily,
@@ -68,6 +72,7 @@ log = logging.getLogger(__name__)
 
 CATCHUP_INTERVAL = timedelta(minutes=5)
 RETENTION_AT = (3, 17)  # hour, minute UTC: away from the morning sends
+SUBJECT_TEST_INTERVAL = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -318,6 +323,16 @@ class Scheduler:
         if not self._pending:
             self.stop()
 
+    def decide_subject_tests(self) -> None:
+        """Decide the subject-line tests that are due and send their winners (one at a time,
+        under the same per-process lock as the daily runs, whose lists they belong to)."""
+
+        def work() -> RunReport:
+            reports = decide_due_tests(self.runtime, stop=self.stopping, owner=self.owner)
+            return reports[-1] if reports else RunReport("", Outcome.ALREADY_DONE)
+
+        self._guarded("subject-tests", work)
+
     def catch_up_all(self) -> None:
         """Refresh the cron jobs from the lists table, then decide for every list."""
         try:
@@ -433,6 +448,13 @@ class Scheduler:
                 id="engagement-retention",
                 misfire_grace_time=None,
                 coalesce=True,
+            )
+            self._aps.add_job(
+                self.decide_subject_tests,
+                IntervalTrigger(seconds=SUBJECT_TEST_INTERVAL.total_seconds()),
+                id="subject-tests",
+                next_run_time=now,
+                misfire_grace_time=None,
             )
         self._aps.add_job(
             self.heartbeat,

@@ -20,6 +20,7 @@ from . import (
     routes_engagement,
     routes_issues,
     routes_lists,
+    routes_subject_tests,
     routes_subscribers,
 )
 from .gate import ApiGate, RateLimiter
@@ -55,7 +56,14 @@ def create_api(runtime: Runtime, *, limiter: RateLimiter | None = None) -> FastA
         root_path_in_servers=False,
         exception_handlers=exception_handlers(),
     )
-    for module in (routes_lists, routes_subscribers, routes_articles, routes_issues, routes_admin):
+    for module in (
+        routes_lists,
+        routes_subscribers,
+        routes_articles,
+        routes_issues,
+        routes_subject_tests,
+        routes_admin,
+    ):
         api.include_router(module.router)
     api.include_router(routes_engagement.router)
     api.state.runtime = runtime

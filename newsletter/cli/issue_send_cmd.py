@@ -22,6 +22,7 @@ from newsletter.delivery.status import (
     recipient_status,
     send_status,
 )
+from newsletter.engagement.subject_tests import status_line
 from newsletter.issues.assembly import get_issue
 from newsletter.providers.factory import make_provider
 from newsletter.types import IssueStatus
@@ -70,7 +71,7 @@ def _progress_bar(total: int, done: int) -> tuple[Any, Any]:
     return bar, update
 
 
-def _print_status(status: SendStatus) -> None:
+def _print_status(status: SendStatus, default_tz: Any = None) -> None:
     counts = status.recipients
     click.echo(f"issue {status.issue_id}: {status.issue_status}")
     click.echo(
@@ -83,6 +84,8 @@ def _print_status(status: SendStatus) -> None:
     )
     for worker, batches in sorted(status.workers.items()):
         click.echo(f"  {worker}: " + ", ".join(f"{k} {v}" for k, v in sorted(batches.items())))
+    if status.subject_test is not None:
+        click.echo(status_line(status.subject_test, default_tz))
     if status.in_doubt_batches:
         click.secho(
             f"{counts['in_doubt']} recipients in {len(status.in_doubt_batches)} batches are in "
@@ -300,7 +303,7 @@ def status_cmd(app: AppContext, issue_ref: str, email: str | None, as_json: bool
     if as_json:
         emit_json(status.as_dict())
     else:
-        _print_status(status)
+        _print_status(status, app.settings.timezone)
 
 
 @click.command("pause")

@@ -102,6 +102,7 @@ def _register() -> None:
         audit_cmd,
         engagement_cmd,
         inbound_cmd,
+        issue_ab_test_cmd,
         issue_build_cmd,
         issue_list_cmd,
         issue_preview_cmd,
@@ -128,7 +129,13 @@ def _register() -> None:
         lists_cmd.lists.add_command(command)
     for command in articles_cmd.COMMANDS:
         articles.add_command(command)
-    for module in (issue_build_cmd, issue_list_cmd, issue_preview_cmd, issue_send_cmd):
+    for module in (
+        issue_build_cmd,
+        issue_list_cmd,
+        issue_preview_cmd,
+        issue_send_cmd,
+        issue_ab_test_cmd,
+    ):
         for command in module.COMMANDS:
             issue.add_command(command)
     for command in engagement_cmd.ISSUE_COMMANDS:

@@ -634,7 +634,7 @@ class SubjectTest(Base):
     sample_percent: Mapped[int] = mapped_column(Integer)
     wait_seconds: Mapped[int] = mapped_column(Integer)
     metric: Mapped[str] = mapped_column(String(16))  # clicks | opens
-    status: Mapped[str] = mapped_column(String(16))  # sampling | waiting | decided | done
+    status: Mapped[str] = mapped_column(String(16))  # sampling|waiting|decided|done|cancelled
     sample_size: Mapped[int | None] = mapped_column(Integer)
     created_by: Mapped[str] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

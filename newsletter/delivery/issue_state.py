@@ -4,7 +4,9 @@ An issue is `sent` only when every planned recipient was accepted or skipped by 
 longer subscribed, suppressed). When some failed it is `sent_with_failures`; when nobody was
 accepted and some failed, `failed` (a refused From or API key fails every batch). While any
 recipient is in doubt the send is not over: the issue stays `sending` until reconciliation
-or the operator settles them.
+or the operator settles them. An issue whose subject-line test is still sampling or waiting
+stays `sending` too: the rest of its audience is planned when the test decides
+(`newsletter.delivery.subject_tests`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from newsletter.clock import Clock
 from newsletter.db.models import Delivery, Issue, SendBatch
 from newsletter.delivery.ledger import OPEN_BATCH, chunks, get_issue_row, move_batches, open_work
 from newsletter.delivery.planning import group_into_batches
+from newsletter.engagement import subject_tests
 from newsletter.errors import StateError
 from newsletter.types import BatchStatus, DeliveryStatus, FailureKind, IssueStatus
 
@@ -60,15 +63,21 @@ def finish_if_done(session: Session, issue_id: int, clock: Clock) -> IssueStatus
     # still `sending`, so the others skip counting every recipient of it.
     if session.scalar(select(Issue.status).where(Issue.id == issue_id)) != IssueStatus.SENDING:
         return None
+    if subject_tests.is_waiting(session, issue_id):
+        return None  # an idle worker asks every poll: no count of the sample's recipients
     status = final_status(recipient_counts(session, issue_id))
     if status is None:
         return None
+    if subject_tests.hold_send(session, issue_id, clock.now()):
+        return None  # a subject-line test's sample: the issue waits for its decision
     done = session.execute(
         update(Issue)
         .where(Issue.id == issue_id, Issue.status == IssueStatus.SENDING)
         .values(status=status, sent_at=clock.now())
         .execution_options(synchronize_session=False)
     ).rowcount
+    if done:
+        subject_tests.finish_test(session, issue_id)
     return status if done else None
 
 
@@ -128,6 +137,7 @@ def cancel_issue(session: Session, issue_id: int, clock: Clock) -> int:
     set_issue_status(
         session, issue_id, IssueStatus.CANCELLED, (IssueStatus.SENDING, IssueStatus.PAUSED)
     )
+    subject_tests.cancel_test(session, issue_id)
     now = clock.now()
     pending = select(SendBatch.id).where(
         SendBatch.issue_id == issue_id,

@@ -31,6 +31,7 @@ from newsletter.config import Settings
 from newsletter.db.models import Delivery, Issue, IssueVariant, SendBatch
 from newsletter.db.types import UTCDateTime
 from newsletter.delivery.ledger import get_issue_row, is_postgres
+from newsletter.engagement.subject_tests import planning_arm
 from newsletter.errors import (
     RenderError,
     StateError,
@@ -83,6 +84,13 @@ def enqueue_issue(
             f"issue {issue.id} has no rendered variants: run `newsletter issue build` first"
         )
     size = batch_size or settings.send_batch_size
+    if subject_arm is None:
+        # A subject-line test decides who else is planned: nobody while its sample is out,
+        # then everyone (late subscribers too) with the winning subject.
+        hold, subject_arm = planning_arm(session, issue.id)
+        if hold:
+            total = session.scalar(select(func.count()).where(Delivery.issue_id == issue.id))
+            return EnqueueReport(issue.id, 0, 0, total or 0)
     report = plan_deliveries(session, issue, size, clock, subject_arm=subject_arm)
     if issue.status == IssueStatus.BUILT:
         issue.status = IssueStatus.SENDING
@@ -195,6 +203,94 @@ def plan_deliveries(
         session.execute(text("ANALYZE deliveries"))
     batches = group_into_batches(session, issue.id, batch_size, now)
     return EnqueueReport(issue.id, total - before, batches, total)
+
+
+@dataclass(frozen=True, slots=True)
+class SampleReport:
+    issue_id: int
+    eligible: int  # the audience the sample was drawn from
+    arms: list[int]  # recipients per arm
+    batches: int
+
+    @property
+    def sample(self) -> int:
+        return sum(self.arms)
+
+
+def plan_sample(
+    session: Session,
+    issue: Issue,
+    settings: Settings,
+    clock: Clock,
+    *,
+    sample: Any,  # (eligible audience size) -> how many to draw
+    arms: int,
+    batch_size: int | None = None,
+) -> SampleReport:
+    """A subject-line test's first phase: freeze and render the issue, plan a uniformly random
+    sample of the eligible audience split evenly at random across `arms`, mark it `sending`.
+
+    Set-based: one `INSERT ... SELECT` numbers the audience in a random order
+    (`ROW_NUMBER() OVER (ORDER BY random())`); the first `sample` rows are planned, row n with
+    arm (n - 1) mod `arms`, so the arms differ by at most one recipient. Only the counts reach
+    Python. Everyone else is planned when the test decides (`enqueue_issue(subject_arm=...)`).
+    Caller's transaction.
+    """
+    if issue.status != IssueStatus.BUILT:
+        raise StateError(
+            f"issue {issue.id} is {issue.status}: a subject-line test starts only on a built "
+            "issue that is not sending yet"
+        )
+    get_issue_row(session, issue.id, lock=True)
+    if session.scalar(select(func.count()).where(Delivery.issue_id == issue.id)):
+        raise StateError(f"issue {issue.id} already has recipients: its send has started")
+    audience = eligible_recipients(issue.list_id).order_by(None).subquery()
+    eligible = session.scalar(select(func.count()).select_from(audience)) or 0
+    size = sample(eligible)
+    _freeze_and_render(session, issue, settings, clock)
+    if not has_variants(session, issue.id):
+        raise RenderError(
+            f"issue {issue.id} has no rendered variants: run `newsletter issue build` first"
+        )
+    now = clock.now()
+    shuffled = select(
+        audience.c.id,
+        audience.c.language,
+        audience.c.tracking_off,
+        func.row_number().over(order_by=func.random()).label("n"),
+    ).subquery()
+    language = shuffled.c.language
+    variant = case((language.in_(VARIANTS[1:]), language), else_=literal("ja"))
+    tracked: Any = (
+        shuffled.c.tracking_off == false() if issue_tracks(session, issue.id) else false()
+    )
+    session.execute(
+        insert(Delivery).from_select(
+            ["issue_id", "subscriber_id", "variant", "tracked", "subject_arm", "status",
+             "updated_at"],
+            select(
+                literal(issue.id),
+                shuffled.c.id,
+                variant,
+                tracked,
+                (shuffled.c.n - 1) % literal(arms),
+                literal(DeliveryStatus.QUEUED.value),
+                literal(now, UTCDateTime()),
+            ).where(shuffled.c.n <= size),
+        )
+    )  # fmt: skip
+    per_arm = dict(
+        session.execute(
+            select(Delivery.subject_arm, func.count())
+            .where(Delivery.issue_id == issue.id)
+            .group_by(Delivery.subject_arm)
+        ).all()
+    )
+    batches = group_into_batches(session, issue.id, batch_size or settings.send_batch_size, now)
+    issue.status = IssueStatus.SENDING
+    issue.send_started_at = now
+    session.flush()
+    return SampleReport(issue.id, eligible, [per_arm.get(a, 0) for a in range(arms)], batches)
 
 
 def _plan_sqlite(

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from newsletter.db.models import Delivery, SendBatch, Subscriber
 from newsletter.delivery.issue_state import recipient_counts
 from newsletter.delivery.ledger import get_issue_row
+from newsletter.engagement.subject_tests import describe_test, find_test
 from newsletter.errors import (
     EXIT_FAILED,
     EXIT_IN_DOUBT,
@@ -35,6 +36,7 @@ class SendStatus:
     sent_at: datetime | None = None
     approved_by: str | None = None
     approved_at: datetime | None = None
+    subject_test: dict[str, Any] | None = None  # the issue's subject-line test, if it has one
 
     @property
     def total(self) -> int:
@@ -94,7 +96,13 @@ def send_status(session: Session, issue_id: int) -> SendStatus:
         sent_at=issue.sent_at,
         approved_by=issue.approved_by,
         approved_at=issue.approved_at,
+        subject_test=_subject_test(session, issue_id),
     )
+
+
+def _subject_test(session: Session, issue_id: int) -> dict[str, Any] | None:
+    test = find_test(session, issue_id)
+    return None if test is None else describe_test(session, test)
 
 
 def outcome_error(status: SendStatus) -> SendIncomplete | None:

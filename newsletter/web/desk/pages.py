@@ -28,6 +28,7 @@ from newsletter.web.desk.views import (
     local_time,
     note_of,
     require_approval,
+    subject_test_view,
 )
 from newsletter.web.editor import frame_response, stats_values, stored_variants
 from newsletter.web.security import PREVIEW_CSP
@@ -112,6 +113,7 @@ async def issue_page(request: Request, desk: Desk) -> Response:
                 )
         tz = schedule_for(web.settings, mailing_list).tz
         return {
+            "subject_test": subject_test_view(session, issue, tz, lang),
             "slug": mailing_list.slug,
             "list_name": mailing_list.name,
             "issue_date": issue_date.isoformat(),

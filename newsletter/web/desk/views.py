@@ -15,6 +15,7 @@ from newsletter.clock import Clock
 from newsletter.config import Settings
 from newsletter.db.models import Article, Issue, IssueNote, MailingList
 from newsletter.delivery.status import send_status
+from newsletter.engagement.subject_tests import describe_test, find_test
 from newsletter.issues.editorial import candidates
 from newsletter.schedule import issue_date_for, local_instant, schedule_for
 from newsletter.types import DeliveryStatus, IssueStatus
@@ -235,3 +236,18 @@ def ledger_view(session: Session, issue: Issue, now: datetime) -> dict[str, Any]
         "rate": rate,
         "done_percent": int(100 * status.done / status.total) if status.total else 0,
     }
+
+
+def subject_test_view(
+    session: Session, issue: Issue | None, tz: Any, lang: str
+) -> dict[str, Any] | None:
+    """The issue's subject-line test for its page: state, when it decides, each arm's results
+    (recorded once decided, counts so far before), times in the list's zone."""
+    test = find_test(session, issue.id) if issue is not None else None
+    if test is None:
+        return None
+    data = describe_test(session, test)
+    for key in ("decide_at", "decided_at"):
+        value = getattr(test, key)
+        data[key] = local_time(value, tz, lang) if value is not None else None
+    return data
