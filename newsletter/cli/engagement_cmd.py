@@ -20,6 +20,7 @@ from newsletter.engagement.stats import (
     percent,
 )
 from newsletter.issues.assembly import get_issue
+from newsletter.render.width import display_width, truncate_width
 from newsletter.types import VARIANTS
 from subscribers.lists import get_list
 
@@ -34,7 +35,9 @@ JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON docu
 
 
 def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+    """`text` in exactly `width` terminal columns: Japanese characters take two."""
+    cut = truncate_width(text, width)
+    return cut + " " * (width - display_width(cut))
 
 
 def print_engagement(stats: IssueEngagement) -> None:
@@ -60,7 +63,7 @@ def print_engagement(stats: IssueEngagement) -> None:
         for a in stats.articles:
             by = "".join(f"{a.clicks_by_variant[v]:>8}" for v in VARIANTS)
             click.echo(
-                f"{a.position:>3}  {_cut(a.title or a.ref, 40):<40}{a.clicks:>7}"
+                f"{a.position:>3}  {_cut(a.title or a.ref, 40)}{a.clicks:>7}"
                 f"{a.unique_clickers:>8}{percent(a.ctr):>7}{by}"
             )
         if stats.other_clicks:
@@ -115,7 +118,9 @@ def print_trends(trends: ListTrends) -> None:
         return
     click.echo(f"{'date':<11}{'recipients':>11}{'tracked':>9}{'readers':>9}{'CTR':>8}  top article")
     for t in trends.issues:
-        top = f"{_cut(t.top_article, 40)} ({t.top_article_clickers})" if t.top_article else "-"
+        top = "-"
+        if t.top_article:
+            top = f"{truncate_width(t.top_article, 40)} ({t.top_article_clickers})"
         click.echo(
             f"{t.date.isoformat():<11}{t.recipients:>11}{t.tracked_recipients:>9}"
             f"{t.unique_clickers:>9}{percent(t.ctr):>8}  {top}"
