@@ -79,10 +79,6 @@ def enqueue_issue(
             f"issue {issue.id} is {issue.status}: only a built, sending or paused issue is sent"
         )
     _freeze_and_render(session, issue, settings, clock)
-    if not has_variants(session, issue.id):
-        raise RenderError(
-            f"issue {issue.id} has no rendered variants: run `newsletter issue build` first"
-        )
     size = batch_size or settings.send_batch_size
     if subject_arm is None:
         # A subject-line test decides who else is planned: nobody while its sample is out,
@@ -100,7 +96,8 @@ def enqueue_issue(
 
 
 def _freeze_and_render(session: Session, issue: Issue, settings: Settings, clock: Clock) -> None:
-    """Snapshot the articles and render the variants when the send starts (both idempotent).
+    """Snapshot the articles and render the variants when the send starts (both idempotent);
+    RenderError if the issue still has none.
 
     Once an issue is sending, its stored variants are what every worker sends: a re-render
     then would mix two versions in one send, so later calls only render what is missing.
@@ -110,9 +107,20 @@ def _freeze_and_render(session: Session, issue: Issue, settings: Settings, clock
         ensure_variants(session, issue, settings, clock)
     elif not has_variants(session, issue.id):
         ensure_variants(session, issue, settings, clock)
+    if not has_variants(session, issue.id):
+        raise RenderError(
+            f"issue {issue.id} has no rendered variants: run `newsletter issue build` first"
+        )
 
 
 # --- planning -------------------------------------------------------------------------------
+
+
+def _form(language: Any, tracking_off: Any, tracks: bool) -> tuple[Any, Any]:
+    """A planned delivery's variant (its language when it names one, else `ja`) and whether it
+    gets the tracked form (the issue has one and the subscriber did not switch tracking off)."""
+    variant = case((language.in_(VARIANTS[1:]), language), else_=literal("ja"))
+    return variant, (tracking_off == false() if tracks else false())
 
 
 def plan_deliveries(
@@ -146,9 +154,8 @@ def plan_deliveries(
     eligible = audience.subquery()
     already = exists().where(Delivery.issue_id == issue.id, Delivery.subscriber_id == eligible.c.id)
     language = eligible.c.language
-    variant = case((language.in_(VARIANTS[1:]), language), else_=literal("ja"))
     tracks = issue_tracks(session, issue.id)
-    tracked: Any = eligible.c.tracking_off == false() if tracks else false()
+    variant, tracked = _form(language, eligible.c.tracking_off, tracks)
     every_row = select(
         literal(issue.id),
         eligible.c.id,
@@ -248,10 +255,6 @@ def plan_sample(
     eligible = session.scalar(select(func.count()).select_from(audience)) or 0
     size = sample(eligible)
     _freeze_and_render(session, issue, settings, clock)
-    if not has_variants(session, issue.id):
-        raise RenderError(
-            f"issue {issue.id} has no rendered variants: run `newsletter issue build` first"
-        )
     now = clock.now()
     shuffled = select(
         audience.c.id,
@@ -259,10 +262,8 @@ def plan_sample(
         audience.c.tracking_off,
         func.row_number().over(order_by=func.random()).label("n"),
     ).subquery()
-    language = shuffled.c.language
-    variant = case((language.in_(VARIANTS[1:]), language), else_=literal("ja"))
-    tracked: Any = (
-        shuffled.c.tracking_off == false() if issue_tracks(session, issue.id) else false()
+    variant, tracked = _form(
+        shuffled.c.language, shuffled.c.tracking_off, issue_tracks(session, issue.id)
     )
     session.execute(
         insert(Delivery).from_select(
