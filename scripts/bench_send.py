@@ -289,14 +289,14 @@ class Server:
 
         binary = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
         if not Path(binary).exists():
-            raise SystemExit("--sink postfix needs Postfix's smtp-sink (Debian: apt install postfix)")
+            raise SystemExit("--sink postfix needs Postfix's smtp-sink (Debian's postfix package)")
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         user = ["-u", "nobody"] if os.geteuid() == 0 else []
         self.provider, self.sink = "smtp", "postfix"
         # Its counters go to a file: a pipe nobody reads would fill and stop the sink.
-        self._counters = tempfile.TemporaryFile()
+        self._counters = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
         self.proc = subprocess.Popen(
             [binary, "-c", *user, "-m", "1024", f"127.0.0.1:{port}", "1024"],
             stdout=self._counters,
@@ -328,6 +328,7 @@ class Server:
         if self.sink == "postfix":
             self._counters.seek(0)
             counters = self._counters.read().decode().replace("\r", "\n").split()
+            self._counters.close()
             messages = [int(c[5:]) for c in counters if c.startswith("mesg=")]
             return {"messages": messages[-1] if messages else 0,
                     "recipients": messages[-1] if messages else 0}  # fmt: skip
