@@ -42,14 +42,19 @@ def eligible_recipients(list_id: int) -> Select[int, str, str | None, str, bool]
     )
 
 
-def mailable(subscriber_id: ColumnElement[int], list_id: int) -> ColumnElement[bool]:
+def mailable(
+    subscriber_id: ColumnElement[int],
+    list_id: int,
+    email_hash: ColumnElement[str] | None = None,
+) -> ColumnElement[bool]:
     """The same rule as a SQL expression over a subscriber id column, for queries that read
     recipients anyway (the sender's batch load): one round trip instead of two.
 
     Self-contained (its own aliases, no correlation to the caller's FROM list), so it means
-    the same thing in any query.
+    the same thing in any query. A query that has joined the subscriber row already passes
+    its `email_hash` column: the suppression probe then reads it from that row instead of
+    looking the subscriber up a second time (a third of the check's cost per recipient).
     """
-    person = aliased(Subscriber)
     active = (
         select(Subscription.id)
         .where(
@@ -59,6 +64,14 @@ def mailable(subscriber_id: ColumnElement[int], list_id: int) -> ColumnElement[b
         )
         .correlate_except(Subscription)
     )
+    if email_hash is not None:
+        suppressed = (
+            select(Suppression.id)
+            .where(Suppression.email_hash == email_hash)
+            .correlate_except(Suppression)
+        )
+        return and_(exists(active), ~exists(suppressed))
+    person = aliased(Subscriber)
     suppressed = (
         select(Suppression.id)
         .join(person, person.email_hash == Suppression.email_hash)

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.clock import FixedClock
 from newsletter.config import Settings
+from newsletter.db.models import Subscriber
 from newsletter.types import SubscriptionStatus
 from subscribers.audience import (
     eligible_recipients,
@@ -34,8 +35,16 @@ def _eligible_emails(session: Session, list_id: int) -> set[str]:
 
 
 def _mailable_expr(session: Session, list_id: int, subscriber_id: int) -> bool:
-    """The SQL-expression form of the rule, as the sender's batch load uses it."""
-    return bool(session.scalar(select(mailable(literal(subscriber_id), list_id))))
+    """The SQL-expression form of the rule, alone and as the sender's batch load uses it (over
+    the joined subscriber row's hash); both forms must say the same."""
+    alone = bool(session.scalar(select(mailable(literal(subscriber_id), list_id))))
+    joined = session.scalar(
+        select(mailable(Subscriber.id, list_id, Subscriber.email_hash)).where(
+            Subscriber.id == subscriber_id
+        )
+    )
+    assert alone == bool(joined), "the joined form of the rule disagrees with the plain one"
+    return alone
 
 
 @pytest.mark.parametrize("status", [s.value for s in SubscriptionStatus])

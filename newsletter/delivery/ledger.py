@@ -219,7 +219,8 @@ def _load_statement(list_id: int) -> Any:
             d.subscriber_id,
             _SUBSCRIBERS.c.email,
             _SUBSCRIBERS.c.name,
-            mailable(d.subscriber_id, list_id).label("mailable"),
+            # The joined row's hash: an erased subscriber (no row) has no subscription either.
+            mailable(d.subscriber_id, list_id, _SUBSCRIBERS.c.email_hash).label("mailable"),
         )
         .select_from(_DELIVERIES.outerjoin(_SUBSCRIBERS, _SUBSCRIBERS.c.id == d.subscriber_id))
         .where(d.batch_id == bindparam("p_batch_id"), d.status == DeliveryStatus.QUEUED.value)
