@@ -131,17 +131,25 @@ def test_addresses_that_could_break_a_header_are_refused():
     assert address_problem("two words@example.com") is not None
 
 
-def test_eightbit_text_is_raw_utf8_while_a_minified_html_line_stays_seven_bit():
+def test_eightbit_bodies_are_raw_utf8_with_the_minified_html_folded_between_attributes():
     template = template_for(make_message())
     data = template.render(make_recipient(1), eightbit=True)
     text, html = parse(data).iter_parts()
     assert text["Content-Transfer-Encoding"] == "8bit"
-    # One line + 3 slots > 998: the 7-bit encoding chosen by size (base64: mostly Japanese).
-    assert html["Content-Transfer-Encoding"] == template.encodings[1] == "base64"
+    # One line + 3 slots > 998 octets: folded at the spaces inside the <a> tags instead.
+    assert html["Content-Transfer-Encoding"] == "8bit"
     assert "読者1さん、おはようございます。".encode() in data
     assert "配信停止: https://news.example.com/u/token-1" in text.get_content()
     assert 'href="https://news.example.com/u/token-1"' in html.get_content()
     assert max(len(line) for line in data.split(b"\r\n")) <= 998
+
+
+def test_html_that_cannot_be_folded_within_998_octets_keeps_its_seven_bit_encoding():
+    template = template_for(make_message(html="<p>" + "長" * 400 + "</p>"))
+    data = template.render(make_recipient(1), eightbit=True)
+    html = list(parse(data).iter_parts())[1]
+    assert html["Content-Transfer-Encoding"] == template.encodings[1] == "base64"
+    assert html.get_content() == "<p>" + "長" * 400 + "</p>"
 
 
 def test_without_eightbit_everything_is_seven_bit():

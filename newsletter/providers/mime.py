@@ -12,8 +12,9 @@ The output is a complete RFC 5322 `multipart/alternative` message (text first, t
 CRLF line ends, 7-bit clean by default, ready for `smtplib` and for `.eml` files. For servers
 that announce 8BITMIME, `render(..., eightbit=True)` sends each part whose lines fit within 998
 octets as raw UTF-8 instead (a third of the size for Japanese text, and far fewer lines for the
-receiver to parse); minified HTML with one long line stays 7-bit. A base64 part is encoded
-whole per recipient (base64 cannot be cut at the slots).
+receiver to parse); minified HTML, one long line, is first folded between attributes
+(`markup_lines.py`), and stays 7-bit only when that cannot bring every line within 998 octets.
+A base64 part is encoded whole per recipient (base64 cannot be cut at the slots).
 
 Headers for bulk mail: `List-Id` (RFC 2919), `List-Unsubscribe` with the recipient's https and
 mailto targets (RFC 2369) and `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058),
@@ -37,6 +38,7 @@ from functools import lru_cache
 
 from newsletter.providers.base import PreparedMessage, Recipient
 from newsletter.providers.encoded_words import ENCODED_LINE_MAX, encoded_words
+from newsletter.providers.markup_lines import fold_markup
 from newsletter.providers.transfer import B64_LINE_BYTES, b64, choose_encoding, crlf, qp
 from newsletter.types import (
     SLOT_NAME,
@@ -410,7 +412,11 @@ class MimeTemplate:
         self._html = _body(self.encodings[1], message.html, escape_html=True)
         # Each part is 8bit-capable on its own (minified HTML usually is not; text usually is).
         self._text8 = _Body8(message.text, escape_html=False) if _Body8.fits(message.text) else None
-        self._html8 = _Body8(message.html, escape_html=True) if _Body8.fits(message.html) else None
+        # Minified HTML is one long line: folded between attributes it fits 8bit lines too.
+        html8 = message.html
+        if not _Body8.fits(html8):
+            html8 = fold_markup(html8, limit=MAX_LINE, slot_weight=SLOT_VALUE_BUDGET)
+        self._html8 = _Body8(html8, escape_html=True) if _Body8.fits(html8) else None
         self.eightbit_ok = self._text8 is not None or self._html8 is not None
         b = self.boundary.encode("ascii")
         self._opens = {

@@ -46,8 +46,8 @@ def transmitted_size(html: str, base_url: str) -> int:
     """Bytes of the HTML part as a mailbox receives it (slots filled realistically): the
     transfer encoding the MIME builder picks for this HTML (quoted-printable or base64,
     whichever is smaller), counted on the wire. This is what the budget holds under
-    `GMAIL_CLIP_BYTES`. (With 8BITMIME the text part may travel 8bit; the minified HTML is one
-    line over SMTP's 998 octets, so it never does.)"""
+    `GMAIL_CLIP_BYTES`. (With 8BITMIME the HTML may travel 8bit, folded between attributes,
+    which is smaller still: the 7-bit size is the bound that holds for every server.)"""
     return encoded_size(_filled(html, base_url), choose_encoding(html))
 
 
