@@ -12,7 +12,8 @@ Subscribers are generated inside the database (one INSERT ... SELECT), the issue
 variants are written directly, the local SendGrid-compatible server (or the SMTP sink) runs in
 its own process. One JSON line per run; the last line is the last run:
 provider, recipients, seconds (end to end, as `issue send` runs), recipients_per_s,
-send_seconds / send_recipients_per_s (after planning), cpu_us_per_recipient (the sending
+send_seconds / send_recipients_per_s (the sending loop alone: planning, start and finish are
+outside it), outside_send_share (their share of the whole), cpu_us_per_recipient (the sending
 processes' user + system CPU, planning included, over recipients), server_limit_per_s (SendGrid:
 the same server's own rate in the same run, fed pre-built requests of the same payloads by
 `--limit-clients` client processes) and ratio (send phase over that limit), requests,
@@ -557,6 +558,7 @@ def run_core(
     load = os.getloadavg()[0]
     started = time.monotonic()
     plan_seconds = None
+    loop_seconds = None
     cpu_before = _cpu_s()
     server_cpu_before = server.cpu_s()
     requests = 0
@@ -573,6 +575,7 @@ def run_core(
             provider.close()
         requests = report.requests
         plan_seconds = report.plan_seconds
+        loop_seconds = report.loop_seconds
         peak = max(rss_mb(), helpers_rss.stop() if helpers_rss else 0.0)  # of any one process
     else:
         with sessions.begin() as session:
@@ -612,7 +615,9 @@ def run_core(
         limit = server_limit(args, sessions, settings, server)
     engine.dispose()
     accepted = counts.get("accepted", 0)
-    send_seconds = seconds - (plan_seconds or 0.0)
+    # The send phase: the sending loop itself when the report gives it (start and finish, like
+    # planning, are outside it); with workers, everything after planning.
+    send_seconds = loop_seconds or seconds - (plan_seconds or 0.0)
     rate_limited = None
     if args.provider == "sendgrid" and args.rate_limit > 0:
         rate_limited = {
@@ -638,6 +643,7 @@ def run_core(
         "recipients_per_s": round(accepted / seconds),
         "plan_seconds": None if plan_seconds is None else round(plan_seconds, 2),
         "send_seconds": round(send_seconds, 2),
+        "outside_send_share": round(1 - send_seconds / seconds, 3),
         "send_recipients_per_s": round(accepted / send_seconds),
         "cpu_us_per_recipient": round(sender_cpu / max(accepted, 1) * 1e6, 1),
         "server_limit_per_s": None if limit is None else round(limit),

@@ -53,6 +53,7 @@ class SendReport:
     paused_reason: str | None
     status: SendStatus | None  # the ledger after the run (None for a worker over all issues)
     plan_seconds: float = 0.0  # of `seconds`: planning (freeze, render, the ledger's rows)
+    loop_seconds: float = 0.0  # of `seconds`: the sending loop; the rest is before and after it
 
 
 def send_issue(
@@ -100,7 +101,9 @@ def send_issue(
         stop=stop or threading.Event(),
         progress=helpers.wrap(progress),
     )
-    result = _run(sessions, sender, helpers, issue_id, progress, provider_factory, worker_id)
+    result, loop_seconds = _run(
+        sessions, sender, helpers, issue_id, progress, provider_factory, worker_id
+    )
     status = _settle(sessions, issue_id, clock, cfg, sender.events_expected)
     return SendReport(
         issue_id=issue_id,
@@ -115,6 +118,7 @@ def send_issue(
         paused_reason=sender.paused_reason or helpers.paused_reason,
         status=status,
         plan_seconds=plan_seconds,
+        loop_seconds=loop_seconds,
     )
 
 
@@ -126,9 +130,9 @@ def _run(
     progress: ProgressCallback | None,
     provider_factory: ProviderFactory | None,
     worker_id: str | None,
-) -> Progress:
+) -> tuple[Progress, float]:
     """The loop in this process and its helpers' (named after `worker_id` when one was
-    given, else after their own pid); the counts of every process."""
+    given, else after their own pid); the counts of every process and the loop's seconds."""
     with transaction(sessions) as session:
         before = send_status(session, issue_id)
     if helpers.count:
@@ -139,14 +143,16 @@ def _run(
         )  # fmt: skip
     sender.progress.total = before.total
     sender.progress.done_before = before.done
+    loop_started = time.monotonic()
     try:
         sender.run(issue_id)
     finally:
         helpers.join(sender.stop)
+    loop_seconds = time.monotonic() - loop_started
     result = helpers.add_to(sender.progress)
     if helpers.count and progress is not None:
         progress(result)  # the final counts of every process
-    return result
+    return result, loop_seconds
 
 
 def _plan(
