@@ -25,9 +25,11 @@ from typing import Any, NamedTuple
 from sqlalchemy import (
     and_,
     bindparam,
+    exists,
     func,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.orm import Session
@@ -145,6 +147,8 @@ def _claim_statement(one_issue: bool, postgres: bool) -> Any:
     )
     if one_issue:
         pick = pick.where(b.issue_id == bindparam("p_issue_id"))
+        if not postgres:
+            pick = _first_ready_of_issue(now)
     if postgres:
         pick = pick.with_for_update(skip_locked=True, of=_BATCHES)
     return (
@@ -158,6 +162,35 @@ def _claim_statement(one_issue: bool, postgres: bool) -> Any:
         )
         .returning(b.id, b.issue_id, b.variant, b.attempts, b.size, b.tracked, b.subject_arm)
     )
+
+
+def _first_ready_of_issue(now: Any) -> Any:
+    """SQLite, one issue: the same pick as one ordered probe per ready state. Each branch
+    reads `ix_send_batches_issue_status` (issue, status, id) in id order and stops at its
+    first row; the single query with OR sorted every batch of the issue on every claim."""
+    b = _BATCHES.c
+    issue = bindparam("p_issue_id")
+    sending = exists().where(_ISSUES.c.id == issue, _ISSUES.c.status == IssueStatus.SENDING.value)
+    queued = (
+        select(b.id)
+        .where(
+            b.issue_id == issue,
+            b.status == BatchStatus.QUEUED.value,
+            or_(b.not_before.is_(None), b.not_before <= now),
+        )
+        .order_by(b.id)
+        .limit(1)
+        .subquery()
+    )
+    expired = (
+        select(b.id)
+        .where(b.issue_id == issue, b.status == BatchStatus.CLAIMED.value, b.lease_until < now)
+        .order_by(b.id)
+        .limit(1)
+        .subquery()
+    )
+    either = union_all(select(queued.c.id), select(expired.c.id)).subquery()
+    return select(func.min(either.c.id)).where(sending)
 
 
 def release_claim(session: Session, batch_id: int, worker: str, clock: Clock) -> None:
