@@ -363,7 +363,6 @@ def server_limit(
     """Recipients per second the server takes when nothing else limits it: the issue's own
     payloads (1,000 recipients, signed links), built and serialised before the clock starts,
     posted by `--limit-clients` processes of 2 connections each for `--limit-seconds`."""
-    import orjson
 
     from newsletter.delivery.messages import prepare_messages
     from newsletter.providers.base import Batch, Recipient
@@ -381,7 +380,7 @@ def server_limit(
     recipients = [Recipient(n, sid, email, name or "", *links(sid))
                   for n, (sid, email, name) in enumerate(rows, 1)]  # fmt: skip
     payload = build_payload(Batch(1, messages["ja", False], recipients), recipients, sandbox=False)
-    body = orjson.dumps(payload.body)
+    body = payload.data
     queue: Any = multiprocessing.get_context("fork").Queue()
     procs = [
         multiprocessing.get_context("fork").Process(

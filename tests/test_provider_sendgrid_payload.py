@@ -8,6 +8,7 @@ failures, including for awkward recipients.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -21,7 +22,12 @@ from newsletter.providers.mime import (
     transport_address,
 )
 from newsletter.providers.sendgrid import MAX_FIELD_BYTES, _shared_fields, build_payload
-from newsletter.types import SLOT_NAME, SLOT_PREFERENCES_URL, SLOT_UNSUBSCRIBE_URL
+from newsletter.types import (
+    SLOT_NAME,
+    SLOT_PREFERENCES_URL,
+    SLOT_TRACKING_TOKEN,
+    SLOT_UNSUBSCRIBE_URL,
+)
 from tests.fixtures.providers import make_message, make_recipient
 
 _HTML_SPECIAL = str.maketrans("", "", "<>&\"'")
@@ -41,9 +47,12 @@ def _reference(
             problem = (
                 f"the same address is already in this batch (delivery {seen[r.email.lower()]})"
             )
+        tracked = batch.message.tracked
+        if problem is None and tracked and not r.tracking_token:
+            problem = "a tracked message needs the recipient's tracking token"
         if problem is None and any(
             url and any(c.isspace() or c in "<>\"'" for c in url)
-            for url in (r.unsubscribe_url, r.preferences_url)
+            for url in (r.unsubscribe_url, r.preferences_url, r.tracking_token if tracked else "")
         ):
             problem = "a personal link contains whitespace, quotes or angle brackets"
         if problem is not None:
@@ -69,6 +78,8 @@ def _reference(
             },
             "custom_args": custom_args,
         }
+        if tracked:
+            item["substitutions"][SLOT_TRACKING_TOKEN] = r.tracking_token
         unsubscribe = list_unsubscribe(r)
         if batch.message.bulk and unsubscribe:
             headers = {"List-Unsubscribe": unsubscribe}
@@ -150,6 +161,71 @@ def test_the_payload_is_the_plain_per_recipient_construction(
     assert {1016, 1018, 1020, 1022, 10**4000} <= set(included)
 
 
+def _awkward_text() -> list[Recipient]:
+    """Values that JSON must escape or that are not ASCII, in every field a recipient fills."""
+    names = [
+        'say "hi"',
+        "back\\slash\\",
+        "ctl\x01\x08\x0e\x1f\x7f end",
+        "emoji 😀 and 🇯🇵",
+        "日本語の名前",
+        "Zoë Ünïcødé",
+        "line\u2028and\u2029paragraph",
+        "<b>Tom & 'Jerry'</b>",
+        "tab\tnew\nline\x0bvt\x0cff",
+        "",
+        "\x00",
+    ]
+    emails = [
+        "info@例え.jp",
+        "名前@example.jp",
+        "ctl\x01@example.com",
+        "del\x7f@example.com",
+        "o'brien@example.com",
+    ]
+    links = [
+        {"unsubscribe_url": "https://x.example/u/a\\b"},
+        {"preferences_url": "https://例え.jp/p/トークン"},
+        {"unsubscribe_url": "https://x.example/u/\x01"},
+        {"unsubscribe_mailto": 'mailto:"q\\"@in.example?subject=unsubscribe'},
+        {"unsubscribe_mailto": "mailto:unsubscribe+tök@in.example?subject=unsubscribe"},
+        {"unsubscribe_mailto": "mailto:a b@in.example"},
+        {"tracking_token": "tok\\en"},
+        {"tracking_token": "tök"},
+        {"tracking_token": ""},
+        {"unsubscribe_url": ""},
+    ]
+
+    def person(n: int, **changes: str) -> Recipient:
+        return make_recipient(n, **{"tracking_token": f"token-{n}", **changes})
+
+    people = [person(n, name=name) for n, name in enumerate(names, start=1)]
+    people += [person(n, email=email) for n, email in enumerate(emails, start=20)]
+    people += [person(n, **link) for n, link in enumerate(links, start=40)]
+    people += [person(n, name=names[n % len(names)]) for n in range(60, 120)]
+    people += [person(n) for n in range(200, 260)]
+    return people
+
+
+@pytest.mark.parametrize("tracked", [False, True], ids=["untracked", "tracked"])
+@pytest.mark.parametrize("bulk", [True, False], ids=["bulk", "transactional"])
+@pytest.mark.parametrize("mailto", [True, False], ids=["mailto", "no-mailto"])
+def test_the_directly_written_body_is_the_dict_form_byte_for_byte(
+    tracked: bool, bulk: bool, mailto: bool
+) -> None:
+    """Most personalizations are written as JSON text, not serialised from dicts: for
+    values that need escapes, are not ASCII or are refused, the bytes posted are exactly
+    orjson's serialisation of the plain dict construction."""
+    recipients = [r if mailto else replace(r, unsubscribe_mailto=None) for r in _awkward_text()]
+    message = make_message(tracked=tracked, bulk=bulk)
+    batch = Batch(9, message, recipients)
+    payload = build_payload(batch, recipients, sandbox=False)
+    body, included, failed = _reference(batch, recipients, sandbox=False)
+    assert payload.data == orjson.dumps(body)
+    assert [r.delivery_id for r in payload.included] == included
+    assert payload.failed == failed
+
+
 def test_whitespace_of_every_kind_in_a_link_is_refused() -> None:
     recipients = [
         make_recipient(n, unsubscribe_url=f"https://x.example/u/a{c}b")
@@ -199,3 +275,27 @@ def test_the_plain_address_shortcut_is_address_problem_for_every_short_ascii_str
             for candidate in (email, f"x{email}y.z", f"{email}@d.jp"):
                 fine = address_problem(candidate) is None
                 assert (_PLAIN_ADDRESS.fullmatch(candidate) is not None) == fine, candidate
+
+
+def test_an_address_is_refused_exactly_when_address_problem_says_so() -> None:
+    """Most addresses are accepted by one pattern together with the links: every string of
+    up to three characters from an alphabet of the characters that matter, alone and inside
+    an address, is refused exactly when `address_problem` refuses it."""
+    from itertools import product
+
+    alphabet = "a@. \t\r\n<,;\"'()[]\\\x00\x7f-"
+    candidates = [
+        candidate
+        for length in range(1, 4)
+        for chars in product(alphabet, repeat=length)
+        for candidate in ("".join(chars), f"x{''.join(chars)}y.z", f"{''.join(chars)}@d.jp")
+    ]
+    for start in range(0, len(candidates), 1000):
+        chunk = candidates[start : start + 1000]
+        recipients = [make_recipient(n, email=email) for n, email in enumerate(chunk)]
+        payload = build_payload(Batch(1, make_message(), recipients), recipients, sandbox=False)
+        for recipient in recipients:
+            problem = payload.failed.get(recipient.delivery_id)
+            expected = address_problem(recipient.email)
+            if problem is None or "same address" not in problem:
+                assert problem == expected, repr(recipient.email)

@@ -5,9 +5,11 @@ values as `substitutions` (SendGrid fills the markers in subject, text and HTML)
 `List-Unsubscribe` headers, and `custom_args` {issue_id, batch_id, delivery_id, subscriber_id}
 that come back in webhook events.
 
-The payload is built as plain dicts and serialised with orjson, and sent over one pooled,
-keep-alive `httpx.Client` with explicit timeouts (the `sendgrid` package opens a connection per
-call and has no default timeout; docs/providers.md has the measurements).
+A personalization is written directly as JSON text when none of its values needs an escape
+(the common case), else built as plain dicts; orjson serialises the body around them (the
+written ones inserted as `orjson.Fragment`). It is sent over one pooled, keep-alive
+`httpx.Client` with explicit timeouts (the `sendgrid` package opens a connection per call and
+has no default timeout; docs/providers.md has the measurements).
 
 Newsletter (bulk) mail always switches SendGrid's own click and open tracking off
 (`tracking_settings`): first-party tracking replaces it, and a subscriber who switched tracking
@@ -77,7 +79,6 @@ MAX_CATEGORIES = 10
 _PERSONALIZATION_FIELD = re.compile(r"^personalizations\.(\d+)\b")
 _HTML_SPECIAL = str.maketrans("", "", "<>&\"'")
 _UNSAFE_IN_URL = re.compile(r"[\s<>\"']")
-_HTML_SPECIAL_FOUND = re.compile("[<>&\"']")
 # Failures that happen before the request is fully written: the server cannot have acted on
 # an incomplete request, so these are safe to retry. (A pool timeout never opened a stream.)
 _NOT_SENT = (
@@ -95,9 +96,14 @@ _NOT_SENT = (
 class Payload:
     """A request body and who is in it; recipients refused before sending are in `failed`."""
 
-    body: dict[str, Any]
+    data: bytes  # the JSON text, as posted
     included: list[Recipient]
     failed: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The body parsed back, for tests and tools; sending posts `data` as it is."""
+        return orjson.loads(self.data)  # type: ignore[no-any-return]
 
 
 def _field_problem(item: dict[str, Any]) -> str | None:
@@ -125,9 +131,19 @@ _ONE_CLICK = "List-Unsubscribe=One-Click"
 # whitespace, something before the last @, a dot after it (the domain needs no IDNA form).
 _RESERVED = r"\r\n\t <>,;\"'()\[\]\\"
 _PLAIN_ADDRESS = re.compile(f"[^{_RESERVED}]+@[^{_RESERVED}@]*\\.[^{_RESERVED}@]*")
-# Links made only of printable ASCII other than space, quotes and angle brackets: safe
-# without the general rule (`_UNSAFE_IN_URL`), which decides for anything else.
-_SAFE_LINKS = re.compile(r"[!#-&(-;=?-~]*")
+# The common recipient in one pattern, `f"{email}\0{links}{mailto}"`: an ASCII address
+# `address_problem` has nothing against (as `_PLAIN_ADDRESS`), without control characters,
+# then links (and the mailto target) of printable ASCII other than space, quotes, angle
+# brackets and backslash: fine as links without the general rule (`_UNSAFE_IN_URL`, which
+# decides for anything else) and needing no JSON escape.
+_RAW = _RESERVED + r"\x00-\x1f\x7f"
+_PLAIN_RECIPIENT = re.compile(f"[^{_RAW}]+@[^{_RAW}@]*\\.[^{_RAW}@]*\\x00[!#-&(-;=?-\\[\\]-~]*")
+# A display name (already cleaned) with nothing to take out for HTML and nothing orjson
+# would escape or refuse (control characters, quotes, backslashes, lone surrogates).
+_PLAIN_NAME = re.compile(r"[<>&\"'\\\x00-\x1f\ud800-\udfff]")
+# A personalization written directly has no escapes and at most 4 bytes a character: under
+# this many characters neither of its limited fields can reach MAX_FIELD_BYTES.
+_PLAIN_ITEM_CHARS = MAX_FIELD_BYTES // 4
 _LINK_PROBLEM = "a personal link contains whitespace, quotes or angle brackets"
 # SendGrid's own tracking, off for every newsletter: it would rewrite our links (or the direct
 # links of a subscriber who switched tracking off) and add its own pixel.
@@ -168,11 +184,48 @@ def _shared_fields(message: PreparedMessage, sandbox: bool) -> dict[str, Any]:
     return body
 
 
+def _personalization(
+    recipient: Recipient, name: str, custom_args: dict[str, str], bulk: bool, token: str | None
+) -> dict[str, Any]:
+    """One recipient's personalization as plain dicts: the form every payload is defined by,
+    built for the recipients the direct JSON text in `build_payload` does not cover."""
+    email = recipient.email
+    unsubscribe = recipient.unsubscribe_url
+    to = {"email": email if email.isascii() else transport_address(email)}
+    if name:
+        to["name"] = name
+    item: dict[str, Any] = {
+        "to": [to],
+        "substitutions": {
+            SLOT_UNSUBSCRIBE_URL: unsubscribe,
+            SLOT_PREFERENCES_URL: recipient.preferences_url,
+            SLOT_NAME: name.translate(_HTML_SPECIAL),
+        },
+        "custom_args": custom_args,
+    }
+    if token is not None:
+        item["substitutions"][SLOT_TRACKING_TOKEN] = token
+    if bulk:  # List-Unsubscribe as `list_unsubscribe` writes it; one-click needs https
+        mailto = recipient.unsubscribe_mailto
+        if unsubscribe:
+            targets = f"<{unsubscribe}>, <{mailto}>" if mailto else f"<{unsubscribe}>"
+            item["headers"] = {"List-Unsubscribe": targets, "List-Unsubscribe-Post": _ONE_CLICK}
+        elif mailto:
+            item["headers"] = {"List-Unsubscribe": f"<{mailto}>"}
+    return item
+
+
+def _json_key(name: str) -> str:
+    return orjson.dumps(name).decode()
+
+
 def build_payload(batch: Batch, recipients: Sequence[Recipient], *, sandbox: bool) -> Payload:
     """The mail/send body for `recipients` of `batch`, with the limits checked. Pure.
 
-    One pass, the per-batch values computed once, no intermediate objects per recipient;
-    the exact JSON size check runs only for values long enough to come near the limit.
+    One pass, the per-batch values computed once. A personalization whose values need no
+    JSON escapes (the common case) is written directly as JSON text; any other goes through
+    `_personalization` and orjson. The exact size check runs only for personalizations long
+    enough to come near the limit.
     """
     if len(recipients) > MAX_RECIPIENTS:
         raise BatchTooLarge(
@@ -185,34 +238,83 @@ def build_payload(batch: Batch, recipients: Sequence[Recipient], *, sandbox: boo
     issue_id = None if message.issue_id is None else str(message.issue_id)
     fixed_chars = len(batch_id) + len(issue_id or "")
     unsafe = _UNSAFE_IN_URL.search
-    html_special = _HTML_SPECIAL_FOUND.search
-    personalizations: list[dict[str, Any]] = []
+    items: list[orjson.Fragment] = []
+    fragment = orjson.Fragment
     included: list[Recipient] = []
     failed: dict[int, str] = {}
     seen: dict[str, int] = {}
+    plain = _PLAIN_RECIPIENT.fullmatch
     plain_address = _PLAIN_ADDRESS.fullmatch
-    safe_links = _SAFE_LINKS.fullmatch
+    plain_name = _PLAIN_NAME.search
     tracked = message.tracked
-    token = ""
+    # The constant JSON text around the values of a plain personalization.
+    start = '{"to":[{"email":"'
+    slots = f'"}}],"substitutions":{{{_json_key(SLOT_UNSUBSCRIBE_URL)}:"'
+    preferences_key = f'",{_json_key(SLOT_PREFERENCES_URL)}:"'
+    name_key = f'",{_json_key(SLOT_NAME)}:"'
+    token_key = f'",{_json_key(SLOT_TRACKING_TOKEN)}:"'
+    args = f'"}},"custom_args":{{"batch_id":{_json_key(batch_id)},"delivery_id":"'
+    subscriber_key = '","subscriber_id":"'
+    args_end = '"}' if issue_id is None else f'","issue_id":{_json_key(issue_id)}}}'
+    name_at = '","name":"'
+    list_unsubscribe = ',"headers":{"List-Unsubscribe":"<'
+    one_click = f',"List-Unsubscribe-Post":{_json_key(_ONE_CLICK)}}}}}'
+    token: str | None = None
     for recipient in recipients:
         email = recipient.email
         delivery_id = recipient.delivery_id
-        if email.isascii() and plain_address(email) is not None:
-            problem = None  # what address_problem says of it, without the call
-        else:
-            problem = address_problem(email)
-        key = email.lower()
-        if problem is None and key in seen:
-            problem = f"the same address is already in this batch (delivery {seen[key]})"
         unsubscribe = recipient.unsubscribe_url
         preferences = recipient.preferences_url
+        mailto = recipient.unsubscribe_mailto
         links = unsubscribe + preferences  # one check: the rule is about single characters
         if tracked:
             token = recipient.tracking_token
             links += token
-            if not token and problem is None:
-                problem = "a tracked message needs the recipient's tracking token"
-        if problem is None and safe_links(links) is None and unsafe(links) is not None:
+        key = email.lower()
+        # One pattern for the common case: an ASCII address `address_problem` accepts, and
+        # links (and the mailto target) of characters that are fine in a link and need no
+        # JSON escape. Anything else takes the exact rules.
+        if (
+            email.isascii()
+            and plain(f"{email}\0{links}{mailto or ''}") is not None
+            and key not in seen
+            and (token is None or token)
+        ):
+            name = " ".join(recipient.name.split())  # clean_display_name
+            if plain_name(name) is None:  # no HTML special, nothing JSON escapes
+                if not bulk:
+                    tail = "}"
+                elif unsubscribe:  # List-Unsubscribe as `_personalization` writes it
+                    if mailto:
+                        tail = f'{list_unsubscribe}{unsubscribe}>, <{mailto}>"{one_click}'
+                    else:
+                        tail = f'{list_unsubscribe}{unsubscribe}>"{one_click}'
+                elif mailto:
+                    tail = f'{list_unsubscribe}{mailto}>"}}}}'
+                else:
+                    tail = "}"
+                item = (
+                    f"{start}{email}{f'{name_at}{name}' if name else ''}{slots}{unsubscribe}"
+                    f"{preferences_key}{preferences}{name_key}{name}"
+                    f"{'' if token is None else f'{token_key}{token}'}{args}{delivery_id}"
+                    f"{subscriber_key}{recipient.subscriber_id}{args_end}{tail}"
+                )
+                # Values need no escapes and take at most 4 bytes a character: far enough
+                # under the limit that the exact check can only agree.
+                if len(item) < _PLAIN_ITEM_CHARS:
+                    seen[key] = delivery_id
+                    items.append(fragment(item))
+                    included.append(recipient)
+                    continue
+        if email.isascii() and plain_address(email) is not None:
+            problem = None  # what address_problem says of it, without the call
+        else:
+            problem = address_problem(email)
+        if problem is None and key in seen:
+            problem = f"the same address is already in this batch (delivery {seen[key]})"
+        if tracked and not token and problem is None:
+            problem = "a tracked message needs the recipient's tracking token"
+        if problem is None and unsafe(links) is not None:
             problem = _LINK_PROBLEM
         if problem is not None:
             failed[delivery_id] = problem
@@ -226,41 +328,22 @@ def build_payload(batch: Batch, recipients: Sequence[Recipient], *, sandbox: boo
         else:
             custom_args = {"batch_id": batch_id, "delivery_id": delivery,
                            "subscriber_id": subscriber}  # fmt: skip
-        to = {"email": email if email.isascii() else transport_address(email)}
-        if name:
-            to["name"] = name
-        item: dict[str, Any] = {
-            "to": [to],
-            "substitutions": {
-                SLOT_UNSUBSCRIBE_URL: unsubscribe,
-                SLOT_PREFERENCES_URL: preferences,
-                SLOT_NAME: name.translate(_HTML_SPECIAL) if html_special(name) else name,
-            },
-            "custom_args": custom_args,
-        }
-        if tracked:
-            item["substitutions"][SLOT_TRACKING_TOKEN] = token
-        if bulk:  # List-Unsubscribe as `list_unsubscribe` writes it; one-click needs https
-            mailto = recipient.unsubscribe_mailto
-            if unsubscribe:
-                targets = f"<{unsubscribe}>, <{mailto}>" if mailto else f"<{unsubscribe}>"
-                item["headers"] = {"List-Unsubscribe": targets, "List-Unsubscribe-Post": _ONE_CLICK}
-            elif mailto:
-                item["headers"] = {"List-Unsubscribe": f"<{mailto}>"}
+        entry = _personalization(recipient, name, custom_args, bulk, token)
         if (
             len(links) + len(name) >= _VALUE_CHARS_BUDGET
             or fixed_chars + len(delivery) + len(subscriber) >= _VALUE_CHARS_BUDGET
         ):
-            problem = _field_problem(item)
+            problem = _field_problem(entry)
             if problem is not None:
                 failed[delivery_id] = problem
                 continue
         seen[key] = delivery_id
-        personalizations.append(item)
+        items.append(fragment(orjson.dumps(entry)))
         included.append(recipient)
     body = _shared_fields(message, sandbox)
-    body["personalizations"] = personalizations
-    return Payload(body=body, included=included, failed=failed)
+    body["personalizations"] = items  # orjson copies each Fragment's text as it is
+    data = orjson.dumps(body)
+    return Payload(data=data, included=included, failed=failed)
 
 
 def retry_after_seconds(headers: httpx.Headers, now: float) -> float | None:
@@ -390,7 +473,7 @@ class SendGridProvider:
             result.failed.update(payload.failed)
             if not payload.included:
                 return result
-            body = orjson.dumps(payload.body)
+            body = payload.data
             if len(body) >= MAX_REQUEST_BYTES:
                 raise BatchTooLarge(
                     f"SendGrid request for batch {batch.batch_id} would be {len(body)} bytes "
@@ -399,7 +482,7 @@ class SendGridProvider:
             response = self._post(body, result.failed)
             result.requests += 1
             if response.status_code in (200, 202):
-                result.accepted.extend(r.delivery_id for r in payload.included)
+                result.accepted.extend([r.delivery_id for r in payload.included])
                 result.provider_message_id = response.headers.get("x-message-id")
                 return result
             bad = self._rejected_positions(response, len(payload.included))
