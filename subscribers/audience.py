@@ -23,7 +23,14 @@ def _not_suppressed():  # type: ignore[no-untyped-def]
 
 def eligible_recipients(list_id: int) -> Select[int, str, str | None, str, bool]:
     """(subscriber_id, email, name, language, tracking_off) of every mailable subscriber, by
-    id."""
+    id.
+
+    Shaped for a million rows: the suppression list as an anti-join (an address's hash is in
+    it at most once, so no row is repeated), one index seek per row instead of a subquery that
+    SQLite opens per row; ordered by the subscription's copy of the id, the last column of the
+    list's `(list_id, status, subscriber_id)` index, so SQLite reads the rows in that order
+    without a sort (it does not carry the order across the join to `Subscriber.id`).
+    """
     return (
         select(
             Subscriber.id,
@@ -33,12 +40,13 @@ def eligible_recipients(list_id: int) -> Select[int, str, str | None, str, bool]
             Subscriber.tracking_off,
         )
         .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+        .outerjoin(Suppression, Suppression.email_hash == Subscriber.email_hash)
         .where(
             Subscription.list_id == list_id,
             Subscription.status == SubscriptionStatus.ACTIVE,
-            _not_suppressed(),
+            Suppression.id.is_(None),
         )
-        .order_by(Subscriber.id)
+        .order_by(Subscription.subscriber_id)
     )
 
 

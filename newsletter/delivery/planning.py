@@ -7,8 +7,10 @@ who became eligible since. See docs/delivery.md ("The ledger").
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import count
 from typing import Any
 
 from sqlalchemy import (
@@ -145,18 +147,13 @@ def plan_deliveries(
         raise StateError(f"batch size must be at least 1, got {batch_size}")
     now = clock.now()
     get_issue_row(session, issue.id, lock=True)  # serialise concurrent planners (PostgreSQL)
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    audience = eligible_recipients(issue.list_id)
-    if sqlite:
-        # SQLite numbers the batches by subscriber id in the INSERT itself (_plan_sqlite): the
-        # audience's own order would only add a sort of every row.
-        audience = audience.order_by(None)
-    eligible = audience.subquery()
-    already = exists().where(Delivery.issue_id == issue.id, Delivery.subscriber_id == eligible.c.id)
-    language = eligible.c.language
     tracks = issue_tracks(session, issue.id)
-    variant, tracked = _form(language, eligible.c.tracking_off, tracks)
-    every_row = select(
+    if session.get_bind().dialect.name == "sqlite":
+        return _plan_sqlite(session, issue, batch_size, now, subject_arm, tracks)
+    eligible = eligible_recipients(issue.list_id).subquery()
+    already = exists().where(Delivery.issue_id == issue.id, Delivery.subscriber_id == eligible.c.id)
+    variant, tracked = _form(eligible.c.language, eligible.c.tracking_off, tracks)
+    rows = select(
         literal(issue.id),
         eligible.c.id,
         variant,
@@ -164,27 +161,9 @@ def plan_deliveries(
         literal(subject_arm, Integer()),
         literal(DeliveryStatus.QUEUED.value),
         literal(now, UTCDateTime()),
-    )
-    rows = every_row.where(~already)
+    ).where(~already)
     count = select(func.count()).where(Delivery.issue_id == issue.id)
-    if sqlite:
-        # Take SQLite's write lock first (a no-op write): from here to the commit nobody else
-        # writes, so the count below and the batch ids numbered in _plan_sqlite stay true.
-        session.execute(
-            update(_ISSUES).where(_ISSUES.c.id == issue.id).values(status=_ISSUES.c.status)
-        )
     before = session.scalar(count) or 0
-    if sqlite:
-        if before == 0:
-            # First planning of this issue (and the write lock is ours): nobody is in the
-            # ledger yet, so the per-row "not planned yet" probe can only say no.
-            rows = every_row
-        batches = _plan_sqlite(
-            session, issue.id, rows, language, tracked if tracks else None, eligible.c.id,
-            batch_size, now,
-        )  # fmt: skip
-        total = session.scalar(count) or 0
-        return EnqueueReport(issue.id, total - before, batches, total)
     if is_postgres(session):
         # Statistics first: right after a bulk import the planner may still believe the
         # audience tables are empty and pick a nested loop that takes minutes at 50,000 rows.
@@ -294,75 +273,127 @@ def plan_sample(
     return SampleReport(issue.id, eligible, [per_arm.get(a, 0) for a in range(arms)], batches)
 
 
+_COUNTER_FUNCTION = "newsletter_plan_seq"
+
+
+def _form_counters(driver: Any, forms: int) -> list[Iterator[int]]:
+    """One counter per variant and form, each an SQL function on the driver's connection
+    (`newsletter_plan_seq{k}()`) that returns 0, 1, 2 ... one call after another.
+
+    `itertools.count` is called by SQLite without a Python frame: half the cost of a Python
+    function per row. Not deterministic, so SQLite calls it once for every row it inserts.
+    """
+    counters = [count() for _ in range(forms)]
+    for k, counter in enumerate(counters):
+        driver.create_function(f"{_COUNTER_FUNCTION}{k}", 0, counter.__next__)
+    return counters
+
+
 def _plan_sqlite(
     session: Session,
-    issue_id: int,
-    rows: Any,
-    language: Any,
-    tracked: Any | None,  # None: the list does not track, every row is untracked
-    subscriber_id: Any,
+    issue: Issue,
     batch_size: int,
     now: datetime,
-) -> int:
+    subject_arm: int | None,
+    tracks: bool,
+) -> EnqueueReport:
     """SQLite: insert the new deliveries already cut into batches, then their batch rows.
 
-    One pass instead of insert, group and update. The caller holds SQLite's write lock, so the
-    batch ids numbered from the table's largest id (variant k of group g gets base + g * 8 + k,
-    plus 4 for the tracked form) stay ours: the deliveries are inserted with them (the foreign
-    key is checked at commit), then the batch rows are made from the inserted deliveries.
+    One pass in the audience's own order, without a sort: a window function numbering each
+    form's rows sorted every row by form and subscriber and fed the indexes out of order,
+    which cost more than the rest of the insert. Instead one counter per form numbers its rows
+    as SQLite inserts them (`_form_counters`): the n-th (from 0) of form k goes to batch
+    `base + (n // batch_size) * stride + k`. In whatever order the rows come, each form's are
+    numbered 0, 1, 2 ... once each, so its batches hold `batch_size` but the last; the
+    audience's order (by subscriber, as its index is read) only decides who shares a batch.
+
+    Under SQLite's write lock (taken first) the batch ids numbered from the table's largest
+    id stay ours: the deliveries carry them (the foreign key is checked at commit), and the
+    batch rows follow from the counts alone.
     """
+    # Take SQLite's write lock first (a no-op write): from here to the commit nobody else
+    # writes, so the count below and the batch ids numbered here stay true.
+    session.execute(update(_ISSUES).where(_ISSUES.c.id == issue.id).values(status=_ISSUES.c.status))
+    before = session.scalar(select(func.count()).where(Delivery.issue_id == issue.id)) or 0
     session.execute(text("PRAGMA defer_foreign_keys = ON"))  # until this transaction ends
     base = (session.scalar(select(func.max(_BATCHES.c.id))) or 0) + 1
     stride = 2 * len(VARIANTS)  # ja, en, both, both-en; each untracked and tracked
-    # The variant's position, from the language in one flat CASE (the variant is the language
-    # when it names one, else `ja`): SQLite evaluates it per row, per mention, so it is
-    # cheaper than comparing the variant's own CASE with each name. It also partitions.
-    index = case(
-        *((language == literal(v), literal(n)) for n, v in enumerate(VARIANTS) if n),
+    forms = stride if tracks else len(VARIANTS)
+    audience = eligible_recipients(issue.list_id)  # by subscriber: its index's own order
+    person = audience.selected_columns
+    variant, tracked = _form(person.language, person.tracking_off, tracks)
+    # The form's number, from the language in one flat CASE (the variant is the language when
+    # it names one, else `ja`), plus 4 for the tracked form.
+    form = case(
+        *((person.language == literal(v), literal(n)) for n, v in enumerate(VARIANTS) if n),
         else_=literal(0),
     )
-    if tracked is not None:
-        index = index + case((tracked, literal(len(VARIANTS))), else_=literal(0))
-    group = (func.row_number().over(partition_by=index, order_by=subscriber_id) - 1) // batch_size
-    session.execute(
-        insert(Delivery).from_select(
-            [
-                "issue_id",
-                "subscriber_id",
-                "variant",
-                "tracked",
-                "subject_arm",
-                "status",
-                "updated_at",
-                "batch_id",
-            ],
-            rows.add_columns(literal(base) + group * stride + index),
-        )
+    if tracks:
+        form = form + case((tracked, literal(len(VARIANTS))), else_=literal(0))
+    # Batch `base + (n // batch_size) * stride + k` for the n-th row of form k; the form's
+    # CASE is evaluated once, as the value this CASE picks its counter by.
+    batch_id = case(
+        {
+            k: literal(base + k)
+            + getattr(func, f"{_COUNTER_FUNCTION}{k}")(type_=Integer)
+            // literal(batch_size)
+            * literal(stride)
+            for k in range(forms)
+        },
+        value=form,
     )
-    d = _DELIVERIES.c
-    return (
-        session.execute(
-            insert(_BATCHES).from_select(
-                ["id", "issue_id", "variant", "tracked", "subject_arm", "status", "size",
-                 "attempts", "created_at", "updated_at"],
-                select(
-                    d.batch_id,
-                    literal(issue_id),
-                    func.min(d.variant),
-                    func.max(d.tracked),
-                    func.min(d.subject_arm),
-                    literal(BatchStatus.QUEUED.value),
-                    func.count(),
-                    literal(0),
-                    literal(now, UTCDateTime()),
-                    literal(now, UTCDateTime()),
-                )
-                .where(d.batch_id >= base)
-                .group_by(d.batch_id),
+    rows = audience.with_only_columns(
+        literal(issue.id),
+        person.id,
+        variant,
+        tracked,
+        literal(subject_arm, Integer()),
+        literal(DeliveryStatus.QUEUED.value),
+        literal(now, UTCDateTime()),
+        batch_id,
+    )
+    if before:
+        # Planned again: only those not in the ledger yet. On a first planning (with the write
+        # lock ours, nobody is in it) the per-row probe could only say no.
+        rows = rows.where(
+            ~exists().where(Delivery.issue_id == issue.id, Delivery.subscriber_id == person.id)
+        )
+    driver = session.connection().connection.driver_connection
+    counters = _form_counters(driver, forms)
+    try:
+        added = session.execute(
+            insert(Delivery).from_select(
+                ["issue_id", "subscriber_id", "variant", "tracked", "subject_arm", "status",
+                 "updated_at", "batch_id"],
+                rows,
             )
-        ).rowcount
-        or 0
-    )  # fmt: skip
+        ).rowcount  # fmt: skip
+    finally:
+        for k in range(forms):
+            driver.create_function(f"{_COUNTER_FUNCTION}{k}", 0, None)
+    counts = [next(counter) for counter in counters]
+    if added != sum(counts):
+        raise StateError(f"planning numbered {sum(counts)} deliveries but inserted {added}")
+    batches = [
+        {
+            "id": base + group * stride + k,
+            "issue_id": issue.id,
+            "variant": VARIANTS[k % len(VARIANTS)],
+            "tracked": k >= len(VARIANTS),
+            "subject_arm": subject_arm,
+            "status": BatchStatus.QUEUED.value,
+            "size": min(batch_size, n - group * batch_size),
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for group in range(-(-max(counts) // batch_size))
+        for k, n in enumerate(counts)
+        if n > group * batch_size
+    ]
+    if batches:
+        session.execute(insert(_BATCHES), batches)
+    return EnqueueReport(issue.id, added, len(batches), before + added)
 
 
 def group_into_batches(session: Session, issue_id: int, batch_size: int, now: datetime) -> int:
