@@ -69,18 +69,21 @@ def enqueue_issue(
     *,
     batch_size: int | None = None,
     subject_arm: int | None = None,
+    prepared: bool = False,
 ) -> EnqueueReport:
     """Freeze and render the issue (first time), plan its deliveries, mark it `sending`.
 
     Idempotent. Subscribers who became eligible since the last call join the send, as long
     as the issue is still `built`, `sending` or `paused`; a sent or cancelled issue is never
-    planned again. Runs in the caller's transaction.
+    planned again. Runs in the caller's transaction. `prepared`: `prepare_issue` already
+    froze and rendered it in an earlier transaction; this one only plans (and writes no row
+    but the ledger's: see `newsletter.db.session.planning_transaction`).
     """
-    if issue.status not in (IssueStatus.BUILT, IssueStatus.SENDING, IssueStatus.PAUSED):
-        raise StateError(
-            f"issue {issue.id} is {issue.status}: only a built, sending or paused issue is sent"
-        )
-    _freeze_and_render(session, issue, settings, clock)
+    _check_sendable(issue)
+    if not prepared:
+        _freeze_and_render(session, issue, settings, clock)
+    elif not has_variants(session, issue.id):
+        raise RenderError(f"issue {issue.id} has no rendered variants: prepare_issue it first")
     size = batch_size or settings.send_batch_size
     if subject_arm is None:
         # A subject-line test decides who else is planned: nobody while its sample is out,
@@ -95,6 +98,20 @@ def enqueue_issue(
         issue.send_started_at = clock.now()
     session.flush()
     return report
+
+
+def prepare_issue(session: Session, issue: Issue, settings: Settings, clock: Clock) -> None:
+    """What `enqueue_issue` does before planning, on its own: the status check, the articles'
+    snapshot and the variants (idempotent). Runs in the caller's transaction."""
+    _check_sendable(issue)
+    _freeze_and_render(session, issue, settings, clock)
+
+
+def _check_sendable(issue: Issue) -> None:
+    if issue.status not in (IssueStatus.BUILT, IssueStatus.SENDING, IssueStatus.PAUSED):
+        raise StateError(
+            f"issue {issue.id} is {issue.status}: only a built, sending or paused issue is sent"
+        )
 
 
 def _freeze_and_render(session: Session, issue: Issue, settings: Settings, clock: Clock) -> None:

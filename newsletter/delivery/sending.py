@@ -17,9 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.clock import Clock
 from newsletter.config import Settings
-from newsletter.db.session import transaction
+from newsletter.db.models import Issue
+from newsletter.db.session import planning_transaction, transaction
 from newsletter.delivery import in_doubt, issue_state, ledger
-from newsletter.delivery.planning import enqueue_issue
+from newsletter.delivery.planning import enqueue_issue, prepare_issue
 from newsletter.delivery.processes import HelperProcesses
 from newsletter.delivery.progress import (
     Progress,
@@ -162,17 +163,36 @@ def _plan(
     clock: Clock,
     cfg: SendConfig,
 ) -> bool:
-    """Plan the issue (idempotent); False when its send is already over (nothing to do)."""
+    """Plan the issue (idempotent); False when its send is already over (nothing to do).
+
+    Two transactions: the snapshot and the variants first, then the ledger's rows alone, in
+    `planning_transaction` (on SQLite, foreign keys are not looked up for each of a million
+    rows that the same transaction reads or writes itself). A crash between the two leaves a
+    `built` issue with its variants stored, which the next call plans as usual.
+    """
     with transaction(sessions) as session:
         issue = ledger.get_issue_row(session, issue_id, lock=True)
-        if issue.status in FINISHED_ISSUE_STATUSES:
-            return False  # failed recipients go again only through `issue retry`
-        if issue.status == IssueStatus.PAUSED:
-            raise StateError(
-                f"issue {issue_id} is paused ({issue.note or 'by an operator'}); "
-                "run `newsletter issue resume` first"
-            )
-        enqueue_issue(session, issue, settings, clock, batch_size=cfg.batch_size)
+        if not _still_to_send(issue):
+            return False
+        prepare_issue(session, issue, settings, clock)
+    with planning_transaction(sessions) as session:
+        issue = ledger.get_issue_row(session, issue_id, lock=True)
+        if not _still_to_send(issue):  # cancelled or sent by someone else in between
+            return False
+        enqueue_issue(session, issue, settings, clock, batch_size=cfg.batch_size, prepared=True)
+    return True
+
+
+def _still_to_send(issue: Issue) -> bool:
+    """False when the issue's send is over (failed recipients go again only through `issue
+    retry`); StateError when it is paused."""
+    if issue.status in FINISHED_ISSUE_STATUSES:
+        return False
+    if issue.status == IssueStatus.PAUSED:
+        raise StateError(
+            f"issue {issue.id} is paused ({issue.note or 'by an operator'}); "
+            "run `newsletter issue resume` first"
+        )
     return True
 
 

@@ -1,0 +1,52 @@
+"""Planning's transaction: on SQLite without per-row foreign-key lookups, and only there."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from newsletter.db.models import MailingList
+from newsletter.db.session import make_engine, planning_transaction, session_factory
+
+NOW = datetime(2026, 6, 12, 21, 30, tzinfo=UTC)
+
+
+def _new_list(slug: str) -> MailingList:
+    return MailingList(slug=slug, name=slug.title(), created_at=NOW)
+
+
+def _foreign_keys_on(session: Session) -> bool:
+    return bool(session.execute(text("PRAGMA foreign_keys")).scalar())
+
+
+def _lists(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        return session.scalar(select(func.count()).select_from(MailingList)) or 0
+
+
+def test_sqlite_plans_without_foreign_key_lookups_and_turns_them_back_on(migrated_sqlite_url):
+    engine = make_engine(migrated_sqlite_url, pool_size=1, max_overflow=0)  # one connection
+    sessions = session_factory(engine)
+    try:
+        with planning_transaction(sessions) as session:
+            assert not _foreign_keys_on(session)
+            session.add(_new_list("planned"))
+        with sessions() as session:  # the pool's connection, the same one
+            assert _foreign_keys_on(session)
+        assert _lists(sessions) == 1
+    finally:
+        engine.dispose()
+
+
+def test_foreign_keys_come_back_on_and_nothing_is_kept_when_planning_fails(sessions):
+    with pytest.raises(RuntimeError), planning_transaction(sessions) as session:
+        session.add(_new_list("half"))
+        session.flush()
+        raise RuntimeError("planning failed")
+    assert _lists(sessions) == 0
+    if sessions.kw["bind"].dialect.name == "sqlite":
+        with sessions() as session:
+            assert _foreign_keys_on(session)
