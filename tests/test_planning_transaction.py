@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.db.models import MailingList
@@ -50,3 +51,24 @@ def test_foreign_keys_come_back_on_and_nothing_is_kept_when_planning_fails(sessi
     if sessions.kw["bind"].dialect.name == "sqlite":
         with sessions() as session:
             assert _foreign_keys_on(session)
+
+
+def test_a_connection_that_cannot_turn_its_keys_back_on_is_never_reused(migrated_sqlite_url):
+    engine = make_engine(migrated_sqlite_url, pool_size=1, max_overflow=0)  # one connection
+    sessions = session_factory(engine)
+    broken = {"on": True}
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def fail_turning_keys_on(conn, cursor, statement, *_):  # type: ignore[no-untyped-def]
+        if broken["on"] and statement == "PRAGMA foreign_keys=ON":
+            raise sqlite3.OperationalError("disk I/O error")
+
+    try:
+        with planning_transaction(sessions) as session:
+            session.add(_new_list("planned"))
+        broken["on"] = False
+        with sessions() as session:  # a new connection, with its keys on
+            assert _foreign_keys_on(session)
+        assert _lists(sessions) == 1
+    finally:
+        engine.dispose()

@@ -145,5 +145,8 @@ def planning_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
             raise
         finally:
             session.close()
-            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
-            connection.commit()
+            try:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
+            except Exception:  # a broken connection: never back to the pool without its keys
+                connection.invalidate()
