@@ -31,6 +31,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -357,6 +358,9 @@ class SendBatch(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+UNACCEPTED_SQL = "status <> 'accepted'"  # the predicate of ix_deliveries_issue_open
+
+
 class Delivery(Base):
     """One recipient of one issue. The unique constraint is the "never twice" guarantee."""
 
@@ -364,7 +368,16 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id"),
         Index("ix_deliveries_batch", "batch_id"),
-        Index("ix_deliveries_issue_status", "issue_id", "status"),
+        # Every status but `accepted` (most rows, once sent): accepting a batch then only
+        # removes its entries instead of moving them, and the counts read accepted as the
+        # rest of the issue's rows (`issue_state.recipient_counts`).
+        Index(
+            "ix_deliveries_issue_open",
+            "issue_id",
+            "status",
+            sqlite_where=text(UNACCEPTED_SQL),
+            postgresql_where=text(UNACCEPTED_SQL),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -557,7 +570,13 @@ class ClickEvent(Base):
         # alone, an issue's million clicks are counted without touching the table.
         Index(
             "ix_click_events_issue_counts",
-            "issue_id", "machine", "article_id", "variant", "kind", "position", "delivery_id",
+            "issue_id",
+            "machine",
+            "article_id",
+            "variant",
+            "kind",
+            "position",
+            "delivery_id",
         ),  # fmt: skip
         Index("ix_click_events_at", "at"),
     )
