@@ -78,14 +78,14 @@ def mailable(
             .where(Suppression.email_hash == email_hash)
             .correlate_except(Suppression)
         )
-        return and_(exists(active), ~exists(suppressed))
-    person = aliased(Subscriber)
-    suppressed = (
-        select(Suppression.id)
-        .join(person, person.email_hash == Suppression.email_hash)
-        .where(person.id == subscriber_id)
-        .correlate_except(Suppression, person)
-    )
+    else:
+        person = aliased(Subscriber)
+        suppressed = (
+            select(Suppression.id)
+            .join(person, person.email_hash == Suppression.email_hash)
+            .where(person.id == subscriber_id)
+            .correlate_except(Suppression, person)
+        )
     return and_(exists(active), ~exists(suppressed))
 
 

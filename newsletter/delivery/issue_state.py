@@ -230,7 +230,7 @@ def retry_failed(
         .where(
             _DELIVERIES.c.issue_id == issue_id,
             _DELIVERIES.c.status == DeliveryStatus.FAILED,
-            _DELIVERIES.c.status != DeliveryStatus.ACCEPTED.value,  # the open-status index
+            UNACCEPTED,
             _DELIVERIES.c.failure_kind == FailureKind.SEND.value,
         )
         .values(
