@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import bindparam, create_engine, delete, func, select, text, update
+from sqlalchemy import bindparam, create_engine, delete, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +59,7 @@ from newsletter.db.models import (  # noqa: E402
 )
 from newsletter.db.session import make_engine, session_factory  # noqa: E402
 from newsletter.db.types import UTCDateTime  # noqa: E402
+from newsletter.delivery.issue_state import recipient_counts  # noqa: E402
 from newsletter.delivery.planning import enqueue_issue  # noqa: E402
 from newsletter.delivery.sendconfig import SendConfig  # noqa: E402
 from newsletter.delivery.sending import send_issue  # noqa: E402
@@ -243,13 +244,7 @@ def reset_ledger(sessions: sessionmaker[Session], issue_id: int) -> None:
 
 def ledger_counts(sessions: sessionmaker[Session], issue_id: int) -> dict[str, int]:
     with sessions() as session:
-        return dict(
-            session.execute(
-                select(Delivery.status, func.count())
-                .where(Delivery.issue_id == issue_id)
-                .group_by(Delivery.status)
-            ).all()
-        )
+        return {k: v for k, v in recipient_counts(session, issue_id).items() if v}
 
 
 # --- servers --------------------------------------------------------------------------------

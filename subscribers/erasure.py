@@ -25,7 +25,10 @@ from newsletter.db.models import (
     IssueLink,
     MailingList,
     OpenEvent,
+    SendBatch,
     Suppression,
+    delivery_accepted_at,
+    delivery_status,
 )
 from newsletter.types import SuppressionReason
 from subscribers.hashing import EmailHasher, email_key
@@ -158,19 +161,22 @@ def export_personal_data(session: Session, *, email: str) -> dict[str, Any]:
         }
         for r in records
     ]
-    deliveries = session.scalars(
-        select(Delivery).where(Delivery.subscriber_id == subscriber.id).order_by(Delivery.id)
+    deliveries = session.execute(
+        select(Delivery, delivery_status(), delivery_accepted_at())
+        .outerjoin(SendBatch, SendBatch.id == Delivery.batch_id)
+        .where(Delivery.subscriber_id == subscriber.id)
+        .order_by(Delivery.id)
     )
     document["deliveries"] = [
         {
             "issue_id": d.issue_id,
             "variant": d.variant,
-            "status": d.status,
-            "accepted_at": _iso(d.accepted_at),
+            "status": status,
+            "accepted_at": _iso(accepted_at),
             "last_event": d.last_event,
             "last_event_at": _iso(d.last_event_at),
         }
-        for d in deliveries
+        for d, status, accepted_at in deliveries
     ]
     events = session.scalars(
         select(Event)

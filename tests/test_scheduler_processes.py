@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.clock import FixedClock
-from newsletter.db.models import Delivery, Issue, Meta
+from newsletter.db.models import Delivery, Issue, Meta, SendBatch, delivery_status
 from newsletter.scheduler import HEARTBEAT_KEY
 from tests.fixtures.scheduler import outbox_recipients, seed_articles, seed_subscribers
 
@@ -209,7 +209,10 @@ def test_sigterm_mid_send_records_the_batch_in_flight_and_a_restart_finishes_the
     mailed = outbox_recipients(outbox)
     with sessions() as session:
         accepted = session.scalar(
-            select(func.count()).select_from(Delivery).where(Delivery.status == "accepted")
+            select(func.count())
+            .select_from(Delivery)
+            .outerjoin(SendBatch, SendBatch.id == Delivery.batch_id)
+            .where(delivery_status() == "accepted")
         )
     assert issue_statuses(sessions) == ["sending"]
     assert 0 < sum(mailed.values()) < len(addresses)

@@ -14,13 +14,14 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.clock import SYSTEM_CLOCK
 from newsletter.config import Secret, Settings, load_settings
-from newsletter.db.models import Delivery, SendBatch
+from newsletter.db.models import SendBatch
 from newsletter.db.session import make_engine, session_factory
+from newsletter.delivery.issue_state import recipient_counts
 from newsletter.delivery.progress import Progress
 from newsletter.delivery.sendconfig import SendConfig
 from newsletter.delivery.sending import send_issue
@@ -60,13 +61,7 @@ def _provider(settings: Settings) -> SendGridProvider:
 
 def _counts(sessions: sessionmaker[Session], issue_id: int) -> dict[str, int]:
     with sessions() as session:
-        return dict(
-            session.execute(
-                select(Delivery.status, func.count())
-                .where(Delivery.issue_id == issue_id)
-                .group_by(Delivery.status)
-            ).all()
-        )
+        return {k: v for k, v in recipient_counts(session, issue_id).items() if v}
 
 
 @pytest.mark.parametrize("processes", [2, 3])

@@ -60,6 +60,16 @@ class LedgerCollector(Collector):
                     select(Delivery.status, func.count()).group_by(Delivery.status)
                 ).all()
             )
+            # Members an accepted batch settled still read `queued` on their own rows.
+            by_batch = session.scalar(
+                select(func.coalesce(func.sum(SendBatch.accepted), 0)).where(
+                    SendBatch.status == BatchStatus.ACCEPTED.value
+                )
+            )
+            if by_batch:
+                deliveries[DeliveryStatus.QUEUED.value] -= by_batch
+                accepted = DeliveryStatus.ACCEPTED.value
+                deliveries[accepted] = deliveries.get(accepted, 0) + by_batch
             batches: dict[str, int] = dict(
                 session.execute(  # type: ignore[arg-type]
                     select(SendBatch.status, func.count()).group_by(SendBatch.status)

@@ -36,8 +36,10 @@ UNACCEPTED = Delivery.status != DeliveryStatus.ACCEPTED.value
 def recipient_counts(session: Session, issue_id: int) -> dict[str, int]:
     """Deliveries of the issue by status (every status present, 0 if none).
 
-    The accepted ones are the issue's rows less the others: two index-only reads (the
-    (issue, subscriber) key, the open-status index), never a read of every row."""
+    Index-only reads, never a read of every row: the issue's rows (the (issue, subscriber)
+    key), those of each status but `accepted` (the open-status index), and how many members
+    each accepted batch settled (`SendBatch.accepted`: they still read `queued` on their own
+    rows). Accepted is the rest of the issue's rows plus those."""
     counts = {s.value: 0 for s in DeliveryStatus}
     total = session.scalar(select(func.count()).where(Delivery.issue_id == issue_id)) or 0
     for status, count in session.execute(
@@ -46,6 +48,15 @@ def recipient_counts(session: Session, issue_id: int) -> dict[str, int]:
         .group_by(Delivery.status)
     ):
         counts[status] = count
+    by_batch = (
+        session.scalar(
+            select(func.sum(SendBatch.accepted)).where(
+                SendBatch.issue_id == issue_id, SendBatch.status == BatchStatus.ACCEPTED.value
+            )
+        )
+        or 0
+    )
+    counts[DeliveryStatus.QUEUED.value] -= by_batch
     counts[DeliveryStatus.ACCEPTED.value] = total - sum(counts.values())
     return counts
 

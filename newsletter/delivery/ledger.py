@@ -11,7 +11,9 @@ State machine of a batch (`send_batches.status`)::
 A batch is committed as `sending` before the provider is called and its outcome is committed in
 one transaction after, so the only recipients whose fate is unknown after a crash are those of
 the batches that were in flight: they become `in_doubt`, never silently re-sent. Every write is
-set-based (one UPDATE by batch id); nothing loads the audience into Python.
+set-based (one UPDATE by batch id); nothing loads the audience into Python. A batch accepted
+whole is one write to its own row: its members still `queued` read as accepted through it
+(`models.delivery_status`).
 """
 
 from __future__ import annotations
@@ -257,7 +259,8 @@ def _load_statement(list_id: int) -> Any:
         )
         .select_from(_DELIVERIES.outerjoin(_SUBSCRIBERS, _SUBSCRIBERS.c.id == d.subscriber_id))
         .where(d.batch_id == bindparam("p_batch_id"), d.status == DeliveryStatus.QUEUED.value)
-        .order_by(d.id)
+        # `ix_deliveries_batch_members`'s own order: the members come from the index alone.
+        .order_by(d.subscriber_id, d.id)
     )
 
 

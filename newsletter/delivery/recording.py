@@ -12,7 +12,9 @@ from typing import Any
 
 from sqlalchemy import (
     bindparam,
+    func,
     insert,
+    select,
     update,
 )
 from sqlalchemy.orm import Session
@@ -28,16 +30,39 @@ _BATCHES = SendBatch.__table__
 _UNSETTLED = (DeliveryStatus.QUEUED, DeliveryStatus.IN_DOUBT)
 
 
-_ACCEPT_BATCH_MEMBERS = (
+_ACCEPT_IN_DOUBT_MEMBERS = (
     update(_DELIVERIES)
     .where(
         _DELIVERIES.c.batch_id == bindparam("p_batch_id"),
-        _DELIVERIES.c.status.in_([s.value for s in _UNSETTLED]),
+        _DELIVERIES.c.status == DeliveryStatus.IN_DOUBT.value,
     )
     .values(
         status=DeliveryStatus.ACCEPTED.value,
         accepted_at=bindparam("p_now", type_=UTCDateTime()),
         error=None,
+        updated_at=bindparam("p_now", type_=UTCDateTime()),
+    )
+)
+# The provider took the whole batch: the batch row alone says so. Its members stay `queued`
+# and read as accepted through it (`models.delivery_status`); `accepted` counts them, for
+# index-only counts (`issue_state.recipient_counts`).
+_ACCEPT_WHOLE_BATCH = (
+    update(_BATCHES)
+    .where(_BATCHES.c.id == bindparam("p_batch_id"))
+    .values(
+        status=BatchStatus.ACCEPTED.value,
+        lease_until=None,
+        provider=bindparam("p_provider"),
+        provider_message_id=bindparam("p_provider_message_id"),
+        error=None,
+        size=bindparam("p_size"),
+        accepted_at=bindparam("p_now", type_=UTCDateTime()),
+        accepted=select(func.count())
+        .where(
+            _DELIVERIES.c.batch_id == bindparam("p_batch_id"),
+            _DELIVERIES.c.status == DeliveryStatus.QUEUED.value,
+        )
+        .scalar_subquery(),
         updated_at=bindparam("p_now", type_=UTCDateTime()),
     )
 )
@@ -70,25 +95,39 @@ def record_accepted(
     """Record what the provider said, in the caller's transaction; returns the ids not settled.
 
     Only ids the provider listed as accepted become `accepted`; ids it listed as failed become
-    `failed`; any other attempted id is returned so the caller can retry it.
+    `failed`; any other attempted id is returned so the caller can retry it. A batch accepted
+    whole is one write to its own row (see `_ACCEPT_WHOLE_BATCH`).
     """
     now = clock.now()
     connection = session.connection()
     accepted_set = set(accepted).intersection(attempted)
     if accepted_set and len(accepted_set) == len(attempted):
-        unsettled: list[int] = []
-        connection.execute(_ACCEPT_BATCH_MEMBERS, {"p_batch_id": batch_id, "p_now": now})
-    else:
-        unsettled = [i for i in attempted if i not in accepted_set and i not in failed]
-        for chunk in chunks(sorted(accepted_set)):
-            connection.execute(
-                update(_DELIVERIES)
-                .where(_DELIVERIES.c.id.in_(chunk))
-                .values(status=DeliveryStatus.ACCEPTED, accepted_at=now, updated_at=now)
-            )
-        attempted_set = set(attempted)
-        refused = {i: e for i, e in failed.items() if i in attempted_set}
-        _fail_deliveries(session, refused, now, FailureKind.ADDRESS)
+        # Members turned in doubt meanwhile (the lease ran out before the answer came) are
+        # settled by their rows; usually there are none, and the index says so at once.
+        connection.execute(_ACCEPT_IN_DOUBT_MEMBERS, {"p_batch_id": batch_id, "p_now": now})
+        connection.execute(
+            _ACCEPT_WHOLE_BATCH,
+            {
+                "p_batch_id": batch_id,
+                "p_provider": provider,
+                "p_provider_message_id": provider_message_id,
+                "p_size": len(attempted),
+                "p_now": now,
+            },
+        )
+        return []
+    # Some refused or deferred: the accepted and the refused get their own rows (the
+    # deferred move to a batch of their own, in the caller's same transaction).
+    unsettled = [i for i in attempted if i not in accepted_set and i not in failed]
+    for chunk in chunks(sorted(accepted_set)):
+        connection.execute(
+            update(_DELIVERIES)
+            .where(_DELIVERIES.c.id.in_(chunk))
+            .values(status=DeliveryStatus.ACCEPTED, accepted_at=now, updated_at=now)
+        )
+    attempted_set = set(attempted)
+    refused = {i: e for i, e in failed.items() if i in attempted_set}
+    _fail_deliveries(session, refused, now, FailureKind.ADDRESS)
     connection.execute(
         _RECORD_BATCH,
         {

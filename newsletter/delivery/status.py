@@ -9,7 +9,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsletter.db.models import Delivery, SendBatch, Subscriber
+from newsletter.db.models import (
+    Delivery,
+    SendBatch,
+    Subscriber,
+    delivery_accepted_at,
+    delivery_status,
+)
 from newsletter.delivery.issue_state import recipient_counts
 from newsletter.delivery.ledger import get_issue_row
 from newsletter.engagement.subject_tests import describe_test, find_test
@@ -139,22 +145,22 @@ def _ids(ids: list[int], shown: int = 10) -> str:
 
 def recipient_status(session: Session, issue_id: int, email: str) -> RecipientStatus:
     row = session.execute(
-        select(Delivery, SendBatch.status)
+        select(Delivery, SendBatch.status, delivery_status(), delivery_accepted_at())
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .outerjoin(SendBatch, SendBatch.id == Delivery.batch_id)
         .where(Delivery.issue_id == issue_id, Subscriber.email_key == email.strip().lower())
     ).one_or_none()
     if row is None:
         raise NotFoundError(f"{mask_email(email)} is not a recipient of issue {issue_id}")
-    delivery, batch_status = row
+    delivery, batch_status, status, accepted_at = row
     return RecipientStatus(
         issue_id=issue_id,
         email=mask_email(email.strip().lower()),
-        status=delivery.status,
+        status=status,
         variant=delivery.variant,
         batch_id=delivery.batch_id,
         batch_status=batch_status,
         error=delivery.error,
-        accepted_at=delivery.accepted_at,
+        accepted_at=accepted_at,
         last_event=delivery.last_event,
     )

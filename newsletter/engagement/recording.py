@@ -25,7 +25,9 @@ from newsletter.db.models import (
     IssueLink,
     MailingList,
     OpenEvent,
+    SendBatch,
     Subscriber,
+    delivery_accepted_at,
 )
 from newsletter.engagement import classify
 
@@ -73,7 +75,7 @@ def click_target(session: Session, delivery_id: int, link_no: int) -> ClickTarge
             Delivery.issue_id,
             Delivery.subscriber_id,
             Delivery.variant,
-            Delivery.accepted_at,
+            delivery_accepted_at().label("accepted_at"),
             IssueLink.article_id,
             IssueLink.kind,
             IssueLink.position,
@@ -83,6 +85,7 @@ def click_target(session: Session, delivery_id: int, link_no: int) -> ClickTarge
             IssueLink,
             (IssueLink.issue_id == Delivery.issue_id) & (IssueLink.link_no == link_no),
         )
+        .outerjoin(SendBatch, SendBatch.id == Delivery.batch_id)
         .where(Delivery.id == delivery_id)
     ).first()
     if row is None or not is_redirectable(row.url):
@@ -198,8 +201,13 @@ def record_open(
     such delivery, the list does not use the pixel, the subscriber switched tracking off)."""
     delivery = session.execute(
         select(
-            Delivery.issue_id, Delivery.subscriber_id, Delivery.variant, Delivery.accepted_at
-        ).where(Delivery.id == delivery_id)
+            Delivery.issue_id,
+            Delivery.subscriber_id,
+            Delivery.variant,
+            delivery_accepted_at().label("accepted_at"),
+        )
+        .outerjoin(SendBatch, SendBatch.id == Delivery.batch_id)
+        .where(Delivery.id == delivery_id)
     ).first()
     if delivery is None:
         return None

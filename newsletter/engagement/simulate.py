@@ -26,6 +26,9 @@ from newsletter.db.models import (
     IssueLink,
     MailingList,
     OpenEvent,
+    SendBatch,
+    delivery_accepted_at,
+    delivery_status,
 )
 from newsletter.errors import StateError
 from newsletter.types import DeliveryStatus
@@ -66,9 +69,11 @@ def simulate_engagement(
     """Invent a plausible morning of clicks (and opens, if the list uses the pixel)."""
     rng = random.Random(seed)
     deliveries = session.execute(
-        select(Delivery.id, Delivery.subscriber_id, Delivery.variant, Delivery.accepted_at).where(
+        select(Delivery.id, Delivery.subscriber_id, Delivery.variant, delivery_accepted_at())
+        .outerjoin(SendBatch, SendBatch.id == Delivery.batch_id)
+        .where(
             Delivery.issue_id == issue.id,
-            Delivery.status == DeliveryStatus.ACCEPTED,
+            delivery_status() == DeliveryStatus.ACCEPTED.value,
             Delivery.tracked.is_(True),
         )
     ).all()

@@ -16,7 +16,14 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from newsletter.db.models import Delivery, Issue, IssueArticle, MailingList
+from newsletter.db.models import (
+    Delivery,
+    Issue,
+    IssueArticle,
+    MailingList,
+    SendBatch,
+    delivery_status,
+)
 from newsletter.engagement.tally import (
     ALL,
     AUTOMATED_SOURCES,
@@ -158,7 +165,7 @@ def _issue_articles(session: Session, issue_id: int) -> list[tuple[int, int, Any
 
 def _recipients(session: Session, issue_ids: list[int]) -> dict[tuple[int, str], tuple[int, int]]:
     """(issue, variant) -> (accepted deliveries, of them tracked), counted by the database."""
-    accepted = Delivery.status == DeliveryStatus.ACCEPTED
+    accepted = delivery_status() == DeliveryStatus.ACCEPTED.value
     rows = session.execute(
         select(
             Delivery.issue_id,
@@ -166,6 +173,7 @@ def _recipients(session: Session, issue_ids: list[int]) -> dict[tuple[int, str],
             func.count(),
             func.coalesce(func.sum(case((Delivery.tracked.is_(True), 1), else_=0)), 0),
         )
+        .outerjoin(SendBatch, SendBatch.id == Delivery.batch_id)
         .where(Delivery.issue_id.in_(issue_ids), accepted)
         .group_by(Delivery.issue_id, Delivery.variant)
     )

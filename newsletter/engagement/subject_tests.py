@@ -28,7 +28,9 @@ from newsletter.db.models import (
     Issue,
     MailingList,
     OpenEvent,
+    SendBatch,
     SubjectTest,
+    delivery_status,
 )
 from newsletter.engagement import classify
 from newsletter.errors import NotFoundError, StateError, ValidationError
@@ -381,8 +383,9 @@ def arm_counts(session: Session, issue_id: int, metric: str, arms: int) -> list[
             select(
                 Delivery.subject_arm,
                 func.count(),
-                func.sum(case((Delivery.status == DeliveryStatus.ACCEPTED.value, 1), else_=0)),
+                func.sum(case((delivery_status() == DeliveryStatus.ACCEPTED.value, 1), else_=0)),
             )
+            .outerjoin(SendBatch, SendBatch.id == Delivery.batch_id)
             .where(Delivery.issue_id == issue_id, Delivery.subject_arm.is_not(None))
             .group_by(Delivery.subject_arm)
         )
