@@ -368,7 +368,7 @@ class SendBatch(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-UNACCEPTED_SQL = "status <> 'accepted'"  # the predicate of ix_deliveries_issue_open
+MARKED_SQL = "status <> 'queued'"  # the predicate of ix_deliveries_issue_marked
 
 
 class Delivery(Base):
@@ -379,16 +379,16 @@ class Delivery(Base):
         UniqueConstraint("issue_id", "subscriber_id"),
         # A batch's members with what its load reads of them: the load reads no delivery row.
         Index("ix_deliveries_batch_members", "batch_id", "status", "subscriber_id"),
-        # Every status but `accepted` (rows accepted by their own row: the members of a batch
-        # refused in part, in-doubt batches settled later, sends before migration 0008); the
-        # counts read accepted as the rest of the issue's rows plus what accepted batches
-        # settled (`issue_state.recipient_counts`).
+        # The rows that carry an outcome of their own (skipped, failed, in doubt, cancelled,
+        # accepted by their own row), not the `queued` ones: planning writes no entry here,
+        # and a batch accepted whole changes none. The counts read `queued` as the rest of
+        # the issue's rows (`issue_state.recipient_counts`).
         Index(
-            "ix_deliveries_issue_open",
+            "ix_deliveries_issue_marked",
             "issue_id",
             "status",
-            sqlite_where=text(UNACCEPTED_SQL),
-            postgresql_where=text(UNACCEPTED_SQL),
+            sqlite_where=text(MARKED_SQL),
+            postgresql_where=text(MARKED_SQL),
         ),
     )
 

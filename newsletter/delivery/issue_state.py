@@ -28,23 +28,23 @@ from newsletter.types import BatchStatus, DeliveryStatus, FailureKind, IssueStat
 _DELIVERIES = Delivery.__table__
 
 
-# Says in SQL what `ix_deliveries_issue_open` holds: SQLite uses a partial index only for a
+# Says in SQL what `ix_deliveries_issue_marked` holds: SQLite uses a partial index only for a
 # query that repeats its predicate.
-UNACCEPTED = Delivery.status != DeliveryStatus.ACCEPTED.value
+MARKED = Delivery.status != DeliveryStatus.QUEUED.value
 
 
 def recipient_counts(session: Session, issue_id: int) -> dict[str, int]:
     """Deliveries of the issue by status (every status present, 0 if none).
 
     Index-only reads, never a read of every row: the issue's rows (the (issue, subscriber)
-    key), those of each status but `accepted` (the open-status index), and how many members
-    each accepted batch settled (`SendBatch.accepted`: they still read `queued` on their own
-    rows). Accepted is the rest of the issue's rows plus those."""
+    key), those whose own row carries an outcome (the marked-rows index), and how many
+    members each accepted batch settled (`SendBatch.accepted`: their rows still say
+    `queued`). Queued is the rest of the issue's rows less those."""
     counts = {s.value: 0 for s in DeliveryStatus}
     total = session.scalar(select(func.count()).where(Delivery.issue_id == issue_id)) or 0
     for status, count in session.execute(
         select(Delivery.status, func.count())
-        .where(Delivery.issue_id == issue_id, UNACCEPTED)
+        .where(Delivery.issue_id == issue_id, MARKED)
         .group_by(Delivery.status)
     ):
         counts[status] = count
@@ -56,8 +56,8 @@ def recipient_counts(session: Session, issue_id: int) -> dict[str, int]:
         )
         or 0
     )
-    counts[DeliveryStatus.QUEUED.value] -= by_batch
-    counts[DeliveryStatus.ACCEPTED.value] = total - sum(counts.values())
+    counts[DeliveryStatus.QUEUED.value] = total - sum(counts.values()) - by_batch
+    counts[DeliveryStatus.ACCEPTED.value] += by_batch
     return counts
 
 
@@ -215,7 +215,7 @@ def retry_failed(
             "(sent_with_failures, failed) or a running send can be retried"
         )
     failed = (
-        (Delivery.issue_id == issue_id) & (Delivery.status == DeliveryStatus.FAILED) & UNACCEPTED
+        (Delivery.issue_id == issue_id) & (Delivery.status == DeliveryStatus.FAILED) & MARKED
     )
     reasons = {
         (error or "unknown")[:200]: count
@@ -241,7 +241,7 @@ def retry_failed(
         .where(
             _DELIVERIES.c.issue_id == issue_id,
             _DELIVERIES.c.status == DeliveryStatus.FAILED,
-            UNACCEPTED,
+            MARKED,
             _DELIVERIES.c.failure_kind == FailureKind.SEND.value,
         )
         .values(

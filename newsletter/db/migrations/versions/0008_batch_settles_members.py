@@ -5,7 +5,9 @@ the batch row says they were accepted (`models.delivery_status`), with how many 
 so the counts stay index-only). Deliveries accepted before this revision keep their own rows.
 
 `ix_deliveries_batch` (batch_id) becomes `ix_deliveries_batch_members` (batch_id, status,
-subscriber_id): the batch load finds what it needs of a member in the index.
+subscriber_id): the batch load finds what it needs of a member in the index. The partial
+`ix_deliveries_issue_open` (every status but accepted: now nearly every row) becomes
+`ix_deliveries_issue_marked` (every status but queued): planning writes no entry in it.
 
 Revision ID: 0008
 Revises: 0007
@@ -25,6 +27,9 @@ down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+_MARKED = "status <> 'queued'"
+_UNACCEPTED = "status <> 'accepted'"
+
 
 def upgrade() -> None:
     # Plain ADD COLUMN on both databases: the table is not rebuilt.
@@ -39,6 +44,14 @@ def upgrade() -> None:
     op.create_index(
         "ix_deliveries_batch_members", "deliveries", ["batch_id", "status", "subscriber_id"]
     )
+    op.drop_index("ix_deliveries_issue_open", table_name="deliveries")
+    op.create_index(
+        "ix_deliveries_issue_marked",
+        "deliveries",
+        ["issue_id", "status"],
+        sqlite_where=sa.text(_MARKED),
+        postgresql_where=sa.text(_MARKED),
+    )
 
 
 def downgrade() -> None:
@@ -48,6 +61,14 @@ def downgrade() -> None:
         "SELECT b.accepted_at FROM send_batches b WHERE b.id = deliveries.batch_id) "
         "WHERE status = 'queued' AND batch_id IN ("
         "SELECT id FROM send_batches WHERE status = 'accepted')"
+    )
+    op.drop_index("ix_deliveries_issue_marked", table_name="deliveries")
+    op.create_index(
+        "ix_deliveries_issue_open",
+        "deliveries",
+        ["issue_id", "status"],
+        sqlite_where=sa.text(_UNACCEPTED),
+        postgresql_where=sa.text(_UNACCEPTED),
     )
     op.drop_index("ix_deliveries_batch_members", table_name="deliveries")
     op.create_index("ix_deliveries_batch", "deliveries", ["batch_id"])
