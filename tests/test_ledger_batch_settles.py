@@ -5,9 +5,10 @@ erasure export, engagement), though the sender wrote no member row."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.clock import FixedClock
@@ -15,9 +16,10 @@ from newsletter.config import Secret, Settings, load_settings
 from newsletter.db.migrate import alembic_config, upgrade
 from newsletter.db.models import Delivery, Issue, SendBatch
 from newsletter.db.session import make_engine, session_factory
-from newsletter.delivery import in_doubt, ledger, recording
+from newsletter.delivery import in_doubt, issue_state, ledger, recording
 from newsletter.delivery.planning import enqueue_issue
 from newsletter.delivery.status import recipient_status, send_status
+from newsletter.types import FailureKind
 from subscribers.erasure import export_personal_data
 from tests.fixtures.delivery import SeededSend, seed_send
 
@@ -143,8 +145,7 @@ def test_a_partly_refused_batch_settles_each_member_by_its_own_row(
         batch = session.get_one(SendBatch, prepared.batch.id)
         status = send_status(session, delivery_seed.issue_id)
         rows = dict(
-            session.execute(select(Delivery.id, Delivery.status).where(Delivery.id.in_(ids)))
-            .all()
+            session.execute(select(Delivery.id, Delivery.status).where(Delivery.id.in_(ids))).all()
         )
     assert (batch.status, batch.accepted) == ("accepted", 0)
     assert [rows[i] for i in ids] == ["failed"] * 2 + ["accepted"] * 8
@@ -175,3 +176,39 @@ def test_downgrading_gives_batch_settled_members_their_rows_back(
     assert by_status["queued"] == (None, 20)
     accepted_at, accepted = by_status["accepted"]
     assert accepted == 10 and accepted_at.startswith(clock.now().strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def test_a_retry_finds_its_recipients_through_the_batch_index_not_the_issues_rows(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    """A sent issue's rows all still say `queued` (their batches settled them): a retry must
+    not read them all to find the few it queues again."""
+    url = f"sqlite:///{tmp_path / 'retry.db'}"
+    settings = load_settings(
+        {}, database_url=url, var_dir=tmp_path, secret_keys=(Secret("k" * 32),)
+    )
+    engine = make_engine(url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    seeded = seed_send(sessions, 30)
+    prepared = _sending_batch(sessions, settings, clock, seeded)
+    with sessions.begin() as session:
+        recording.fail_batch(session, prepared.batch.id, "503", clock, kind=FailureKind.SEND)
+    grouping: list[tuple[str, Any]] = []
+
+    def capture(_conn, _cursor, statement, parameters, _context, _many) -> None:  # type: ignore[no-untyped-def]
+        if "row_number()" in statement:
+            grouping.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    with sessions.begin() as session:
+        report = issue_state.retry_failed(session, seeded.issue_id, clock, batch_size=10)
+    assert report.requeued == 10
+    ((statement, parameters),) = grouping
+    with engine.connect() as connection:
+        plan = " / ".join(
+            row[3]
+            for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+        )
+    engine.dispose()
+    assert "ix_deliveries_batch_members (batch_id=? AND status=?)" in plan, plan

@@ -428,7 +428,10 @@ def group_into_batches(session: Session, issue_id: int, batch_size: int, now: da
             number.label("rn"),
         )
         .where(
-            Delivery.issue_id == issue_id,
+            # `+ 0`: found through the batch index's (NULL, queued) entries, not by reading
+            # every row of the issue (SQLite, without statistics, prefers the issue's key;
+            # once batches settle their members, a sent issue's rows are all still queued).
+            Delivery.issue_id + 0 == issue_id,
             Delivery.batch_id.is_(None),
             Delivery.status == DeliveryStatus.QUEUED,
         )
