@@ -6,11 +6,19 @@ import hashlib
 import hmac
 from datetime import UTC, datetime, timedelta, timezone
 
-from sqlalchemy import Column, Integer, MetaData, Table, create_engine, insert, text
+from sqlalchemy import Column, Integer, MetaData, Table, create_engine, insert, select, text, update
 
+from newsletter.clock import FixedClock
+from newsletter.config import Secret, load_settings
+from newsletter.db.fastpath import fetch_packed, fetch_plain
+from newsletter.db.models import Delivery, Issue, SendBatch, Subscriber
+from newsletter.db.session import make_engine, session_factory
 from newsletter.db.types import UTCDateTime
+from newsletter.delivery import ledger
+from newsletter.delivery.planning import enqueue_issue
 from subscribers.hashing import EmailHasher
 from subscribers.importing import _sqlite_datetime
+from tests.fixtures.delivery import seed_send, suppress, unsubscribe
 
 
 def test_the_hand_encoded_sqlite_datetime_is_what_sqlalchemy_stores() -> None:
@@ -61,3 +69,48 @@ def test_a_batch_row_built_without_its_constructor_is_the_named_tuple() -> None:
     fast = tuple.__new__(RecipientRow, row[:4])
     assert fast == RecipientRow(1, 2, "a@example.com", None) and fast.email == "a@example.com"
     assert type(fast) is RecipientRow
+
+
+def test_the_packed_batch_load_gives_the_plain_loads_rows(migrated_sqlite_url: str) -> None:
+    """SQLite reads a batch as one JSON row (`fastpath.packed`): the same rows, values and
+    order as the plain SELECT, for awkward names, a missing name, a suppressed address, an
+    unsubscribed and an erased subscriber."""
+    engine = make_engine(migrated_sqlite_url)
+    sessions = session_factory(engine)
+    seeded = seed_send(sessions, 30)
+    names = ['"Quoted" \\ back', "山田 太郎", "tab\there", "nul\x01ctl", None, "emoji 📨"]
+    with sessions.begin() as session:
+        people = session.scalars(select(Subscriber).order_by(Subscriber.id)).all()
+        for person, name in zip(people, names, strict=False):
+            person.name = name
+    clock = FixedClock(datetime(2026, 6, 12, 21, 30, tzinfo=UTC))
+    settings = load_settings({}, database_url=migrated_sqlite_url, secret_keys=(Secret("k" * 32),))
+    with sessions.begin() as session:
+        issue = session.get_one(Issue, seeded.issue_id)
+        enqueue_issue(session, issue, settings, clock, batch_size=4)
+        session.execute(
+            update(Delivery)
+            .where(Delivery.subscriber_id == people[12].id)
+            .values(subscriber_id=None)
+        )
+    suppress(sessions, seeded.emails[6])  # after planning: the load's re-check sees them
+    unsubscribe(sessions, seeded.emails[9])
+    with sessions() as session:
+        batches = session.scalars(select(SendBatch.id).order_by(SendBatch.id)).all()
+        for batch_id in batches:
+            params = {"p_batch_id": batch_id}
+            plain = fetch_plain(session, ledger._load_statement(seeded.list_id), params)
+            unpacked = fetch_packed(session, ledger._load_statement_packed(seeded.list_id), params)
+            assert unpacked == [list(row) for row in plain]
+        everyone = [
+            row
+            for batch_id in batches
+            for row in fetch_packed(
+                session, ledger._load_statement_packed(seeded.list_id), {"p_batch_id": batch_id}
+            )
+        ]
+    engine.dispose()
+    assert len(everyone) == 30
+    assert {row[3] for row in everyone} >= {n for n in names if n} | {None}
+    assert sum(1 for row in everyone if not row[4]) == 3  # suppressed, unsubscribed, erased
+    assert sum(1 for row in everyone if row[1] is None) == 1  # erased
