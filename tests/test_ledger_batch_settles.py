@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command
-from sqlalchemy import event, select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.clock import FixedClock
@@ -152,10 +152,11 @@ def test_a_partly_refused_batch_settles_each_member_by_its_own_row(
     assert (status.recipients["accepted"], status.recipients["failed"]) == (8, 2)
 
 
-def test_downgrading_gives_batch_settled_members_their_rows_back(
+def _sqlite_sending(
     tmp_path: Path, clock: FixedClock
-) -> None:
-    url = f"sqlite:///{tmp_path / 'down.db'}"
+) -> tuple[str, Engine, sessionmaker[Session], SeededSend, ledger.PreparedBatch]:
+    """A SQLite database of its own (for what only SQLite can show), a batch of 10 `sending`."""
+    url = f"sqlite:///{tmp_path / 'own.db'}"
     settings = load_settings(
         {}, database_url=url, var_dir=tmp_path, secret_keys=(Secret("k" * 32),)
     )
@@ -163,7 +164,13 @@ def test_downgrading_gives_batch_settled_members_their_rows_back(
     upgrade(engine)
     sessions = session_factory(engine)
     seeded = seed_send(sessions, 30)
-    prepared = _sending_batch(sessions, settings, clock, seeded)
+    return url, engine, sessions, seeded, _sending_batch(sessions, settings, clock, seeded)
+
+
+def test_downgrading_gives_batch_settled_members_their_rows_back(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    url, engine, sessions, seeded, prepared = _sqlite_sending(tmp_path, clock)
     clock.advance(seconds=5)
     _record(sessions, prepared, clock, [r.id for r in prepared.recipients])
     engine.dispose()
@@ -183,15 +190,7 @@ def test_a_retry_finds_its_recipients_through_the_batch_index_not_the_issues_row
 ) -> None:
     """A sent issue's rows all still say `queued` (their batches settled them): a retry must
     not read them all to find the few it queues again."""
-    url = f"sqlite:///{tmp_path / 'retry.db'}"
-    settings = load_settings(
-        {}, database_url=url, var_dir=tmp_path, secret_keys=(Secret("k" * 32),)
-    )
-    engine = make_engine(url)
-    upgrade(engine)
-    sessions = session_factory(engine)
-    seeded = seed_send(sessions, 30)
-    prepared = _sending_batch(sessions, settings, clock, seeded)
+    _, engine, sessions, seeded, prepared = _sqlite_sending(tmp_path, clock)
     with sessions.begin() as session:
         recording.fail_batch(session, prepared.batch.id, "503", clock, kind=FailureKind.SEND)
     grouping: list[tuple[str, Any]] = []
