@@ -38,6 +38,7 @@ from newsletter.db.models import (
 )
 from newsletter.db.session import transaction
 from newsletter.delivery import instruments
+from newsletter.delivery.issue_state import settled_by_batches
 from newsletter.errors import AuthenticationError, PermissionDeniedError
 from newsletter.runtime import Runtime
 from newsletter.types import BatchStatus, DeliveryStatus, IssueStatus
@@ -61,11 +62,7 @@ class LedgerCollector(Collector):
                 ).all()
             )
             # Members an accepted batch settled still read `queued` on their own rows.
-            by_batch = session.scalar(
-                select(func.coalesce(func.sum(SendBatch.accepted), 0)).where(
-                    SendBatch.status == BatchStatus.ACCEPTED.value
-                )
-            )
+            by_batch = settled_by_batches(session)
             if by_batch:
                 deliveries[DeliveryStatus.QUEUED.value] -= by_batch
                 accepted = DeliveryStatus.ACCEPTED.value

@@ -48,17 +48,21 @@ def recipient_counts(session: Session, issue_id: int) -> dict[str, int]:
         .group_by(Delivery.status)
     ):
         counts[status] = count
-    by_batch = (
-        session.scalar(
-            select(func.sum(SendBatch.accepted)).where(
-                SendBatch.issue_id == issue_id, SendBatch.status == BatchStatus.ACCEPTED.value
-            )
-        )
-        or 0
-    )
+    by_batch = settled_by_batches(session, issue_id)
     counts[DeliveryStatus.QUEUED.value] = total - sum(counts.values()) - by_batch
     counts[DeliveryStatus.ACCEPTED.value] += by_batch
     return counts
+
+
+def settled_by_batches(session: Session, issue_id: int | None = None) -> int:
+    """Deliveries that accepted batches settled, of one issue or of all: accepted, though
+    their own rows still say `queued` (`models.delivery_status`)."""
+    stmt = select(func.coalesce(func.sum(SendBatch.accepted), 0)).where(
+        SendBatch.status == BatchStatus.ACCEPTED.value
+    )
+    if issue_id is not None:
+        stmt = stmt.where(SendBatch.issue_id == issue_id)
+    return int(session.scalar(stmt) or 0)
 
 
 def final_status(counts: dict[str, int]) -> IssueStatus | None:
@@ -214,9 +218,7 @@ def retry_failed(
             f"issue {issue_id} is {issue.status}: only an issue with failed recipients "
             "(sent_with_failures, failed) or a running send can be retried"
         )
-    failed = (
-        (Delivery.issue_id == issue_id) & (Delivery.status == DeliveryStatus.FAILED) & MARKED
-    )
+    failed = (Delivery.issue_id == issue_id) & (Delivery.status == DeliveryStatus.FAILED) & MARKED
     reasons = {
         (error or "unknown")[:200]: count
         for error, count in session.execute(

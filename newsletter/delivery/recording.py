@@ -43,29 +43,6 @@ _ACCEPT_IN_DOUBT_MEMBERS = (
         updated_at=bindparam("p_now", type_=UTCDateTime()),
     )
 )
-# The provider took the whole batch: the batch row alone says so. Its members stay `queued`
-# and read as accepted through it (`models.delivery_status`); `accepted` counts them, for
-# index-only counts (`issue_state.recipient_counts`).
-_ACCEPT_WHOLE_BATCH = (
-    update(_BATCHES)
-    .where(_BATCHES.c.id == bindparam("p_batch_id"))
-    .values(
-        status=BatchStatus.ACCEPTED.value,
-        lease_until=None,
-        provider=bindparam("p_provider"),
-        provider_message_id=bindparam("p_provider_message_id"),
-        error=None,
-        size=bindparam("p_size"),
-        accepted_at=bindparam("p_now", type_=UTCDateTime()),
-        accepted=select(func.count())
-        .where(
-            _DELIVERIES.c.batch_id == bindparam("p_batch_id"),
-            _DELIVERIES.c.status == DeliveryStatus.QUEUED.value,
-        )
-        .scalar_subquery(),
-        updated_at=bindparam("p_now", type_=UTCDateTime()),
-    )
-)
 _RECORD_BATCH = (
     update(_BATCHES)
     .where(_BATCHES.c.id == bindparam("p_batch_id"))
@@ -78,6 +55,18 @@ _RECORD_BATCH = (
         size=bindparam("p_size"),
         updated_at=bindparam("p_now", type_=UTCDateTime()),
     )
+)
+# The provider took the whole batch: the batch row alone says so. Its members stay `queued`
+# and read as accepted through it (`models.delivery_status`); `accepted` counts them, for
+# index-only counts (`issue_state.recipient_counts`).
+_ACCEPT_WHOLE_BATCH = _RECORD_BATCH.values(
+    accepted_at=bindparam("p_now", type_=UTCDateTime()),
+    accepted=select(func.count())
+    .where(
+        _DELIVERIES.c.batch_id == bindparam("p_batch_id"),
+        _DELIVERIES.c.status == DeliveryStatus.QUEUED.value,
+    )
+    .scalar_subquery(),
 )
 
 
@@ -109,8 +98,10 @@ def record_accepted(
             _ACCEPT_WHOLE_BATCH,
             {
                 "p_batch_id": batch_id,
+                "p_status": BatchStatus.ACCEPTED.value,
                 "p_provider": provider,
                 "p_provider_message_id": provider_message_id,
+                "p_error": None,
                 "p_size": len(attempted),
                 "p_now": now,
             },
