@@ -12,6 +12,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from newsletter.db.checkpoint import checkpoint_after
 from newsletter.errors import DatabaseError
 
 
@@ -125,7 +126,8 @@ def planning_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     on this connection before the transaction begins and on again after it ends, whatever
     happened (the connection then goes back to the pool as every other one is). Only for
     work that writes no row referencing anything it has not read or written itself, and
-    deletes nothing (no cascades run). Elsewhere: `transaction`.
+    deletes nothing (no cascades run). Elsewhere: `transaction`. The write-ahead log it leaves
+    is checkpointed beside the send (`checkpoint_after`), not inside its commit.
     """
     bind = factory.kw.get("bind")
     if not isinstance(bind, Engine) or bind.dialect.name != "sqlite":
@@ -136,9 +138,10 @@ def planning_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         connection.exec_driver_sql("PRAGMA foreign_keys=OFF")  # no BEGIN yet: it applies
         session = factory(bind=connection)
         try:
-            yield session
-            session.commit()
-            connection.commit()
+            with checkpoint_after(connection, bind):
+                yield session
+                session.commit()
+                connection.commit()
         except BaseException:
             session.rollback()
             connection.rollback()
