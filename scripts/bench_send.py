@@ -17,12 +17,14 @@ outside it), outside_send_share (their share of the whole), cpu_us_per_recipient
 processes' user + system CPU, planning included, over recipients), server_limit_per_s (SendGrid:
 the same server's own rate in the same run, fed pre-built requests of the same payloads by
 `--limit-clients` client processes) and ratio (send phase over that limit), requests,
-peak_rss_mb, duplicates, missing, load_average (1 minute, at the start of the run).
+peak_rss_mb (the send's own: the peak is reset before it; with `--processes`, the largest of
+any one sending process), duplicates, missing, load_average (1 minute, at the start of the run).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -91,6 +93,25 @@ def _cpu_s() -> float:
 def rss_mb(children: bool = False) -> float:
     who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
     return resource.getrusage(who).ru_maxrss / 1024
+
+
+def reset_peak_rss() -> None:
+    """Start this process's peak RSS afresh (Linux: `clear_refs` 5), so that the peak read
+    after a send is the send's own, not seeding's or an earlier run's."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_since_reset_mb() -> float:
+    """This process's peak RSS since `reset_peak_rss` (VmHWM), else over its whole life."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return rss_mb()
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return rss_mb()
 
 
 class ChildPeakRss:
@@ -559,6 +580,7 @@ def run_core(
     if workers <= 1:
         provider = make_provider(settings)
         helpers_rss = ChildPeakRss(exclude=server.proc.pid) if processes > 1 else None
+        reset_peak_rss()
         try:
             report = send_issue(
                 sessions, settings, provider, issue_id, SYSTEM_CLOCK, worker_id="bench",
@@ -570,7 +592,8 @@ def run_core(
         requests = report.requests
         plan_seconds = report.plan_seconds
         loop_seconds = report.loop_seconds
-        peak = max(rss_mb(), helpers_rss.stop() if helpers_rss else 0.0)  # of any one process
+        own = peak_rss_since_reset_mb()
+        peak = max(own, helpers_rss.stop() if helpers_rss else 0.0)  # of any one process
     else:
         with sessions.begin() as session:
             issue = session.get_one(Issue, issue_id)
