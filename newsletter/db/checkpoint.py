@@ -67,7 +67,7 @@ def _checkpoint(database: str) -> None:
     """On a connection of its own, outside the engine's pool: a pool that the sending threads
     hold entirely would keep it waiting."""
     try:
-        with closing(sqlite3.connect(database)) as connection:
+        with closing(sqlite3.connect(database, uri=database.startswith("file:"))) as connection:
             connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
     except sqlite3.Error as err:  # the next commit's automatic checkpoint does the work instead
         log.warning("background WAL checkpoint failed: %s", err)
