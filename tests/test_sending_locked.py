@@ -18,6 +18,7 @@ from newsletter.clock import SYSTEM_CLOCK
 from newsletter.config import Secret, load_settings
 from newsletter.db.models import SendBatch
 from newsletter.db.session import make_engine, session_factory
+from newsletter.delivery import sender as sender_module
 from newsletter.delivery.sendconfig import SendConfig
 from newsletter.delivery.sender import Sender
 from newsletter.errors import DatabaseError
@@ -92,7 +93,10 @@ def test_a_lock_released_within_the_retries_is_waited_out(database: str, tmp_pat
     session.commit()
 
 
-def test_a_lock_held_past_every_retry_is_one_database_error(database: str, tmp_path: Path) -> None:
+def test_a_lock_held_past_every_retry_is_one_database_error(
+    database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sender_module, "_LOCKED_BACKOFF_S", 0.05)  # the same retries, sooner
     sender, session = _sender(database, tmp_path)
     holder = _hold_write_lock(database, 30.0)
     with pytest.raises(DatabaseError, match="stayed locked"):

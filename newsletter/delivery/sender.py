@@ -47,7 +47,8 @@ from subscribers.tokens import LinkSigner, bounce_address, unsubscribe_mailto
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _SPAWN_CHECK_S = 0.05  # how often `run` looks whether the window grew
-_LOCKED_RETRIES = 4  # after SQLite's own busy timeout (30 s by default), each
+_LOCKED_RETRIES = 4  # more tries after SQLite's own busy timeout (30 s by default)
+_LOCKED_BACKOFF_S = 0.5  # the wait before the first of them, doubled before each next one
 
 
 class Sender:
@@ -226,7 +227,7 @@ class Sender:
                         "the send stopped and can be run again"
                     ) from None
                 log.warning("database locked; retrying (%s of %s)", attempt + 1, _LOCKED_RETRIES)
-                self.stop.wait(0.5 * 2.0**attempt)
+                self.stop.wait(_LOCKED_BACKOFF_S * 2.0**attempt)
         raise AssertionError("unreachable")
 
     # -- one batch -------------------------------------------------------------------------
