@@ -49,6 +49,8 @@ def checkpoint_after(connection: Connection, engine: Engine) -> Iterator[None]:
         raise
     connection.exec_driver_sql(f"PRAGMA wal_autocheckpoint={pages}")
     database = engine.url.database or ""
+    if not database.startswith("file:"):
+        database = os.path.abspath(database)  # the thread must not follow a later chdir
     thread = threading.Thread(target=_checkpoint, args=(database,), name="wal-checkpoint")
     with _RUNNING_LOCK:
         _RUNNING.add(thread)
