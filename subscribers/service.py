@@ -456,9 +456,7 @@ def update_subscriber(
                     source=source,
                 )
         for list_id in sorted(active - set(wanted)):
-            unsubscribe(
-                session, clock, subscriber_id=subscriber.id, list_id=list_id, source=source
-            )
+            unsubscribe(session, clock, subscriber_id=subscriber.id, list_id=list_id, source=source)
     if tracking is not None or delete_events:
         set_tracking(
             session,

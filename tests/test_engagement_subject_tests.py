@@ -103,7 +103,12 @@ def _start(sessions: sessionmaker[Session], settings: Settings, clock: FixedCloc
            issue_id: int, **overrides: object):  # type: ignore[no-untyped-def]  # fmt: skip
     with transaction(sessions) as session:
         return start_test(
-            session, settings, clock, cli_actor(), issue_id, _plan(**overrides),  # type: ignore[arg-type]
+            session,
+            settings,
+            clock,
+            cli_actor(),
+            issue_id,
+            _plan(**overrides),  # type: ignore[arg-type]
             batch_size=FAST.batch_size,
         )
 
@@ -648,12 +653,12 @@ def test_the_desks_issue_page_shows_the_test_and_each_subjects_results(
     make_user(web_runtime, "viewer@example.com", "viewer")
     sign_in(web_client, "viewer@example.com")
     page = web_client.get("/desk/lists/daily/2026-06-13?hl=en").text
-    assert "Subject-line test: <span class=\"state\">sending the sample</span>" in page
+    assert 'Subject-line test: <span class="state">sending the sample</span>' in page
     assert "A random 50% of the audience (20 subscribers)" in page
-    assert f"<span lang=\"ja\">{JA[1]}</span><br><span lang=\"en\">{EN[1]}</span>" in page
+    assert f'<span lang="ja">{JA[1]}</span><br><span lang="en">{EN[1]}</span>' in page
     assert "<td>0 / 10</td><td>2</td>" in page  # B: nobody accepted yet, 2 reader clicks
     japanese = web_client.get("/desk/lists/daily/2026-06-13?hl=ja").text
-    assert "件名テスト: <span class=\"state\">サンプルに配信中</span>" in japanese
+    assert '件名テスト: <span class="state">サンプルに配信中</span>' in japanese
 
 
 # --- the HTTP API ---------------------------------------------------------------------------
@@ -690,9 +695,10 @@ def test_the_api_starts_a_test_once_per_idempotency_key_shows_it_and_decides_it(
         assert decided.status_code == 200, decided.text
         assert decided.json()["test"]["winner_label"] == "B"
         assert client.post(path + "/decide", headers=auth).status_code == 409
-        while client.get(f"/api/v1/issues/{issue_id}/status", headers=auth).json()[
-            "issue_status"
-        ] != "sent":  # the winner goes out in the background too
+        while (
+            client.get(f"/api/v1/issues/{issue_id}/status", headers=auth).json()["issue_status"]
+            != "sent"
+        ):  # the winner goes out in the background too
             assert time.monotonic() < deadline + 20, "the winner was not sent"
             time.sleep(0.05)
     assert _arms(web_runtime.sessions, issue_id) == {0: 3, 1: 27}

@@ -122,9 +122,7 @@ def _contrast_violations(chromium_browser: Any, path: Path, scheme: str) -> list
         page = context.new_page()
         page.goto(path.as_uri())
         page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
-        result = page.evaluate(
-            "async () => await axe.run(document, {runOnly: ['color-contrast']})"
-        )
+        result = page.evaluate("async () => await axe.run(document, {runOnly: ['color-contrast']})")
         assert result["passes"], "axe found no text to check"
         return [
             f"{node['html'][:100]}: {node['any'][0]['message'][:160]}"

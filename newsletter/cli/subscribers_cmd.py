@@ -381,9 +381,7 @@ def import_(
         sys.exit(ValidationError.exit_code)
 
 
-def _print_import(
-    file: Path, list_slug: str, summary: ImportSummary, report: Path | None
-) -> None:
+def _print_import(file: Path, list_slug: str, summary: ImportSummary, report: Path | None) -> None:
     data = summary.to_dict()
     click.echo(f"{file} ({summary.encoding}) into {list_slug}: {plural(summary.rows, 'row')}")
     for key in ("imported", "updated", "unchanged", "rejected", "duplicates", "suppressed"):

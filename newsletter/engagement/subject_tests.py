@@ -105,7 +105,7 @@ _NOT_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def parse_percent(text: str | int, name: str = "--sample") -> int:
-    """"20%" (or 20) as a whole percentage from 1 to 50."""
+    """ "20%" (or 20) as a whole percentage from 1 to 50."""
     match = _PERCENT.fullmatch(str(text))
     value = int(match.group(1)) if match else -1
     if not MIN_PERCENT <= value <= MAX_PERCENT:
@@ -117,7 +117,7 @@ def parse_percent(text: str | int, name: str = "--sample") -> int:
 
 
 def parse_wait(text: str | int, name: str = "--wait") -> int:
-    """"30m", "2h", "1d" as seconds (a bare number is minutes); "0": an operator decides."""
+    """ "30m", "2h", "1d" as seconds (a bare number is minutes); "0": an operator decides."""
     match = _WAIT.fullmatch(str(text))
     problem = f"{name}: expected 0 or a duration from 10m to 24h, like 30m, 2h or 1d"
     if match is None:
@@ -184,9 +184,7 @@ def plan_test(
             "different subjects to compare"
         )
     if metric not in METRICS:
-        raise ValidationError(
-            f"{names['metric']}: expected {' or '.join(METRICS)}, got {metric!r}"
-        )
+        raise ValidationError(f"{names['metric']}: expected {' or '.join(METRICS)}, got {metric!r}")
     return SubjectTestPlan(
         ja=subjects["ja"],
         en=subjects["en"],
