@@ -199,7 +199,7 @@ def test_sigterm_mid_send_records_the_batch_in_flight_and_a_restart_finishes_the
         catchup_deadline="15:00",
         send_batch_size="10",
         send_concurrency="2",
-        rate_messages="50",  # about 2.5 s for everyone: time to stop it half-way
+        rate_messages="25",  # 25 at once, then 25 a second: time to stop it half-way, loaded too
     )
     outbox = tmp_path / "outbox"
     proc = start_scheduler(env)
