@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, date, datetime
 
 import pytest
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from newsletter.config import load_settings
 from newsletter.db.migrate import head_revision, is_up_to_date, upgrade
 from newsletter.db.models import Issue, MailingList, Subscriber
+from newsletter.db.session import SQLITE_PAGE_SIZE, make_engine
 from newsletter.errors import ConfigError
 
 NOW = datetime(2026, 6, 13, tzinfo=UTC)
@@ -281,3 +283,35 @@ def test_emptying_a_shared_postgres_schema_leaves_it_as_truncate_would(
     assert new_id == 1
     assert is_up_to_date(engine)
     engine.dispose()
+
+
+def _pragma(engine: Engine, name: str) -> object:
+    with engine.connect() as conn:
+        return conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+
+
+def test_a_new_sqlite_database_is_made_with_16_kib_pages_in_wal_mode(tmp_path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'new.db'}")
+    try:
+        upgrade(engine)
+        assert _pragma(engine, "page_size") == SQLITE_PAGE_SIZE == 16384
+        assert _pragma(engine, "journal_mode") == "wal"
+    finally:
+        engine.dispose()
+
+
+def test_an_existing_sqlite_database_keeps_its_page_size_and_its_rows(tmp_path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:  # made before: SQLite's default pages, WAL
+        old.execute("PRAGMA journal_mode=WAL")
+        old.execute("CREATE TABLE kept (n INTEGER)")
+        old.execute("INSERT INTO kept VALUES (1), (2)")
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        assert _pragma(engine, "page_size") == 4096
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO kept VALUES (3)")
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT sum(n) FROM kept").scalar() == 6
+    finally:
+        engine.dispose()

@@ -15,11 +15,22 @@ from sqlalchemy.orm import Session, sessionmaker
 from newsletter.db.checkpoint import checkpoint_after
 from newsletter.errors import DatabaseError
 
+# A new database's page size (SQLite's default is 4 KiB). Planning a send writes a row per
+# recipient into three b-trees, and the batch index is filled at one place per variant at
+# once: with 16 KiB pages those places split a quarter as often, and planning a million
+# recipients takes about a tenth less (8 KiB and 32 KiB were slower, 64 KiB much slower;
+# the sending loop, whose commits touch a few pages each, measured no different). An existing
+# database keeps the size it was made with: SQLite changes it only on VACUUM, and never in WAL
+# mode, so the pragma is a no-op there.
+SQLITE_PAGE_SIZE = 16384
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_timeout: bool = True) -> None:
     # WAL lets readers (the web app, `issue status`) run beside a send; busy_timeout makes a
-    # second writer wait instead of failing; foreign keys are off by default in SQLite.
+    # second writer wait instead of failing; foreign keys are off by default in SQLite. The
+    # page size goes first: switching to WAL writes the header of a new file, fixing its size.
     cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
