@@ -387,6 +387,33 @@ def test_progress_is_reported_after_every_batch(
     assert max(seen) == 30
 
 
+def test_a_resumed_send_counts_its_progress_from_those_already_settled(
+    sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
+) -> None:
+    stop = threading.Event()
+    calls: list[int] = []
+
+    def accept_one_then_fail_one_and_stop(batch: Batch) -> Outcome | None:
+        calls.append(batch.batch_id)
+        if len(calls) == 1:
+            return None  # accepted: settled through its batch row
+        stop.set()
+        return permanent(status=403)  # failed: settled by the members' own rows
+
+    config = SendConfig(batch_size=4, concurrency=1, poll_s=0.01)
+    provider = MemoryProvider(rule=accept_one_then_fail_one_and_stop)
+    first = _send(sessions, settings, provider, delivery_seed, config=config, stop=stop)
+    assert (first.accepted, first.failed) == (4, 4)
+    seen: list[tuple[int, int, int]] = []
+
+    def progress(p: Progress) -> None:
+        seen.append((p.total, p.done_before, p.settled))
+
+    _send(sessions, settings, MemoryProvider(), delivery_seed, progress=progress)
+    assert {(total, before) for total, before, _ in seen} == {(30, 8)}
+    assert seen[-1][2] == 22
+
+
 def test_the_ledger_holds_one_row_per_recipient(
     sessions: sessionmaker[Session], settings: Settings, delivery_seed: SeededSend
 ) -> None:

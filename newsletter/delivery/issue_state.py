@@ -54,6 +54,14 @@ def recipient_counts(session: Session, issue_id: int) -> dict[str, int]:
     return counts
 
 
+def settled_count(session: Session, issue_id: int) -> int:
+    """Deliveries of the issue no longer queued (`recipient_counts` less its queued), without
+    counting the issue's rows: what a send's progress starts from, read from the marked-rows
+    index and the accepted batches only."""
+    marked = session.scalar(select(func.count()).where(Delivery.issue_id == issue_id, MARKED))
+    return (marked or 0) + settled_by_batches(session, issue_id)
+
+
 def settled_by_batches(session: Session, issue_id: int | None = None) -> int:
     """Deliveries that accepted batches settled, of one issue or of all: accepted, though
     their own rows still say `queued` (`models.delivery_status`)."""

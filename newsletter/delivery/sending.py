@@ -20,7 +20,7 @@ from newsletter.config import Settings
 from newsletter.db.models import Issue
 from newsletter.db.session import planning_transaction, transaction
 from newsletter.delivery import in_doubt, issue_state, ledger
-from newsletter.delivery.planning import enqueue_issue, prepare_issue
+from newsletter.delivery.planning import EnqueueReport, enqueue_issue, prepare_issue
 from newsletter.delivery.processes import HelperProcesses
 from newsletter.delivery.progress import (
     Progress,
@@ -87,7 +87,7 @@ def send_issue(
     started = time.monotonic()
     planned = _plan(sessions, settings, issue_id, clock, cfg)
     plan_seconds = time.monotonic() - started
-    if not planned:
+    if planned is None:
         with transaction(sessions) as session:
             status = send_status(session, issue_id)
         return SendReport(issue_id, 0, 0, 0, 0, 0, 0, 0, time.monotonic() - started, None, status)
@@ -103,7 +103,7 @@ def send_issue(
         progress=helpers.wrap(progress),
     )
     result, loop_seconds = _run(
-        sessions, sender, helpers, issue_id, progress, provider_factory, worker_id
+        sessions, sender, helpers, issue_id, planned.total, progress, provider_factory, worker_id
     )
     status = _settle(sessions, issue_id, clock, cfg, sender.events_expected)
     return SendReport(
@@ -128,22 +128,26 @@ def _run(
     sender: Sender,
     helpers: HelperProcesses,
     issue_id: int,
+    total: int,
     progress: ProgressCallback | None,
     provider_factory: ProviderFactory | None,
     worker_id: str | None,
 ) -> tuple[Progress, float]:
     """The loop in this process and its helpers' (named after `worker_id` when one was
-    given, else after their own pid); the counts of every process and the loop's seconds."""
+    given, else after their own pid); the counts of every process and the loop's seconds.
+
+    `total`: the issue's recipients as planning left them, so the progress does not count a
+    million rows again before the first batch leaves."""
     with transaction(sessions) as session:
-        before = send_status(session, issue_id)
+        done_before = issue_state.settled_count(session, issue_id)
     if helpers.count:
         assert provider_factory is not None
         helpers.start(
             sessions, sender.settings, provider_factory, issue_id, sender.clock,
             sender.config, worker_id,
         )  # fmt: skip
-    sender.progress.total = before.total
-    sender.progress.done_before = before.done
+    sender.progress.total = total
+    sender.progress.done_before = done_before
     loop_started = time.monotonic()
     try:
         sender.run(issue_id)
@@ -162,8 +166,8 @@ def _plan(
     issue_id: int,
     clock: Clock,
     cfg: SendConfig,
-) -> bool:
-    """Plan the issue (idempotent); False when its send is already over (nothing to do).
+) -> EnqueueReport | None:
+    """Plan the issue (idempotent); None when its send is already over (nothing to do).
 
     Two transactions: the snapshot and the variants first, then the ledger's rows alone, in
     `planning_transaction` (on SQLite, foreign keys are not looked up for each of a million
@@ -173,14 +177,15 @@ def _plan(
     with transaction(sessions) as session:
         issue = ledger.get_issue_row(session, issue_id, lock=True)
         if not _still_to_send(issue):
-            return False
+            return None
         prepare_issue(session, issue, settings, clock)
     with planning_transaction(sessions) as session:
         issue = ledger.get_issue_row(session, issue_id, lock=True)
         if not _still_to_send(issue):  # cancelled or sent by someone else in between
-            return False
-        enqueue_issue(session, issue, settings, clock, batch_size=cfg.batch_size, prepared=True)
-    return True
+            return None
+        return enqueue_issue(
+            session, issue, settings, clock, batch_size=cfg.batch_size, prepared=True
+        )
 
 
 def _still_to_send(issue: Issue) -> bool:
