@@ -138,7 +138,9 @@ def _freeze_and_render(session: Session, issue: Issue, settings: Settings, clock
 def _form(language: Any, tracking_off: Any, tracks: bool) -> tuple[Any, Any]:
     """A planned delivery's variant (its language when it names one, else `ja`) and whether it
     gets the tracked form (the issue has one and the subscriber did not switch tracking off)."""
-    variant = case((language.in_(VARIANTS[1:]), language), else_=literal("ja"))
+    # A simple CASE (the language read once, compared by value) rather than `IN` and a second
+    # read of it: at a million rows the difference is measurable.
+    variant = case({v: literal(v) for v in VARIANTS[1:]}, value=language, else_=literal("ja"))
     return variant, (tracking_off == false() if tracks else false())
 
 
@@ -339,25 +341,25 @@ def _plan_sqlite(
     audience = eligible_recipients(issue.list_id)  # by subscriber: its index's own order
     person = audience.selected_columns
     variant, tracked = _form(person.language, person.tracking_off, tracks)
-    # The form's number, from the language in one flat CASE (the variant is the language when
-    # it names one, else `ja`), plus 4 for the tracked form.
-    form = case(
-        *((person.language == literal(v), literal(n)) for n, v in enumerate(VARIANTS) if n),
-        else_=literal(0),
-    )
-    if tracks:
-        form = form + case((tracked, literal(len(VARIANTS))), else_=literal(0))
-    # Batch `base + (n // batch_size) * stride + k` for the n-th row of form k; the form's
-    # CASE is evaluated once, as the value this CASE picks its counter by.
-    batch_id = case(
-        {
-            k: literal(base + k)
-            + getattr(func, f"{_COUNTER_FUNCTION}{k}")(type_=Integer)
-            // literal(batch_size)
-            * literal(stride)
-            for k in range(forms)
-        },
-        value=form,
+
+    # Batch `base + (n // batch_size) * stride + k` for the n-th row of form k (the variant's
+    # place in VARIANTS, plus 4 for the tracked form): simple CASEs on the language, each
+    # branch calling its own form's counter, so each row reads its language once.
+    def numbered(k: int) -> Any:
+        counter = getattr(func, f"{_COUNTER_FUNCTION}{k}")(type_=Integer)
+        return literal(base + k) + counter // literal(batch_size) * literal(stride)
+
+    def by_language(offset: int) -> Any:
+        return case(
+            {v: numbered(offset + n) for n, v in enumerate(VARIANTS) if n},
+            value=person.language,
+            else_=numbered(offset),
+        )
+
+    batch_id = (
+        case((tracked, by_language(len(VARIANTS))), else_=by_language(0))
+        if tracks
+        else by_language(0)
     )
     rows = audience.with_only_columns(
         literal(issue.id),
