@@ -45,11 +45,11 @@ class AppContext:
         """
         if self._runtime is None:
             if not migrate:
-                require_database(self._database_url())
+                require_database(self.database_url())
             self._runtime = Runtime.open(self.settings, migrate=migrate)
         return self._runtime
 
-    def _database_url(self) -> str:
+    def database_url(self) -> str:
         """The database URL, loading the settings without creating a key: a weak key file is
         refused here (exit 78) before a missing database is reported."""
         if self._settings is not None:

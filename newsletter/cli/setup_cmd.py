@@ -1,4 +1,4 @@
-"""`newsletter init` and `newsletter demo`."""
+"""`newsletter init`, `newsletter demo` and `newsletter compact`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import click
 
 from newsletter.cli.context import AppContext, emit_json, handle_errors, pass_app, plural
 from newsletter.db.migrate import current_revision
+from newsletter.db.session import require_database, sqlite_path
+from newsletter.errors import DatabaseError
 
 
 @click.command()
@@ -60,4 +62,46 @@ def demo(app: AppContext, as_json: bool) -> None:
     click.echo(f"             newsletter issue status {run.issue_id}")
 
 
-COMMANDS: list[click.Command] = [init, demo]
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_app
+@handle_errors
+def compact(app: AppContext, as_json: bool) -> None:
+    """Rewrite the SQLite database with 16 KiB pages and no free space (stop everything else
+    that uses it first).
+
+    Databases made by this version already have 16 KiB pages, which plan large sends about a
+    tenth faster; an older one keeps its 4 KiB pages until it is compacted. Takes a few seconds
+    per GB and needs as much free disk space again.
+    """
+    from newsletter.db.compact import compact_sqlite
+
+    url = app.database_url()
+    path = sqlite_path(url)
+    if path is None:
+        raise DatabaseError(
+            "compact rewrites a SQLite database file; PostgreSQL manages its own pages "
+            "(VACUUM FULL, if ever needed)"
+        )
+    require_database(url)
+    report = compact_sqlite(path)
+    if as_json:
+        emit_json(
+            {
+                "path": str(report.path),
+                "page_size_before": report.page_size_before,
+                "page_size": report.page_size,
+                "bytes_before": report.bytes_before,
+                "bytes_after": report.bytes_after,
+                "seconds": round(report.seconds, 2),
+            }
+        )
+        return
+    click.echo(
+        f"{report.path}: pages {report.page_size_before} -> {report.page_size} bytes, "
+        f"{report.bytes_before / 1e6:.1f} MB -> {report.bytes_after / 1e6:.1f} MB "
+        f"in {report.seconds:.1f}s"
+    )
+
+
+COMMANDS: list[click.Command] = [init, demo, compact]

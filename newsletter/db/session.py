@@ -61,6 +61,11 @@ def _sqlite_file(parsed: URL) -> Path | None:
     return Path(database)
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL; None for other databases and in-memory ones."""
+    return _sqlite_file(_parse(url))
+
+
 def require_database(url: str) -> None:
     """Raise DatabaseError when a SQLite file does not exist yet (instead of creating it empty).
 
