@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
+from contextlib import closing
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -14,7 +16,9 @@ from sqlalchemy import update
 from newsletter.cli.main import cli
 from newsletter.clock import FixedClock
 from newsletter.config import Secret
+from newsletter.db.migrate import upgrade
 from newsletter.db.models import Issue, SendBatch
+from newsletter.db.session import make_engine
 from newsletter.health import Level, check_health
 from newsletter.pipeline import record_skip, run_daily
 from newsletter.providers.outbox import OutboxProvider
@@ -82,6 +86,29 @@ def test_a_database_without_the_schema_is_failing(tmp_path: Path, runtime: Runti
     check = _check(check_health(settings, runtime.clock), "database")
     assert check.level is Level.FAILING
     assert "newsletter init" in check.detail
+
+
+def test_an_older_sqlite_database_is_ok_and_points_to_compact(
+    tmp_path: Path, runtime: Runtime
+) -> None:
+    path = tmp_path / "old.db"
+    with closing(sqlite3.connect(path)) as made_before:  # SQLite's former default pages
+        made_before.execute("PRAGMA page_size=4096")
+        made_before.execute("PRAGMA journal_mode=WAL")
+    url = f"sqlite:///{path}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    settings = dataclasses.replace(runtime.settings, database_url=url)
+    check = _check(check_health(settings, runtime.clock), "database")
+    assert check.level is Level.OK
+    assert check.data["page_size"] == 4096
+    assert "4 KiB pages: `newsletter compact`" in check.detail
+
+
+def test_a_new_database_has_nothing_to_compact(runtime: Runtime) -> None:
+    check = _check(check_health(runtime.settings, runtime.clock, engine=runtime.engine), "database")
+    assert "compact" not in check.detail
 
 
 def test_the_last_issue_of_each_list_is_reported(
