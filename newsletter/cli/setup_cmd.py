@@ -80,8 +80,8 @@ def compact(app: AppContext, as_json: bool) -> None:
     path = sqlite_path(url)
     if path is None:
         raise DatabaseError(
-            "compact rewrites a SQLite database file; PostgreSQL manages its own pages "
-            "(VACUUM FULL, if ever needed)"
+            "compact rewrites a SQLite database file and the database URL names none "
+            "(PostgreSQL manages its own pages: VACUUM FULL, if ever needed)"
         )
     require_database(url)
     report = compact_sqlite(path)
