@@ -98,7 +98,7 @@ def compact(app: AppContext, as_json: bool) -> None:
         )
         return
     click.echo(
-        f"{report.path}: pages {report.page_size_before} -> {report.page_size} bytes, "
+        f"{report.path}: page size {report.page_size_before} -> {report.page_size} bytes, "
         f"{report.bytes_before / 1e6:.1f} MB -> {report.bytes_after / 1e6:.1f} MB "
         f"in {report.seconds:.1f}s"
     )
