@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -218,6 +220,20 @@ def migrated_sqlite_url(sqlite_url: str, migrated_sqlite_template: Path) -> str:
     """`sqlite_url` with the schema at head in place: a copy of the file migrated once."""
     shutil.copyfile(migrated_sqlite_template, sqlite_url.removeprefix("sqlite:///"))
     return sqlite_url
+
+
+@pytest.fixture
+def sqlite_path_with_4_kib_pages(tmp_path: Path) -> Path:
+    """A SQLite file with the schema at head, made as databases were before new ones got
+    16 KiB pages: SQLite's former default of 4 KiB, in WAL mode."""
+    path = tmp_path / "made-with-4-kib-pages.db"
+    with closing(sqlite3.connect(path)) as made_before:
+        made_before.execute("PRAGMA page_size=4096")
+        made_before.execute("PRAGMA journal_mode=WAL")
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,6 @@ from newsletter.cli.context import AppContext
 from newsletter.cli.main import cli
 from newsletter.config import Secret, load_settings
 from newsletter.db.compact import compact_sqlite
-from newsletter.db.migrate import upgrade
 from newsletter.db.models import MailingList
 from newsletter.db.session import SQLITE_PAGE_SIZE, make_engine, session_factory
 from newsletter.errors import DatabaseError
@@ -26,18 +25,13 @@ NOW = datetime(2026, 6, 12, 21, 30, tzinfo=UTC)
 
 
 @pytest.fixture
-def old_database(tmp_path: Path) -> Path:
-    """A migrated database with one list, made with SQLite's former default of 4 KiB pages."""
-    path = tmp_path / "old.db"
-    with closing(sqlite3.connect(path)) as made_before:
-        made_before.execute("PRAGMA page_size=4096")
-        made_before.execute("PRAGMA journal_mode=WAL")
-    engine = make_engine(f"sqlite:///{path}")
-    upgrade(engine)
+def old_database(sqlite_path_with_4_kib_pages: Path) -> Path:
+    """A database with one list, made with 4 KiB pages."""
+    engine = make_engine(f"sqlite:///{sqlite_path_with_4_kib_pages}")
     with session_factory(engine).begin() as session:
         session.add(MailingList(slug="daily", name="AI日報", created_at=NOW))
     engine.dispose()
-    return path
+    return sqlite_path_with_4_kib_pages
 
 
 def _pragma(path: Path, name: str) -> object:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
-from contextlib import closing
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -16,9 +14,7 @@ from sqlalchemy import update
 from newsletter.cli.main import cli
 from newsletter.clock import FixedClock
 from newsletter.config import Secret
-from newsletter.db.migrate import upgrade
 from newsletter.db.models import Issue, SendBatch
-from newsletter.db.session import make_engine
 from newsletter.health import Level, check_health
 from newsletter.pipeline import record_skip, run_daily
 from newsletter.providers.outbox import OutboxProvider
@@ -89,16 +85,9 @@ def test_a_database_without_the_schema_is_failing(tmp_path: Path, runtime: Runti
 
 
 def test_an_older_sqlite_database_is_ok_and_points_to_compact(
-    tmp_path: Path, runtime: Runtime
+    sqlite_path_with_4_kib_pages: Path, runtime: Runtime
 ) -> None:
-    path = tmp_path / "old.db"
-    with closing(sqlite3.connect(path)) as made_before:  # SQLite's former default pages
-        made_before.execute("PRAGMA page_size=4096")
-        made_before.execute("PRAGMA journal_mode=WAL")
-    url = f"sqlite:///{path}"
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
+    url = f"sqlite:///{sqlite_path_with_4_kib_pages}"
     settings = dataclasses.replace(runtime.settings, database_url=url)
     check = _check(check_health(settings, runtime.clock), "database")
     assert check.level is Level.OK
